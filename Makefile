@@ -1,0 +1,36 @@
+# The two commands of the README, plus the benchmark. Each sets itself up from nothing:
+# a virtual environment in .venv, torch pinned to the local CPU build, the package, the peers.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/pip install --disable-pip-version-check -q -c constraints-cpu.txt
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-all bench lint typecheck clean
+
+$(STAMP): pyproject.toml constraints-cpu.txt requirements-peers.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[dev,data,nir,viz]'
+	$(PIP) --no-deps -r requirements-peers.txt
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo_digits.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -q -m "not slow and not gpu"
+
+test-all: lint
+	$(BIN)/python -m pytest -q -m "not gpu"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/neurons.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
