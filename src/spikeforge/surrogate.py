@@ -305,7 +305,10 @@ class SoftSign(Surrogate):
 
 @dataclass(frozen=True)
 class PiecewiseExp(Surrogate):
-    """``g'(x) = (α/2)·exp(−α|x|)``; ``g(x) = Θ(x) − sign(x)·exp(−α|x|)/2``. SpikingJelly's ``PiecewiseExp(alpha=1)``."""
+    """``g'(x) = (α/2)·exp(−α|x|)``; ``g(x) = Θ(x) − sign(x)·exp(−α|x|)/2``.
+
+    SpikingJelly's ``PiecewiseExp(alpha=1)``.
+    """
 
     name: ClassVar[str] = "piecewise_exp"
     alpha: float = 1.0
@@ -428,5 +431,6 @@ def get_surrogate(spec: str | Surrogate | Callable[[Tensor], Tensor], **params: 
         key = spec.lower().replace("-", "_")
         if key not in SURROGATES:
             raise ValueError(f"unknown surrogate {spec!r}; choose one of {sorted(SURROGATES)}")
-        return SURROGATES[key](**params)
+        cls: Any = SURROGATES[key]
+        return cls(**params)  # type: ignore[no-any-return]
     raise TypeError(f"surrogate must be a name or a spikeforge.surrogate.Surrogate, got {type(spec).__name__}")

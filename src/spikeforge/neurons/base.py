@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..surrogate import Sigmoid, Surrogate, get_surrogate
-from .dynamics import SpikeParams, StateQuantizer
+from .dynamics import StateQuantizer
 from .scan import State, StepFn, scan, state_dtype
 
 __all__ = ["SpikingNeuron", "GradientRule"]

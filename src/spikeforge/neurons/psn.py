@@ -100,6 +100,9 @@ class MaskedPSN(PSN):
         surrogate: as ``PSN``.
     """
 
+    mask: Tensor
+    _lambda: Tensor
+
     def __init__(self, k: int, T: int, lambda_init: float = 0.0, surrogate: Surrogate | str = ATan()) -> None:
         super().__init__(T, surrogate)
         if not 1 <= int(k) <= int(T):

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 State = tuple[Tensor, ...]
-StepFn = Callable[[Tensor, Any, Any], tuple[Tensor, Any]]
+StepFn = Callable[..., tuple[Tensor, Any]]
 
 __all__ = ["scan", "register_backend", "available_backends", "resolve_backend", "Backend", "State",
            "StepFn", "state_dtype"]
@@ -101,7 +101,7 @@ def resolve_backend(name: str, step_fn: StepFn, x_seq: Tensor, state: State, par
         if reason is not None:
             raise RuntimeError(f"backend {name!r} cannot run {getattr(step_fn, '__name__', step_fn)}: {reason}")
         return b
-    reasons = []
+    reasons: list[str] = []
     for n in _AUTO_ORDER:
         b = _BACKENDS[n]
         reason = b.why_not(step_fn, x_seq, state, params)

@@ -1,0 +1,37 @@
+"""Shared fixtures: seeding, the real recordings beside the project, peer availability."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS_DIR = ROOT.parent / "shared" / "data" / "events"
+
+
+def has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def events_dir() -> Path:
+    """``../shared/data/events`` (real recordings); the test is skipped when the folder is absent."""
+    if not EVENTS_DIR.is_dir():
+        pytest.skip(f"real recordings not found at {EVENTS_DIR}")
+    return EVENTS_DIR
+
+
+def real_file(name: str) -> Path:
+    """Path of one real recording, skipping the calling test when it is absent."""
+    p = EVENTS_DIR / name
+    if not p.is_file():
+        pytest.skip(f"real recording {p} not found")
+    return p

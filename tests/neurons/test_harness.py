@@ -1,0 +1,160 @@
+"""The correctness table: every registered backend × every neuron case (see ``harness.py``)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from spikeforge import neurons as N
+from spikeforge.neurons.scan import available_backends
+from spikeforge.surrogate import SURROGATES, Sigmoid
+from tests.neurons.harness import (
+    BY_ID,
+    CASE_IDS,
+    CASES,
+    Case,
+    assert_same,
+    rest_state,
+    run,
+    smooth,
+    with_backend,
+)
+
+BACKENDS = available_backends()
+FAST = [b for b in BACKENDS if b != "torch"]          # compared against the torch reference
+GOLDEN = [c for c in CASES if c.golden is not None]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.mark.parametrize("case", GOLDEN, ids=[c.id for c in GOLDEN])
+def test_matches_golden_float64(backend: str, case: Case) -> None:
+    x = case.input(T=24, dtype=torch.float64)
+    m = case.make(backend=backend).double()
+    spikes, state = m.run(x)
+    want_spikes, want_state = case.golden(x.numpy(), **case.golden_kwargs)
+    assert spikes.sum() > 0 and spikes.sum() < spikes.numel() * spikes.max(), "degenerate case: tune the input"
+    want = torch.from_numpy(want_spikes)
+    assert torch.equal(spikes, want), f"{(spikes != want).sum()} spikes differ from the golden loop"
+    for s, w in zip(state, want_state):
+        torch.testing.assert_close(s, torch.from_numpy(w), rtol=case.golden_tol, atol=case.golden_tol)
+
+
+TABLE = [(b, c, s) for b in FAST for c in CASE_IDS for s in sorted(SURROGATES)]
+
+
+@pytest.mark.parametrize("fast,case_id,sg_name", TABLE, ids=["/".join(t) for t in TABLE])
+def test_backend_equals_reference(fast: str, case_id: str, sg_name: str) -> None:
+    case = BY_ID[case_id]
+    ref = case.make(surrogate=SURROGATES[sg_name](), backend="torch")
+    x = case.input(T=16)
+    st = rest_state(ref, x)
+    assert_same(run(with_backend(ref, fast), x, st), run(ref, x, st), what=f"{fast}/{case_id}/{sg_name}")
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_detach_reset_and_T1(backend: str, case: Case) -> None:
+    for detach in (False, True):
+        ref = case.make(detach_reset=detach, backend="torch")
+        m = with_backend(ref, backend)
+        x = case.input(T=12, seed=3)
+        assert_same(run(m, x), run(ref, x), what=f"detach={detach}")
+        x1 = case.input(T=1, seed=4)
+        r1 = run(m, x1)
+        spike, _ = m.step(x1[0])
+        assert torch.equal(r1.spikes[0], spike.detach())
+        assert_same(r1, run(ref, x1), what="T=1")
+
+
+def test_detach_reset_is_wired() -> None:
+    case = BY_ID["lif-hard"]
+    x = case.input(T=12)
+    g_keep = run(case.make(detach_reset=False), x).grads["x"]
+    g_cut = run(case.make(detach_reset=True), x).grads["x"]
+    assert (g_keep - g_cut).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_noncontiguous_input(backend: str, case: Case) -> None:
+    m = case.make(backend=backend)
+    x = case.input(T=10, seed=5)
+    x_nc = x.permute(1, 0, 2, 3).contiguous().permute(1, 0, 2, 3)     # same values, batch-major storage
+    assert not x_nc.is_contiguous()
+    assert_same(run(m, x_nc), run(m, x), what="non-contiguous")
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_called_twice_before_one_backward(backend: str, case: Case) -> None:
+    m = case.make(backend=backend)
+    x1 = case.input(T=8, seed=6).requires_grad_()
+    x2 = case.input(T=8, seed=7).requires_grad_()
+    w1, w2 = torch.randn_like(x1), torch.randn_like(x2)
+    ((m(x1) * w1).sum() + (m(x2) * w2).sum()).backward()
+    g1, g2 = x1.grad.clone(), x2.grad.clone()
+    for x, w, g in ((x1, w1, g1), (x2, w2, g2)):
+        xs = x.detach().clone().requires_grad_()
+        (m(xs) * w).sum().backward()
+        torch.testing.assert_close(xs.grad, g, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_split_sequence_equals_whole(backend: str, case: Case) -> None:
+    m = case.make(backend=backend)
+    x = case.input(T=14, seed=8)
+    whole, state = m.run(x)
+    a, st = m.run(x[:5])
+    b, st = m.run(x[5:], st)
+    assert torch.equal(torch.cat([a, b]), whole)
+    for s, w in zip(st, state):
+        torch.testing.assert_close(s, w, rtol=0, atol=0)
+
+
+BOUNDARY = {   # input that puts H exactly on the threshold at step 0 (in exact binary arithmetic)
+    "if": (N.IF, {}, 1.0, 1.0),
+    "lif": (N.LIF, {"tau": 2.0}, 2.0, 1.0),
+    "plif": (N.PLIF, {"init_tau": 2.0}, 2.0, 1.0),
+    "alif": (N.ALIF, {"tau": 2.0}, 2.0, 1.0),
+    "cubalif": (N.CUBALIF, {"tau": 2.0, "tau_syn": 2.0}, 4.0, 1.0),
+    "multispike-2": (N.MultiSpike, {"tau": 2.0}, 4.0, 2.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOUNDARY))
+def test_threshold_boundary_fires(backend: str, name: str) -> None:
+    cls, kw, x_on, count = BOUNDARY[name]
+    m = cls(backend=backend, **kw)
+    below = torch.nextafter(torch.tensor(x_on), torch.tensor(0.0)).item()
+    x = torch.tensor([[x_on, below]])                       # [T=1, 2]
+    assert m(x).tolist() == [[count, count - 1]]
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_gradcheck_float64_smooth(backend: str, case: Case) -> None:
+    neuron = case.make(surrogate=smooth(Sigmoid(alpha=2.0)), backend=backend).double()
+
+    class Wrap(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.neuron = neuron
+
+        def forward(self, x: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            spikes, final = self.neuron.run(x, state)
+            return (spikes, *final)
+
+    wrap = Wrap()
+    x = case.input(T=3, dtype=torch.float64, shape=(1, 4, 5)) * 0.5
+    state = tuple(s.detach() for s in rest_state(neuron, x))
+    names = [n for n, _ in wrap.named_parameters()]
+    params = [p.detach().clone() for _, p in wrap.named_parameters()]
+
+    def f(x: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        st, ps = rest[: len(state)], rest[len(state):]
+        out: tuple[torch.Tensor, ...] = torch.func.functional_call(wrap, dict(zip(names, ps)), (x, *st))
+        return out
+
+    inputs = tuple(t.requires_grad_() for t in (x, *state, *params))
+    assert torch.autograd.gradcheck(f, inputs, fast_mode=True)
