@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from examples.custom_neuron import AdEx
 from torch import Tensor
 
 from spikeforge import neurons as N
@@ -78,6 +79,8 @@ CASES: list[Case] = [
          scale=2.5, offset=1.0),
     Case("multispike-hard", N.MultiSpike, {"v_reset": 0.0}, golden.multispike, {"v_reset": 0.0},
          scale=2.5, offset=1.0),
+    # the documented custom neuron (examples/custom_neuron.py): exp and two state variables
+    Case("adex-custom", AdEx, {}, scale=1.0, offset=0.8),
 ]
 CASE_IDS = [c.id for c in CASES]
 BY_ID = {c.id: c for c in CASES}

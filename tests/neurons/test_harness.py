@@ -44,14 +44,37 @@ def test_matches_golden_float64(backend: str, case: Case) -> None:
         torch.testing.assert_close(s, torch.from_numpy(w), rtol=case.golden_tol, atol=case.golden_tol)
 
 
-TABLE = [(b, c, s) for b in FAST for c in CASE_IDS for s in sorted(SURROGATES)]
+def covering_rows() -> list[tuple[str, str, bool, int, bool]]:
+    """Every neuron case × every surrogate, with detach_reset, T and input contiguity assigned so that
+    every pair of factor levels occurs (checked by ``test_table_covers_all_pairs``)."""
+    rows = []
+    for i, c in enumerate(CASE_IDS):
+        for j, s in enumerate(sorted(SURROGATES)):
+            rows.append((c, s, (i + j) % 2 == 1, (1, 5, 16)[(i + 2 * j) % 3], (i + j // 2) % 2 == 0))
+    return rows
 
 
-@pytest.mark.parametrize("fast,case_id,sg_name", TABLE, ids=["/".join(t) for t in TABLE])
-def test_backend_equals_reference(fast: str, case_id: str, sg_name: str) -> None:
+ROWS = covering_rows()
+TABLE = [(b, *r) for b in FAST for r in ROWS]
+
+
+def test_table_covers_all_pairs() -> None:
+    levels = [CASE_IDS, sorted(SURROGATES), [False, True], [1, 5, 16], [False, True]]
+    for a in range(5):
+        for b in range(a + 1, 5):
+            seen = {(r[a], r[b]) for r in ROWS}
+            assert len(seen) == len(levels[a]) * len(levels[b]), (a, b)
+
+
+@pytest.mark.parametrize("fast,case_id,sg_name,detach,T,contiguous", TABLE,
+                         ids=[f"{t[0]}/{t[1]}/{t[2]}/d{int(t[3])}/T{t[4]}/c{int(t[5])}" for t in TABLE])
+def test_backend_equals_reference(fast: str, case_id: str, sg_name: str, detach: bool, T: int,
+                                  contiguous: bool) -> None:
     case = BY_ID[case_id]
-    ref = case.make(surrogate=SURROGATES[sg_name](), backend="torch")
-    x = case.input(T=16)
+    ref = case.make(surrogate=SURROGATES[sg_name](), detach_reset=detach, backend="torch")
+    x = case.input(T=T)
+    if not contiguous:
+        x = x.transpose(0, 1).contiguous().transpose(0, 1)
     st = rest_state(ref, x)
     assert_same(run(with_backend(ref, fast), x, st), run(ref, x, st), what=f"{fast}/{case_id}/{sg_name}")
 

@@ -69,6 +69,8 @@ class SpikingNeuron(nn.Module):
         backend: ``"auto"`` (fastest registered backend that can run the call) or a backend name.
         grad: ``"surrogate"`` or a ``GradientRule`` object.
         quantizer: optional ``StateQuantizer`` applied to the state after every step.
+        memory: what a fused backend keeps for backward: ``"default"`` (the input plus the state every
+            few steps, 2 bytes per neuron-step) or ``"lean"`` (the state every ⌈√T⌉ steps; more recompute).
     """
 
     step_fn: ClassVar[StepFn]
@@ -81,7 +83,8 @@ class SpikingNeuron(nn.Module):
     def __init__(self, *, v_threshold: float | Tensor = 1.0, v_reset: float | None = 0.0,
                  learn_threshold: bool = False, surrogate: Surrogate | str = Sigmoid(),
                  detach_reset: bool = False, backend: str = "auto",
-                 grad: str | GradientRule = "surrogate", quantizer: StateQuantizer | None = None) -> None:
+                 grad: str | GradientRule = "surrogate", quantizer: StateQuantizer | None = None,
+                 memory: str = "default") -> None:
         super().__init__()
         self.v_threshold: float | Tensor
         self._value("v_threshold", v_threshold, learn_threshold)
@@ -93,6 +96,9 @@ class SpikingNeuron(nn.Module):
             raise ValueError(f"grad must be 'surrogate' or a GradientRule object, got {grad!r}")
         self.grad_rule: GradientRule | None = None if isinstance(grad, str) else grad
         self.quantizer = quantizer
+        if memory not in ("default", "lean"):
+            raise ValueError(f"memory must be 'default' or 'lean', got {memory!r}")
+        self.memory = memory
 
     # -- what a family defines -------------------------------------------------------------------
     def params(self) -> Any:
@@ -143,9 +149,9 @@ class SpikingNeuron(nn.Module):
             state = self.state_type(*state)
         params = self.params()
         if self.grad_rule is None:
-            return scan(type(self).step_fn, x_seq, state, params, self.backend)
+            return scan(type(self).step_fn, x_seq, state, params, self.backend, self.memory)
         with torch.no_grad():
-            spikes, final = scan(type(self).step_fn, x_seq, state, params, self.backend)
+            spikes, final = scan(type(self).step_fn, x_seq, state, params, self.backend, self.memory)
         if torch.is_grad_enabled() and x_seq.requires_grad:
             spikes = _RuleGrad.apply(x_seq, spikes, self.grad_rule, final)
         return spikes, final

@@ -78,6 +78,8 @@ class _FloorSTE(torch.autograd.Function):
 
 def round_ste(x: Tensor) -> Tensor:
     """``round(x)`` forward (half to even, as ``torch.round``), identity gradient backward."""
+    if not isinstance(x, Tensor):          # a value traced by the kernel generator records its own op
+        return x.round_ste()               # type: ignore[no-any-return]
     if not x.is_floating_point():
         return x
     out: Tensor = _RoundSTE.apply(x)  # type: ignore[no-untyped-call]
@@ -86,6 +88,8 @@ def round_ste(x: Tensor) -> Tensor:
 
 def floor_ste(x: Tensor) -> Tensor:
     """``floor(x)`` forward, identity gradient backward."""
+    if not isinstance(x, Tensor):
+        return x.floor_ste()               # type: ignore[no-any-return]
     if not x.is_floating_point():
         return x
     out: Tensor = _FloorSTE.apply(x)  # type: ignore[no-untyped-call]
@@ -116,7 +120,7 @@ class StateQuantizer:
             raise ValueError(f"StateQuantizer needs lo <= hi, got lo={self.lo}, hi={self.hi}")
 
     def __call__(self, v: Tensor) -> Tensor:
-        y = round_ste(v / self.step) * self.step if self.step != 1.0 else round_ste(v)
+        y = round_ste(v / self.step) * self.step
         if self.lo is not None or self.hi is not None:
             y = torch.clamp(y, min=self.lo, max=self.hi)
         return y

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -22,7 +22,7 @@ class PLIFState(NamedTuple):
 
 @dataclass(frozen=True)
 class PLIFParams(SpikeParams):
-    w: Tensor | float = 0.0
+    w: Tensor = dataclasses.field(default_factory=lambda: torch.zeros(()))
     decay_input: bool = True
 
 
@@ -32,7 +32,7 @@ def plif_step(x: Tensor, state: PLIFState, p: PLIFParams) -> tuple[Tensor, PLIFS
     charge ``H = V + k·(X − (V − V_reset))`` (``decay_input=False``: ``H = V − k·(V − V_reset) + X``);
     fire ``S = Θ(H − V_th)``; hard or soft reset as LIF. ``1/k`` plays the role of ``τ`` (in steps).
     """
-    k = torch.sigmoid(p.w) if isinstance(p.w, Tensor) else 1.0 / (1.0 + math.exp(-p.w))
+    k = torch.sigmoid(p.w)
     rest = 0.0 if p.v_reset is None else p.v_reset
     h = lif_charge(x, state.v, k, rest, p.decay_input)
     s = fire(h, p.v_threshold, p.surrogate)

@@ -23,17 +23,29 @@ State = tuple[Tensor, ...]
 StepFn = Callable[..., tuple[Tensor, Any]]
 
 __all__ = ["scan", "register_backend", "available_backends", "resolve_backend", "Backend", "State",
-           "StepFn", "state_dtype"]
+           "StepFn", "state_dtype", "BackendFallbackWarning"]
 
 
 class Backend(Protocol):
-    """What a scan backend provides. ``why_not`` returns ``None`` when it can run the call, else a reason."""
+    """What a scan backend provides.
+
+    ``handles`` says whether the backend is meant for this input at all (device, dtype family): when it
+    is not, ``backend="auto"`` moves on silently. ``why_not`` returns ``None`` when it can run the call,
+    else a reason; a backend that handles the input but cannot run it makes ``auto`` warn.
+    """
 
     name: str
 
+    def handles(self, x_seq: Tensor) -> bool: ...
+
     def why_not(self, step_fn: StepFn, x_seq: Tensor, state: State, params: Any) -> str | None: ...
 
-    def scan(self, step_fn: StepFn, x_seq: Tensor, state: State, params: Any) -> tuple[Tensor, State]: ...
+    def scan(self, step_fn: StepFn, x_seq: Tensor, state: State, params: Any,
+             memory: str = "default") -> tuple[Tensor, State]: ...
+
+
+class BackendFallbackWarning(RuntimeWarning):
+    """``backend="auto"`` ran the torch reference where a fused backend should have run."""
 
 
 def state_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -47,10 +59,14 @@ class TorchBackend:
 
     name: str = "torch"
 
+    def handles(self, x_seq: Tensor) -> bool:
+        return True
+
     def why_not(self, step_fn: StepFn, x_seq: Tensor, state: State, params: Any) -> str | None:
         return None
 
-    def scan(self, step_fn: StepFn, x_seq: Tensor, state: State, params: Any) -> tuple[Tensor, State]:
+    def scan(self, step_fn: StepFn, x_seq: Tensor, state: State, params: Any,
+             memory: str = "default") -> tuple[Tensor, State]:
         dtypes = [s.dtype for s in state]
         spikes = []
         for x in x_seq:
@@ -70,6 +86,15 @@ def _retype(state: Any, dtypes: list[torch.dtype]) -> Any:
 
 _BACKENDS: dict[str, Backend] = {"torch": TorchBackend()}
 _AUTO_ORDER: list[str] = ["torch"]
+_builtin_loaded = False
+
+
+def _load_builtin() -> None:
+    """Register the fused backends shipped with spikeforge (imported lazily: they import the neurons)."""
+    global _builtin_loaded
+    if not _builtin_loaded:
+        _builtin_loaded = True
+        import spikeforge.kernels  # noqa: F401  (registers "cpu", and "triton" when available)
 
 
 def register_backend(backend: Backend, auto_priority: int | None = None) -> None:
@@ -81,6 +106,7 @@ def register_backend(backend: Backend, auto_priority: int | None = None) -> None
 
 def available_backends() -> list[str]:
     """Names of the registered backends, the reference ``"torch"`` first."""
+    _load_builtin()
     return ["torch", *sorted(n for n in _BACKENDS if n != "torch")]
 
 
@@ -93,6 +119,7 @@ def resolve_backend(name: str, step_fn: StepFn, x_seq: Tensor, state: State, par
     An explicit name that cannot run the call raises, naming the reason; ``"auto"`` takes the first
     backend in priority order that can, and warns once per reason when it falls back to torch.
     """
+    _load_builtin()
     if name != "auto":
         if name not in _BACKENDS:
             raise ValueError(f"unknown backend {name!r}; available: {available_backends()} or 'auto'")
@@ -104,6 +131,8 @@ def resolve_backend(name: str, step_fn: StepFn, x_seq: Tensor, state: State, par
     reasons: list[str] = []
     for n in _AUTO_ORDER:
         b = _BACKENDS[n]
+        if not b.handles(x_seq):
+            continue
         reason = b.why_not(step_fn, x_seq, state, params)
         if reason is None:
             if n == "torch" and reasons:
@@ -111,14 +140,14 @@ def resolve_backend(name: str, step_fn: StepFn, x_seq: Tensor, state: State, par
                 if key not in _warned:
                     _warned.add(key)
                     warnings.warn(f"backend='auto' falls back to the torch reference loop: {key[1]}",
-                                  RuntimeWarning, stacklevel=4)
+                                  BackendFallbackWarning, stacklevel=4)
             return b
         reasons.append(f"{n}: {reason}")
     raise AssertionError("the torch backend always runs")  # pragma: no cover
 
 
 def scan(step_fn: StepFn, x_seq: Tensor, state: Sequence[Tensor], params: Any,
-         backend: str = "auto") -> tuple[Tensor, State]:
+         backend: str = "auto", memory: str = "default") -> tuple[Tensor, State]:
     """Run ``step_fn`` over the time axis of ``x_seq``.
 
     Args:
@@ -127,10 +156,11 @@ def scan(step_fn: StepFn, x_seq: Tensor, state: Sequence[Tensor], params: Any,
         state: initial state, a tuple (or NamedTuple) of tensors broadcastable to ``[B, ...]``.
         params: the neuron's parameter record, passed unchanged to every step.
         backend: ``"auto"`` or a registered backend name.
+        memory: what a fused backend keeps for backward: ``"default"`` or ``"lean"`` (recompute more).
 
     Returns:
         ``(spikes [T, B, ...] in x_seq's dtype, final state)``.
     """
     st: State = state if isinstance(state, tuple) else tuple(state)
     b = resolve_backend(backend, step_fn, x_seq, st, params)
-    return b.scan(step_fn, x_seq, st, params)
+    return b.scan(step_fn, x_seq, st, params, memory)

@@ -1,0 +1,427 @@
+"""The two loop nests every generated CPU kernel shares, and their compilation.
+
+Forward, per block of ``B`` neurons (blocks are split across threads; time is the outer loop inside a
+block, so every step streams a contiguous row slice and the state stays in L1):
+
+    for t in 0..T-1:  [store state to checkpoint ⌊t/K⌋ if t % K == 0]   S[t], state = body(x[t], state)
+
+Backward, per block, segments of ``K`` steps from the last: replay the segment from its checkpoint
+into a small work buffer, then walk it backwards through the generated vector–Jacobian product,
+carrying the state adjoint and accumulating parameter gradients (per neuron for per-neuron values, per
+block for scalars — the caller sums the block partials in a fixed order).
+
+ABI of both functions: ``void f(i8** ptrs, i64* ints, double* scalars)``; the slots are laid out by
+``Layout`` and filled by ``cpu.py``. The inner neuron loop runs ``W`` lanes at a time with a scalar tail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+
+from .ir import Graph
+from .llvm_ops import Lanes, emit_graph
+
+__all__ = ["KernelSpec", "Layout", "CompiledKernel", "compile_kernel", "cache_dir", "COMPILE_COUNT"]
+
+I64 = ir.IntType(64)
+I8P = ir.IntType(8).as_pointer()
+COMPILE_COUNT = {"compiled": 0, "loaded": 0}   # read by the no-recompile test
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """What one compiled kernel pair computes: the lowered forward and backward graphs plus, for each
+    runtime value, whether it is a per-neuron array (else a scalar) and whether its gradient is needed."""
+
+    fwd: Graph
+    bwd: Graph
+    n_state: int
+    runtime: tuple[str, ...]
+    is_array: tuple[bool, ...]
+    need_grad: tuple[bool, ...]
+    bits: int = 32
+
+    def key(self) -> str:
+        h = hashlib.sha256()
+        for part in (self.fwd.digest(), self.bwd.digest(), self.n_state, self.runtime, self.is_array,
+                     self.need_grad, self.bits, _host(), _FORMAT):
+            h.update(repr(part).encode())
+        return h.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Slot numbers in ``ptrs`` / ``ints`` / ``scalars``."""
+
+    n_state: int
+    arrays: tuple[int, ...]        # runtime indices that are per-neuron arrays
+    scalars: tuple[int, ...]       # runtime indices that are scalars
+    grad_arrays: tuple[int, ...]   # array runtimes whose gradient is wanted
+    grad_scalars: tuple[int, ...]  # scalar runtimes whose gradient is wanted
+
+    # ints: T, N, blk_lo, blk_hi, B, K, x_stride, flags
+    INTS = 8
+
+    def fwd_ptrs(self) -> int:   # x, s, state_in*, state_out*, ckpt*, arrays*
+        return 2 + 3 * self.n_state + len(self.arrays)
+
+    def bwd_ptrs(self) -> int:   # x, gs, gx, ckpt*, gstate_final*, gstate0*, arrays*, garrays*, partials, work
+        return 3 + 3 * self.n_state + len(self.arrays) + len(self.grad_arrays) + 2
+
+
+def layout(spec: KernelSpec) -> Layout:
+    arrays = tuple(i for i, a in enumerate(spec.is_array) if a)
+    scalars = tuple(i for i, a in enumerate(spec.is_array) if not a)
+    return Layout(spec.n_state, arrays, scalars,
+                  tuple(i for i in arrays if spec.need_grad[i]), tuple(i for i in scalars if spec.need_grad[i]))
+
+
+# -- small IR helpers -------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, step: int = 1, name: str = "i") -> Iterator[ir.Value]:
+    """``for i in range(start, stop, step)`` (step > 0)."""
+    pre = b.block
+    head = b.append_basic_block(f"{name}.head")
+    body = b.append_basic_block(f"{name}.body")
+    end = b.append_basic_block(f"{name}.end")
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(I64, name=name)
+    i.add_incoming(start, pre)
+    b.cbranch(b.icmp_signed("<", i, stop), body, end)
+    b.position_at_end(body)
+    yield i
+    nxt = b.add(i, ir.Constant(I64, step))
+    i.add_incoming(nxt, b.block)
+    b.branch(head)
+    b.position_at_end(end)
+
+
+def _gep(b: ir.IRBuilder, base: ir.Value, idx: ir.Value) -> ir.Value:
+    return b.gep(base, [idx], inbounds=True)
+
+
+class _Fn:
+    """Unpacks the ABI arguments of one generated function."""
+
+    def __init__(self, mod: ir.Module, name: str, L: Lanes) -> None:
+        fnty = ir.FunctionType(ir.VoidType(), [I8P.as_pointer(), I64.as_pointer(), ir.DoubleType().as_pointer()])
+        self.fn = ir.Function(mod, fnty, name=name)
+        for a in self.fn.args:
+            a.add_attribute("noalias")
+        self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        self.L = L
+        self.fp = L.f.as_pointer()
+
+    def ptr(self, k: int, ty: ir.Type | None = None) -> ir.Value:
+        raw = self.b.load(self.b.gep(self.fn.args[0], [ir.Constant(I64, k)]))
+        return self.b.bitcast(raw, ty or self.fp)
+
+    def i64(self, k: int) -> ir.Value:
+        return self.b.load(self.b.gep(self.fn.args[1], [ir.Constant(I64, k)]))
+
+    def scalar(self, k: int) -> ir.Value:
+        v = self.b.load(self.b.gep(self.fn.args[2], [ir.Constant(I64, k)]))
+        return v if self.L.bits == 64 else self.b.fptrunc(v, self.L.f)
+
+
+def _load(b: ir.IRBuilder, L: Lanes, base: ir.Value, idx: ir.Value) -> ir.Value:
+    p = _gep(b, base, idx)
+    if L.width == 1:
+        return b.load(p)
+    return b.load(b.bitcast(p, L.ty.as_pointer()), align=L.bits // 8)
+
+
+def _store(b: ir.IRBuilder, L: Lanes, v: ir.Value, base: ir.Value, idx: ir.Value) -> None:
+    p = _gep(b, base, idx)
+    if L.width == 1:
+        b.store(v, p)
+    else:
+        b.store(v, b.bitcast(p, L.ty.as_pointer()), align=L.bits // 8)
+
+
+def _lanes_loop(b: ir.IRBuilder, n: ir.Value, W: int, emit: Callable[[ir.Value, bool], None]) -> None:
+    """Run ``emit(i, lanes)`` over ``0..n`` W lanes at a time, then a scalar tail."""
+    nvec = b.mul(b.sdiv(n, ir.Constant(I64, W)), ir.Constant(I64, W))
+    with _loop(b, ir.Constant(I64, 0), nvec, W, "v") as i:
+        emit(i, True)
+    with _loop(b, nvec, n, 1, "s") as i:
+        emit(i, False)
+
+
+# -- the forward kernel ------------------------------------------------------------------------------------
+def _build_fwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
+    Ls = Lanes(spec.bits, 1)
+    Lv = Lanes(spec.bits, W)
+    F = _Fn(mod, "fwd", Ls)
+    b = F.b
+    ns = spec.n_state
+    T, N, blo, bhi, B, K, xs, flags = (F.i64(k) for k in range(Layout.INTS))
+    x, s = F.ptr(0), F.ptr(1)
+    st_in = [F.ptr(2 + k) for k in range(ns)]
+    st = [F.ptr(2 + ns + k) for k in range(ns)]
+    ck = [F.ptr(2 + 2 * ns + k) for k in range(ns)]
+    arr = {r: F.ptr(2 + 3 * ns + j) for j, r in enumerate(lay.arrays)}
+    sc = {r: F.scalar(j) for j, r in enumerate(lay.scalars)}
+    store_ck = b.icmp_signed("!=", b.and_(flags, ir.Constant(I64, 1)), ir.Constant(I64, 0))
+    outs = ["spike", *(f"state{k}" for k in range(ns))]
+    with _loop(b, blo, bhi, 1, "blk") as blk:
+        lo = b.mul(blk, B)
+        n = b.sub(b.select(b.icmp_signed("<", b.add(lo, B), N), b.add(lo, B), N), lo)
+        with _loop(b, ir.Constant(I64, 0), n, 1, "cp") as i:
+            for k in range(ns):
+                b.store(b.load(_gep(b, st_in[k], b.add(lo, i))), _gep(b, st[k], b.add(lo, i)))
+        with _loop(b, ir.Constant(I64, 0), T, 1, "t") as t:
+            at_ck = b.and_(store_ck, b.icmp_signed("==", b.srem(t, K), ir.Constant(I64, 0)))
+            with b.if_then(at_ck):
+                row = b.mul(b.sdiv(t, K), N)
+                with _loop(b, ir.Constant(I64, 0), n, 1, "ck") as i:
+                    for k in range(ns):
+                        b.store(b.load(_gep(b, st[k], b.add(lo, i))), _gep(b, ck[k], b.add(row, b.add(lo, i))))
+            xrow = b.mul(t, xs)
+            srow = b.mul(t, N)
+
+            def body(i: ir.Value, vec: bool) -> None:
+                L = Lv if vec else Ls
+                j = b.add(lo, i)
+                env = {"x": _load(b, L, x, b.add(xrow, j))}
+                for k in range(ns):
+                    env[f"state{k}"] = _load(b, L, st[k], j)
+                for r, p in arr.items():
+                    env[spec.runtime[r]] = _load(b, L, p, j)
+                for r, v in sc.items():
+                    env[spec.runtime[r]] = L.splat(b, v)
+                res = emit_graph(b, spec.fwd, L, env, outs)
+                _store(b, L, res["spike"], s, b.add(srow, j))
+                for k in range(ns):
+                    _store(b, L, res[f"state{k}"], st[k], j)
+
+            _lanes_loop(b, n, W, body)
+    b.ret_void()
+
+
+# -- the backward kernel -----------------------------------------------------------------------------------
+def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
+    Ls = Lanes(spec.bits, 1)
+    Lv = Lanes(spec.bits, W)
+    F = _Fn(mod, "bwd", Ls)
+    b = F.b
+    ns = spec.n_state
+    T, N, blo, bhi, B, K, xs, flags = (F.i64(k) for k in range(Layout.INTS))
+    x, gs, gx = F.ptr(0), F.ptr(1), F.ptr(2)
+    ck = [F.ptr(3 + k) for k in range(ns)]
+    gfin = [F.ptr(3 + ns + k) for k in range(ns)]
+    gst = [F.ptr(3 + 2 * ns + k) for k in range(ns)]
+    base = 3 + 3 * ns
+    arr = {r: F.ptr(base + j) for j, r in enumerate(lay.arrays)}
+    base += len(lay.arrays)
+    garr = {r: F.ptr(base + j) for j, r in enumerate(lay.grad_arrays)}
+    base += len(lay.grad_arrays)
+    partials = F.ptr(base, ir.DoubleType().as_pointer())
+    work = F.ptr(base + 1)
+    sc = {r: F.scalar(j) for j, r in enumerate(lay.scalars)}
+    has_gfin = b.icmp_signed("!=", b.and_(flags, ir.Constant(I64, 2)), ir.Constant(I64, 0))
+    ng = len(lay.grad_scalars)
+    dbl = ir.DoubleType()
+    acc_v = [b.alloca(ir.VectorType(dbl, W)) for _ in range(ng)]
+    acc_s = [b.alloca(dbl) for _ in range(ng)]
+    fwd_outs = [f"state{k}" for k in range(ns)]
+    bwd_outs = ["g.x", *(f"g.state{k}" for k in range(ns)), *(f"g.{spec.runtime[r]}" for r in lay.grad_arrays),
+                *(f"g.{spec.runtime[r]}" for r in lay.grad_scalars)]
+    nseg = b.sdiv(b.add(T, b.sub(K, ir.Constant(I64, 1))), K)
+
+    def wslot(kk: ir.Value, k: int) -> ir.Value:    # work[kk][k][:]
+        return b.mul(b.add(b.mul(kk, ir.Constant(I64, ns)), ir.Constant(I64, k)), B)
+
+    def env_for(L: Lanes, j: ir.Value, i: ir.Value, t: ir.Value, kk: ir.Value) -> dict[str, ir.Value]:
+        env = {"x": _load(b, L, x, b.add(b.mul(t, xs), j))}
+        for k in range(ns):
+            env[f"state{k}"] = _load(b, L, work, b.add(wslot(kk, k), i))
+        for r, p in arr.items():
+            env[spec.runtime[r]] = _load(b, L, p, j)
+        for r, v in sc.items():
+            env[spec.runtime[r]] = L.splat(b, v)
+        return env
+
+    with _loop(b, blo, bhi, 1, "blk") as blk:
+        lo = b.mul(blk, B)
+        n = b.sub(b.select(b.icmp_signed("<", b.add(lo, B), N), b.add(lo, B), N), lo)
+        for a in acc_v:
+            b.store(ir.Constant(ir.VectorType(dbl, W), [ir.Constant(dbl, 0.0)] * W), a)
+        for a in acc_s:
+            b.store(ir.Constant(dbl, 0.0), a)
+        with _loop(b, ir.Constant(I64, 0), n, 1, "init") as i:
+            j = b.add(lo, i)
+            for k in range(ns):
+                g0 = b.select(has_gfin, b.load(_gep(b, gfin[k], j)), Ls.c(0.0))
+                b.store(g0, _gep(b, gst[k], j))
+            for p in garr.values():
+                b.store(Ls.c(0.0), _gep(b, p, j))
+        with _loop(b, ir.Constant(I64, 0), nseg, 1, "seg") as sg:
+            seg = b.sub(b.sub(nseg, ir.Constant(I64, 1)), sg)
+            t0 = b.mul(seg, K)
+            Lseg = b.sub(b.select(b.icmp_signed("<", b.add(t0, K), T), b.add(t0, K), T), t0)
+            with _loop(b, ir.Constant(I64, 0), n, 1, "ld") as i:       # checkpoint → work[0]
+                for k in range(ns):
+                    v = b.load(_gep(b, ck[k], b.add(b.mul(seg, N), b.add(lo, i))))
+                    b.store(v, _gep(b, work, b.add(wslot(ir.Constant(I64, 0), k), i)))
+            with _loop(b, ir.Constant(I64, 0), b.sub(Lseg, ir.Constant(I64, 1)), 1, "rp") as kk:  # replay
+                t = b.add(t0, kk)
+
+                def replay(i: ir.Value, vec: bool, t: ir.Value = t, kk: ir.Value = kk) -> None:
+                    L = Lv if vec else Ls
+                    res = emit_graph(b, spec.fwd, L, env_for(L, b.add(lo, i), i, t, kk), fwd_outs)
+                    for k in range(ns):
+                        _store(b, L, res[f"state{k}"], work, b.add(wslot(b.add(kk, ir.Constant(I64, 1)), k), i))
+
+                _lanes_loop(b, n, W, replay)
+            with _loop(b, ir.Constant(I64, 0), Lseg, 1, "rev") as r:     # reverse sweep
+                kk = b.sub(b.sub(Lseg, ir.Constant(I64, 1)), r)
+                t = b.add(t0, kk)
+
+                def back(i: ir.Value, vec: bool, t: ir.Value = t, kk: ir.Value = kk) -> None:
+                    L = Lv if vec else Ls
+                    j = b.add(lo, i)
+                    env = env_for(L, j, i, t, kk)
+                    env["g.spike"] = _load(b, L, gs, b.add(b.mul(t, N), j))
+                    for k in range(ns):
+                        env[f"g.state{k}"] = _load(b, L, gst[k], j)
+                    res = emit_graph(b, spec.bwd, L, env, bwd_outs)
+                    _store(b, L, res["g.x"], gx, b.add(b.mul(t, N), j))
+                    for k in range(ns):
+                        _store(b, L, res[f"g.state{k}"], gst[k], j)
+                    for rr, p in garr.items():
+                        _store(b, L, b.fadd(_load(b, L, p, j), res[f"g.{spec.runtime[rr]}"]), p, j)
+                    for q, rr in enumerate(lay.grad_scalars):
+                        g = res[f"g.{spec.runtime[rr]}"]
+                        if vec:
+                            gd = g if spec.bits == 64 else b.fpext(g, ir.VectorType(dbl, W))
+                            b.store(b.fadd(b.load(acc_v[q]), gd), acc_v[q])
+                        else:
+                            gd = g if spec.bits == 64 else b.fpext(g, dbl)
+                            b.store(b.fadd(b.load(acc_s[q]), gd), acc_s[q])
+
+                _lanes_loop(b, n, W, back)
+        for q in range(ng):        # block partial: lanes summed in a fixed order
+            total = b.load(acc_s[q])
+            vec = b.load(acc_v[q])
+            for lane in range(W):
+                total = b.fadd(total, b.extract_element(vec, ir.Constant(ir.IntType(32), lane)))
+            b.store(total, _gep(b, partials, b.add(b.mul(blk, ir.Constant(I64, ng)), ir.Constant(I64, q))))
+    b.ret_void()
+
+
+# -- compilation, the on-disk cache ------------------------------------------------------------------------
+_target_machine: llvm.TargetMachine | None = None
+_FORMAT = 1   # bump when the generated code changes for the same op lists
+
+
+def _host() -> str:
+    """What compiled code depends on besides the op list: the CPU, its features, the LLVM version."""
+    return f"{llvm.get_host_cpu_name()}|{llvm.get_host_cpu_features().flatten()}|{llvm.llvm_version_info}"
+
+
+def _tm() -> llvm.TargetMachine:
+    global _target_machine
+    if _target_machine is None:
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        target = llvm.Target.from_default_triple()
+        _target_machine = target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                                       features=llvm.get_host_cpu_features().flatten(),
+                                                       opt=3, reloc="pic", codemodel="default")
+    return _target_machine
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept: ``$SPIKEFORGE_CACHE`` or ``~/.cache/spikeforge/kernels``."""
+    root = os.environ.get("SPIKEFORGE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "spikeforge")
+    return Path(root) / "kernels"
+
+
+def vector_width(bits: int) -> int:
+    feats = llvm.get_host_cpu_features()
+    wide = 512 if feats.get("avx512f") else 256 if feats.get("avx2") or feats.get("avx") else 128
+    return wide // bits
+
+
+@dataclass
+class CompiledKernel:
+    spec: KernelSpec
+    layout: Layout
+    fwd: ctypes._CFuncPtr  # type: ignore[name-defined]
+    bwd: ctypes._CFuncPtr  # type: ignore[name-defined]
+    engine: llvm.ExecutionEngine
+    width: int
+
+
+_PROTO = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int64),
+                          ctypes.POINTER(ctypes.c_double))
+
+
+def compile_kernel(spec: KernelSpec) -> CompiledKernel:
+    """Build, optimise and JIT the pair, or load its object code from the disk cache."""
+    tm = _tm()
+    lay = layout(spec)
+    W = vector_width(spec.bits)
+    key = spec.key()
+    path = cache_dir() / f"{key}.o"
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
+    obj = _read_checked(path)
+    if obj is not None:
+        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        COMPILE_COUNT["loaded"] += 1
+    else:
+        mod = ir.Module(name=f"sf_{key}")
+        mod.triple = tm.triple
+        _build_fwd(mod, spec, lay, W)
+        _build_bwd(mod, spec, lay, W)
+        llmod = llvm.parse_assembly(str(mod))
+        llmod.verify()
+        pto = llvm.create_pipeline_tuning_options(speed_level=3)
+        pb = llvm.create_pass_builder(tm, pto)
+        pb.getModulePassManager().run(llmod, pb)
+        obj = tm.emit_object(llmod)
+        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        COMPILE_COUNT["compiled"] += 1
+        _write_atomic(path, obj)
+    engine.finalize_object()
+    fwd = _PROTO(engine.get_function_address("fwd"))
+    bwd = _PROTO(engine.get_function_address("bwd"))
+    return CompiledKernel(spec, lay, fwd, bwd, engine, W)
+
+
+def _read_checked(path: Path) -> bytes | None:
+    """The cached object code, or ``None`` if absent, truncated or corrupt (its sha256 leads the file)."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    digest, obj = raw[:64], raw[64:]
+    if len(raw) <= 64 or hashlib.sha256(obj).hexdigest().encode() != digest:
+        return None
+    return obj
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Temp file + fsync + rename, so a killed writer never leaves a half file under the real name."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(hashlib.sha256(data).hexdigest().encode() + data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:   # a read-only home is not an error: the kernel just is not cached
+        pass

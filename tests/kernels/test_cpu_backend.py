@@ -1,0 +1,222 @@
+"""The fused CPU backend: generator rules, compile cache, threads, fork, buffers, memory kept."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+import torch
+
+import spikeforge.kernels as K
+from spikeforge import neurons as N
+from spikeforge.kernels.cpu import plan_for
+from spikeforge.neurons.scan import BackendFallbackWarning
+from spikeforge.surrogate import ATan, Sigmoid
+from tests.conftest import ROOT, has_module
+
+
+def test_auto_picks_the_fused_backend_on_cpu() -> None:
+    from spikeforge.neurons.scan import resolve_backend
+    m = N.LIF()
+    x = torch.randn(4, 3)
+    b = resolve_backend("auto", N.lif_step, x, m.init_state(x[0]), m.params())
+    assert b.name == "cpu"
+    # integer simulation is the torch reference's job, silently
+    xi = torch.ones(4, 3, dtype=torch.int32)
+    assert resolve_backend("auto", N.if_step, xi, N.IF().init_state(xi[0]), N.IF().params()).name == "torch"
+
+
+def test_kernels_hold_no_neuron_specific_code() -> None:
+    words = re.compile(r"\b(lif|plif|alif|cuba|izhikevich|multispike|adex|v_threshold|v_reset|tau|membrane)\b",
+                       re.IGNORECASE)
+    for f in sorted((ROOT / "src" / "spikeforge" / "kernels").glob("*.py")):
+        hits = [ln for ln in f.read_text().splitlines() if words.search(ln)]
+        assert not hits, f"{f.name} mentions a neuron: {hits[:3]}"
+
+
+class SinState(NamedTuple):
+    v: torch.Tensor
+
+
+@dataclass(frozen=True)
+class SinParams(N.SpikeParams):
+    pass
+
+
+def sin_step(x, state, p):
+    h = state.v + torch.sin(x)
+    s = N.fire(h, p.v_threshold, p.surrogate)
+    return s, SinState(N.reset(h, s, p.v_threshold, p.v_reset, p.detach_reset))
+
+
+class SinNeuron(N.SpikingNeuron):
+    step_fn = staticmethod(sin_step)
+    state_type = SinState
+
+    def params(self) -> SinParams:
+        return SinParams(**self.spike_params())
+
+
+def test_unsupported_op_is_named_and_auto_warns_once() -> None:
+    x = torch.randn(5, 4)
+    with pytest.raises(RuntimeError, match=r"torch\.sin is not supported"):
+        SinNeuron(backend="cpu")(x)
+    with pytest.warns(BackendFallbackWarning, match=r"falls back.*torch\.sin"):
+        y = SinNeuron()(x)
+    assert torch.equal(y, SinNeuron(backend="torch")(x))
+    with pytest.raises(K.KernelTraceError, match="control flow"):
+        plan_for(lambda x, st, p: (x if x > 0 else x, st), SinState(torch.zeros(1)), SinParams())
+
+
+def test_changing_parameters_never_recompiles() -> None:
+    x = torch.rand(12, 2, 50) * 2
+    m = N.LIF(tau=2.0, surrogate=Sigmoid(alpha=4.0), learn_threshold=True)
+    m(x).sum().backward()
+    before = dict(K.COMPILE_COUNT)
+    for tau, th, alpha in ((3.0, 0.7, 2.0), (5.0, 1.3, 8.0)):
+        m.tau = tau
+        m.surrogate = Sigmoid(alpha=alpha)
+        with torch.no_grad():
+            m.v_threshold.fill_(th)
+        xg = x.clone().requires_grad_()
+        y = m(xg)
+        y.sum().backward()
+        ref = N.LIF(tau=tau, v_threshold=th, surrogate=Sigmoid(alpha=alpha), backend="torch")(x)
+        assert torch.equal(y, ref)
+    assert K.COMPILE_COUNT == before, "a parameter value change recompiled a kernel"
+
+
+def _child(code: str, cache: Path) -> str:
+    env = {**os.environ, "SPIKEFORGE_CACHE": str(cache)}
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
+                         cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_kernels_are_cached_on_disk_and_validated(tmp_path: Path) -> None:
+    code = """
+        import torch, spikeforge.kernels as K
+        from spikeforge.neurons import ALIF
+        x = torch.rand(8, 300, requires_grad=True)
+        ALIF(beta=0.37)(x).sum().backward()
+        print(K.COMPILE_COUNT["compiled"], K.COMPILE_COUNT["loaded"])
+    """
+    assert _child(code, tmp_path) == "1 0"            # cold: compiled once (forward and backward)
+    files = list((tmp_path / "kernels").glob("*.o"))
+    assert len(files) == 1 and not list((tmp_path / "kernels").glob("*.tmp"))
+    assert _child(code, tmp_path) == "0 1"            # warm: loaded from disk
+    files[0].write_bytes(files[0].read_bytes()[:-100])  # truncated → detected, recompiled, rewritten
+    assert _child(code, tmp_path) == "1 0"
+    assert _child(code, tmp_path) == "0 1"
+
+
+def test_threads_follow_torch_and_results_do_not_depend_on_them() -> None:
+    x = torch.rand(10, 3, 4, 700) * 2
+    outs = []
+    old = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            m = N.PLIF(init_tau=torch.full((4, 1), 2.5), learn_threshold=True)
+            xg = x.clone().requires_grad_()
+            s = m(xg)
+            (s * torch.linspace(-1, 1, 700)).sum().backward()
+            outs.append((s, xg.grad, m.w.grad, m.v_threshold.grad))
+    finally:
+        torch.set_num_threads(old)
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)       # bitwise: block partials are summed in a fixed order
+
+
+class _Fused(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(i)
+        return N.LIF(backend="cpu")(torch.rand(8, 64, generator=g) * 2).sum(0)
+
+
+def test_fork_dataloader_workers_after_a_fused_forward() -> None:
+    N.LIF(backend="cpu")(torch.rand(8, 10000) * 2)        # starts the kernel thread pool in the parent
+    loader = torch.utils.data.DataLoader(_Fused(), batch_size=2, num_workers=2,
+                                         multiprocessing_context="fork")
+    got = torch.cat(list(loader))
+    want = torch.stack([_Fused()[i] for i in range(4)])
+    assert torch.equal(got, want)
+
+
+def test_reused_buffers_never_overwrite_held_outputs() -> None:
+    m = N.LIF()
+    x1, x2 = torch.rand(6, 5000) * 2, torch.rand(6, 5000) * 2
+    y1 = m(x1)
+    keep = y1.clone()
+    y2 = m(x2)                        # y1 is held: its storage must not be reused
+    assert torch.equal(y1, keep) and y1.data_ptr() != y2.data_ptr()
+    ptr = y2.data_ptr()
+    del y2
+    hits = K.POOL.hits
+    y3 = m(x2)                        # y2 was dropped: its storage comes back
+    assert K.POOL.hits > hits and y3.data_ptr() == ptr
+    y3.mul_(2.0)                      # outputs are ordinary tensors, not views: in-place is fine
+
+
+def _saved_bytes(module: torch.nn.Module, x: torch.Tensor) -> int:
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(x)
+    return sum(seen.values())
+
+
+@pytest.mark.parametrize("cls", [N.LIF, N.ALIF, N.Izhikevich])
+def test_memory_kept_for_backward(cls) -> None:
+    T, n = 16, 4096
+    x = (torch.randn(T, n) + 0.5).requires_grad_()
+    per_step = (_saved_bytes(cls(), x) - x.numel() * 4) / (T * n)
+    assert per_step <= 2.0, f"{cls.__name__} keeps {per_step} bytes per neuron-step besides its input"
+    if has_module("spikingjelly") and cls is N.LIF:
+        from spikingjelly.activation_based import neuron
+        sj = _saved_bytes(neuron.LIFNode(tau=2.0, step_mode="m"), x)
+        ours = _saved_bytes(cls(), x)
+        assert ours <= sj / 2, (ours, sj)
+
+
+def test_lean_memory_mode() -> None:
+    T, n = 1024, 2048
+    x = (torch.randn(T, n) * 0.8 + 0.4).requires_grad_()
+    lean_kept = _saved_bytes(N.LIF(memory="lean"), x) - x.numel() * 4
+    default_kept = _saved_bytes(N.LIF(), x) - x.numel() * 4
+    assert lean_kept * 8 <= T * n + 4 * n * 32 * 1.01       # ≤ 1 bit per step + float state every √T steps
+    grads = []
+    for mem in ("default", "lean"):
+        xg = x.detach().clone().requires_grad_()
+        (N.LIF(memory=mem, surrogate=ATan())(xg) * torch.linspace(0, 1, n)).sum().backward()
+        grads.append(xg.grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-6, atol=1e-7)
+    # peak of what the neuron holds: the checkpoints, plus the backward's replay buffer per thread
+    nt = torch.get_num_threads()
+    lean_peak = lean_kept + nt * 32 * 1024 * 4
+    default_peak = default_kept + nt * 2 * 4096 * 4
+    assert lean_peak <= default_peak / 4, (lean_peak, default_peak)
+
+
+def test_mixed_precision_keeps_fp32_state() -> None:
+    x = torch.rand(10, 3, 100) * 2
+    for dt in (torch.float16, torch.bfloat16):
+        s, (v,) = N.LIF(backend="cpu").run(x.to(dt))
+        s_ref, (v_ref,) = N.LIF(backend="torch").run(x.to(dt))
+        assert s.dtype == dt and v.dtype == torch.float32
+        assert torch.equal(s, s_ref) and torch.equal(v, v_ref)
