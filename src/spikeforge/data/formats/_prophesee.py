@@ -1,0 +1,84 @@
+"""The ``%`` text header shared by Prophesee DAT and RAW (EVT 2.0 / 3.0) files.
+
+Lines look like ``% key value``: DAT has ``% Height 720``, ``% Width 1280``, ``% Version 2``; RAW
+has ``% evt 3.0``, ``% format EVT3;height=720;width=1280``, ``% geometry 1280x720`` and, in newer
+files, a closing ``% end``. Old Gen3 RAW files state no geometry, only the camera plugin, so the
+plugin name maps to a sensor size as Metavision does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ._io import text_header, to_int
+
+__all__ = ["ProphHeader", "parse_header", "raw_kind"]
+
+# plugin-name fragment → (W, H), checked in order (Metavision HAL plugin names)
+_PLUGINS = (("gen31", (640, 480)), ("gen3", (640, 480)), ("gen41", (1280, 720)),
+            ("gen4", (1280, 720)), ("imx636", (1280, 720)), ("imx646", (1280, 720)),
+            ("imx8", (320, 320)), ("genx320", (320, 320)))
+
+
+@dataclass
+class ProphHeader:
+    lines: list[str]
+    body: int                                # byte offset of the first event byte
+    evt: str | None = None                   # "2.0", "3.0", "2.1" for RAW files
+    size: tuple[int, int] | None = None      # (W, H) the header declares
+    version: int | None = None               # DAT "% Version"
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def parse_header(data: bytes) -> ProphHeader:
+    lines, body = text_header(data, b"%", end_markers=(b"% end",))
+    fields: dict[str, str] = {}
+    for line in lines:
+        parts = line.strip().split(None, 1)
+        if parts:
+            fields.setdefault(parts[0].lower(), parts[1] if len(parts) > 1 else "")
+    h = ProphHeader(lines, body, fields=fields)
+    fmt = fields.get("format", "")
+    evt = fields.get("evt", "").strip()
+    if not evt and fmt:
+        m = re.match(r"evt\s*([0-9.]+)", fmt.split(";")[0].strip().lower())
+        if m:
+            evt = {"2": "2.0", "3": "3.0", "21": "2.1"}.get(m.group(1).replace(".", ""), m.group(1))
+    h.evt = evt or None
+    h.size = _geometry(fields)
+    h.version = to_int(fields.get("version"))
+    return h
+
+
+def _geometry(fields: dict[str, str]) -> tuple[int, int] | None:
+    if "geometry" in fields:
+        wh = [to_int(v) for v in fields["geometry"].lower().split("x")]
+        if len(wh) == 2 and wh[0] is not None and wh[1] is not None:
+            return wh[0], wh[1]
+    if "format" in fields:
+        fmt = dict(kv.split("=", 1) for kv in fields["format"].lower().split(";") if "=" in kv)
+        w, h = to_int(fmt.get("width")), to_int(fmt.get("height"))
+        if w is not None and h is not None:
+            return w, h
+    w, h = to_int(fields.get("width")), to_int(fields.get("height"))
+    if w is not None and h is not None:
+        return w, h
+    plugin = fields.get("plugin_name", "").lower()
+    for frag, size in _PLUGINS:
+        if frag in plugin:
+            return size
+    return None
+
+
+def raw_kind(head: bytes) -> str | None:
+    """``"evt2"`` / ``"evt3"`` / ``"dat"`` from a file's first bytes, or None if not Prophesee."""
+    if not head.startswith(b"%"):
+        return None
+    h = parse_header(head)
+    if h.evt is not None:
+        return {"2.0": "evt2", "3.0": "evt3"}.get(h.evt, "raw:" + h.evt)
+    keys = set(h.fields)
+    if keys & {"height", "width", "version"} or "event" in " ".join(h.lines).lower():
+        return "dat"
+    return None

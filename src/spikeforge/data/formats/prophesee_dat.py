@@ -1,0 +1,122 @@
+"""Prophesee DAT (N-CARS, Gen1/Gen4 automotive): ``%`` header, type/size bytes, 8-byte events.
+
+After the header come two bytes, ``event_type`` (0 = Event2D, 12 = EventCD; both are CD events) and
+``event_size`` (8), then little-endian events::
+
+    u32 t (µs) | u32 w:  x = w & 0x3FFF  y = (w >> 14) & 0x3FFF  p = (w >> 28) & 0xF  (Version 2)
+
+Files before Version 2 (no ``% Version`` line, as Prophesee's toolbox assumes) pack
+``x = w & 0x1FF, y = (w >> 9) & 0xFF, p = (w >> 17) & 1``. Polarity must be 0 or 1.
+The sensor size comes from ``% Width`` / ``% Height``; N-CARS files state none, so it is the
+smallest sensor holding the events unless ``sensor_size=`` is given.
+
+Prophesee automotive dataset toolbox, ``src/io/dat_events_tools.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+import numpy as np
+from numba import njit
+
+from ..events import EVENT_DTYPE, Events
+from ._io import check_inside
+from ._prophesee import parse_header
+from .errors import EventFormatError
+
+__all__ = ["NAME", "EXTENSIONS", "decode", "encode", "sniff"]
+
+NAME = "dat"
+EXTENSIONS = (".dat",)
+CD_TYPES = (0x00, 0x0C)
+_RAW = np.dtype([("t", "<u4"), ("w", "<u4")])
+
+
+def sniff(head: bytes) -> bool:
+    from ._prophesee import raw_kind
+    return raw_kind(head) == "dat"
+
+
+@njit(cache=True, nogil=True)
+def _kernel(raw, v2, out):  # pragma: no cover - jitted
+    """One pass over ``[N, 2]`` u32 (t, w); returns (index of a polarity > 1 or -1, max x, y)."""
+    mx = 0
+    my = 0
+    for i in range(raw.shape[0]):
+        w = raw[i, 1]
+        if v2:
+            x = w & 0x3FFF
+            y = (w >> 14) & 0x3FFF
+            p = w >> 28
+        else:
+            x = w & 0x1FF
+            y = (w >> 9) & 0xFF
+            p = (w >> 17) & 1
+        if p > 1:
+            return i, mx, my
+        e = out[i]
+        e.t = raw[i, 0]
+        e.x = x
+        e.y = y
+        e.p = p
+        mx = max(mx, x)
+        my = max(my, y)
+    return -1, mx, my
+
+
+def decode(data: bytes, source: str = "<bytes>", *,
+           sensor_size: tuple[int, ...] | None = None) -> Events:
+    """Decode DAT bytes (one jitted pass over the events).
+
+    Returns:
+        :class:`Events` ``[N]``; ``meta`` has ``version``, ``event_type`` and the ``header`` lines.
+    """
+    h = parse_header(data)
+    pos = h.body
+    if len(data) - pos < 2:
+        raise EventFormatError(source, pos, "the event type and size bytes after the header",
+                               f"{len(data) - pos} bytes", NAME)
+    etype, esize = data[pos], data[pos + 1]
+    if etype not in CD_TYPES:
+        raise EventFormatError(source, pos, f"a CD event type {CD_TYPES}", etype, NAME)
+    if esize != 8:
+        raise EventFormatError(source, pos + 1, "event size 8", esize, NAME)
+    body = pos + 2
+    n_bytes = len(data) - body
+    if n_bytes % 8:
+        raise EventFormatError(source, len(data) - n_bytes % 8, "a whole number of 8-byte events",
+                               f"{n_bytes} bytes, {n_bytes % 8} left over", NAME)
+    raw = np.frombuffer(data, dtype="<u4", offset=body).reshape(-1, 2)
+    out = np.empty(raw.shape[0], dtype=EVENT_DTYPE)
+    bad, mx, my = _kernel(raw, (h.version or 0) >= 2, out)
+    if bad >= 0:
+        raise EventFormatError(source, body + 8 * bad + 4, "polarity 0 or 1",
+                               int(raw[bad, 1]) >> 28, NAME)
+    if sensor_size is not None:
+        W, H = int(sensor_size[0]), int(sensor_size[1])
+    elif h.size is not None:
+        W, H = h.size
+    else:
+        W, H = (mx + 1, my + 1) if out.size else (0, 0)
+    if out.size and (mx >= W or my >= H):
+        check_inside(out, W, H, lambda i: body + 8 * i + 4, source, NAME)
+    meta = {"format": NAME, "version": h.version, "event_type": etype, "header": h.lines}
+    return Events(out, (W, H, 2), meta)
+
+
+def encode(ev: Events, *, event_type: int = 0x0C) -> list[bytes]:
+    """Write a Version 2 DAT file (``t`` in ``[0, 2**32)``, ``x, y < 2**14``)."""
+    a = ev.events
+    W, H = int(ev.sensor_size[0]), int(ev.sensor_size[1])
+    if a.size and (a["t"].min() < 0 or a["t"].max() >= 1 << 32):
+        raise ValueError("write dat: timestamps must be in [0, 2**32) µs (u32)")
+    if a.size and (a["x"].max() >= 1 << 14 or a["y"].max() >= 1 << 14):
+        raise ValueError("write dat: x and y must be < 16384 (14 bits)")
+    date = _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    head = f"% Height {H}\n% Version 2\n% Width {W}\n% date {date}\n"
+    raw = np.empty(a.size, dtype=_RAW)
+    raw["t"] = a["t"]
+    raw["w"] = (a["x"].astype(np.uint32) | (a["y"].astype(np.uint32) << 14)
+                | (a["p"].astype(np.uint32) << 28))
+    return [head.encode("ascii"), bytes([event_type, 8]), raw.tobytes()]
