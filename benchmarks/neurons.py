@@ -7,6 +7,8 @@ process per library; the documented custom neuron (AdEx, ``examples/custom_neuro
 torch reference.
 
     python benchmarks/neurons.py [--reps 11] [--threads 2] [--quick]
+    python benchmarks/neurons.py --device cuda      # Triton backend vs SpikingJelly's CUDA path and the
+                                                    # torch loop, plus the fraction of memory bandwidth
 """
 
 from __future__ import annotations
@@ -85,19 +87,28 @@ def make(lib: str) -> Fn | str:
 LIBS = ["spikeforge", "spikingjelly", "snntorch", "norse"]
 
 
+def _sync(x: torch.Tensor) -> None:
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
+
+
 def time_fwd(f: Fn, x: torch.Tensor) -> float:
+    _sync(x)
     t0 = time.perf_counter()
     with torch.no_grad():
         y = f(x)
+    _sync(x)
     dt = time.perf_counter() - t0
     del y
     return dt
 
 
 def time_fb(f: Fn, x: torch.Tensor) -> float:
+    _sync(x)
     t0 = time.perf_counter()
     y = f(x)
     y.sum().backward()
+    _sync(x)
     dt = time.perf_counter() - t0
     x.grad = None
     del y
@@ -161,8 +172,11 @@ def main() -> None:
         lib, T, BN, th = a.memory_child
         memory_child(lib, int(T), int(BN), int(th))
         return
+    if a.device == "cuda":
+        cuda_main(a.reps)
+        return
     if a.device != "cpu":
-        raise SystemExit("only --device cpu is implemented in this benchmark")
+        raise SystemExit(f"--device must be cpu or cuda, got {a.device!r}")
     torch.set_num_threads(a.threads)
     reps = 3 if a.quick else a.reps
     sizes = SIZES[:3] if a.quick else SIZES
@@ -242,6 +256,62 @@ def main() -> None:
     if "spikingjelly" in kept:
         r = kept["spikeforge"] / kept["spikingjelly"]
         print(f"  memory kept for backward: {r:.2f} of SpikingJelly's (target ≤ 0.5) {'ok' if r <= 0.5 else 'MISSED'}")
+
+
+def cuda_main(reps: int) -> None:
+    """The GPU comparison: spikeforge's Triton kernels, SpikingJelly 2.0 on CUDA, the torch loop.
+
+    Bandwidth model per neuron-step (float32): forward 8 B (x in, spikes out); forward+backward 26 B
+    (x, spikes, 2 B of checkpoints; backward reads x, the spike gradient and the checkpoints, writes the
+    input gradient). Fractions are against a measured device-to-device copy and, when the device reports
+    its memory clock and bus width, the theoretical peak.
+    """
+    if not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device here; run this on a GPU machine")
+    from spikeforge.neurons import LIF
+    from spikeforge.surrogate import Sigmoid
+    dev = torch.device("cuda")
+    props = torch.cuda.get_device_properties(dev)
+    big = torch.empty(2**28, dtype=torch.uint8, device=dev)
+    copy_s = min(_timed(lambda: big.clone(), dev) for _ in range(5))
+    copy_bw = 2 * big.numel() / copy_s
+    peak = None
+    if getattr(props, "memory_clock_rate", 0) and getattr(props, "memory_bus_width", 0):
+        peak = 2 * props.memory_clock_rate * 1e3 * props.memory_bus_width / 8
+    print(f"{props.name}: copy {copy_bw / 1e9:.0f} GB/s" + (f", theoretical {peak / 1e9:.0f} GB/s" if peak else ""))
+    fns: dict[str, Fn | str] = {"spikeforge": LIF(tau=2.0, surrogate=Sigmoid(alpha=4.0), backend="triton").to(dev),
+                                "spikeforge-torch": LIF(tau=2.0, surrogate=Sigmoid(alpha=4.0), backend="torch").to(dev),
+                                "spikingjelly": make("spikingjelly")}
+    sizes = [*SIZES, (4, 2**26)]
+    print(f"{'T':>3} {'B·N':>9} {'library':<17} {'fwd ms':>8} {'fwd+bwd ms':>11} {'ratio':>6} "
+          f"{'fwd BW':>7} {'f+b BW':>7}")
+    for T, BN in sizes:
+        x = torch.randn(T, BN, device=dev) * 0.8 + 0.3
+        xg = x.clone().requires_grad_()
+        res = {}
+        for name, f in fns.items():
+            if isinstance(f, str):
+                continue
+            if name == "spikeforge-torch" and T * BN > 2**24:
+                continue
+            time_fwd(f, x)
+            time_fb(f, xg)
+            res[name] = (statistics.median(time_fwd(f, x) for _ in range(reps)),
+                         statistics.median(time_fb(f, xg) for _ in range(reps)))
+        for name, (tf, tfb) in res.items():
+            ratio = tfb / res["spikeforge"][1]
+            bw_f, bw_fb = 8 * T * BN / tf, 26 * T * BN / tfb
+            ref = peak or copy_bw
+            print(f"{T:>3} {BN:>9} {name:<17} {tf * 1e3:>8.3f} {tfb * 1e3:>11.3f} {ratio:>6.1f} "
+                  f"{bw_f / ref:>6.0%} {bw_fb / ref:>6.0%}")
+
+
+def _timed(fn: Callable[[], object], dev: torch.device) -> float:
+    torch.cuda.synchronize(dev)
+    t0 = time.perf_counter()
+    fn()
+    torch.cuda.synchronize(dev)
+    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":

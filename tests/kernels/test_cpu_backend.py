@@ -16,7 +16,7 @@ import torch
 
 import spikeforge.kernels as K
 from spikeforge import neurons as N
-from spikeforge.kernels.cpu import plan_for
+from spikeforge.kernels.driver import plan_for
 from spikeforge.neurons.scan import BackendFallbackWarning
 from spikeforge.surrogate import ATan, Sigmoid
 from tests.conftest import ROOT, has_module

@@ -1,16 +1,20 @@
 """Fast backends generated from the neurons' torch step functions.
 
 ``trace`` turns a step function into an op list (``ir``); ``autodiff`` splits off the parameter
-prologue, derives the backward step and lowers spikes; ``llvm_ops`` / ``llvm_kernels`` compile the
-op list for the CPU (llvmlite); ``cpu`` runs it. Nothing here knows any particular neuron.
+prologue, derives the backward step and lowers spikes; ``spec`` is what a backend compiles and
+``driver`` the planning and autograd every backend shares; ``llvm_ops`` / ``llvm_kernels`` / ``cpu``
+compile and run it on the CPU (llvmlite), ``triton_*`` on the GPU. Nothing here knows any neuron.
 """
 
 from ..neurons.scan import register_backend
 from .cpu import CPUBackend
-from .llvm_kernels import COMPILE_COUNT, cache_dir
+from .gpu import TritonBackend, triton_available
 from .pool import POOL
+from .spec import COMPILE_COUNT, cache_dir
 from .trace import KernelTraceError, trace_step
 
 register_backend(CPUBackend(), auto_priority=0)
+if triton_available() is None:   # the GPU backend, when Triton is installed (the [gpu] extra)
+    register_backend(TritonBackend(), auto_priority=1)
 
-__all__ = ["CPUBackend", "KernelTraceError", "trace_step", "COMPILE_COUNT", "cache_dir", "POOL"]
+__all__ = ["CPUBackend", "TritonBackend", "KernelTraceError", "trace_step", "COMPILE_COUNT", "cache_dir", "POOL"]

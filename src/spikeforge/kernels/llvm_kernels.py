@@ -28,62 +28,13 @@ from pathlib import Path
 import llvmlite.binding as llvm
 from llvmlite import ir
 
-from .ir import Graph
 from .llvm_ops import Lanes, emit_graph
+from .spec import COMPILE_COUNT, KernelSpec, Layout, cache_dir, layout
 
-__all__ = ["KernelSpec", "Layout", "CompiledKernel", "compile_kernel", "cache_dir", "COMPILE_COUNT"]
+__all__ = ["CompiledKernel", "compile_kernel", "vector_width"]
 
 I64 = ir.IntType(64)
 I8P = ir.IntType(8).as_pointer()
-COMPILE_COUNT = {"compiled": 0, "loaded": 0}   # read by the no-recompile test
-
-
-@dataclass(frozen=True)
-class KernelSpec:
-    """What one compiled kernel pair computes: the lowered forward and backward graphs plus, for each
-    runtime value, whether it is a per-neuron array (else a scalar) and whether its gradient is needed."""
-
-    fwd: Graph
-    bwd: Graph
-    n_state: int
-    runtime: tuple[str, ...]
-    is_array: tuple[bool, ...]
-    need_grad: tuple[bool, ...]
-    bits: int = 32
-
-    def key(self) -> str:
-        h = hashlib.sha256()
-        for part in (self.fwd.digest(), self.bwd.digest(), self.n_state, self.runtime, self.is_array,
-                     self.need_grad, self.bits, _host(), _FORMAT):
-            h.update(repr(part).encode())
-        return h.hexdigest()[:32]
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Slot numbers in ``ptrs`` / ``ints`` / ``scalars``."""
-
-    n_state: int
-    arrays: tuple[int, ...]        # runtime indices that are per-neuron arrays
-    scalars: tuple[int, ...]       # runtime indices that are scalars
-    grad_arrays: tuple[int, ...]   # array runtimes whose gradient is wanted
-    grad_scalars: tuple[int, ...]  # scalar runtimes whose gradient is wanted
-
-    # ints: T, N, blk_lo, blk_hi, B, K, x_stride, flags
-    INTS = 8
-
-    def fwd_ptrs(self) -> int:   # x, s, state_in*, state_out*, ckpt*, arrays*
-        return 2 + 3 * self.n_state + len(self.arrays)
-
-    def bwd_ptrs(self) -> int:   # x, gs, gx, ckpt*, gstate_final*, gstate0*, arrays*, garrays*, partials, work
-        return 3 + 3 * self.n_state + len(self.arrays) + len(self.grad_arrays) + 2
-
-
-def layout(spec: KernelSpec) -> Layout:
-    arrays = tuple(i for i, a in enumerate(spec.is_array) if a)
-    scalars = tuple(i for i, a in enumerate(spec.is_array) if not a)
-    return Layout(spec.n_state, arrays, scalars,
-                  tuple(i for i in arrays if spec.need_grad[i]), tuple(i for i in scalars if spec.need_grad[i]))
 
 
 # -- small IR helpers -------------------------------------------------------------------------------------
@@ -163,7 +114,7 @@ def _lanes_loop(b: ir.IRBuilder, n: ir.Value, W: int, emit: Callable[[ir.Value, 
 def _build_fwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
     Ls = Lanes(spec.bits, 1)
     Lv = Lanes(spec.bits, W)
-    F = _Fn(mod, "fwd", Ls)
+    F = _Fn(mod, f"sf_fwd_{spec.key()}", Ls)
     b = F.b
     ns = spec.n_state
     T, N, blo, bhi, B, K, xs, flags = (F.i64(k) for k in range(Layout.INTS))
@@ -214,7 +165,7 @@ def _build_fwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
 def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
     Ls = Lanes(spec.bits, 1)
     Lv = Lanes(spec.bits, W)
-    F = _Fn(mod, "bwd", Ls)
+    F = _Fn(mod, f"sf_bwd_{spec.key()}", Ls)
     b = F.b
     ns = spec.n_state
     T, N, blo, bhi, B, K, xs, flags = (F.i64(k) for k in range(Layout.INTS))
@@ -323,30 +274,31 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
 
 # -- compilation, the on-disk cache ------------------------------------------------------------------------
 _target_machine: llvm.TargetMachine | None = None
-_FORMAT = 1   # bump when the generated code changes for the same op lists
+_engine: llvm.ExecutionEngine | None = None
 
 
-def _host() -> str:
-    """What compiled code depends on besides the op list: the CPU, its features, the LLVM version."""
-    return f"{llvm.get_host_cpu_name()}|{llvm.get_host_cpu_features().flatten()}|{llvm.llvm_version_info}"
+def _new_tm() -> llvm.TargetMachine:
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    target = llvm.Target.from_default_triple()
+    return target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
+                                        opt=3, reloc="pic", codemodel="default")
 
 
 def _tm() -> llvm.TargetMachine:
+    """The target machine that compiles (never handed to an engine: an engine owns and frees its own)."""
     global _target_machine
     if _target_machine is None:
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
-        target = llvm.Target.from_default_triple()
-        _target_machine = target.create_target_machine(cpu=llvm.get_host_cpu_name(),
-                                                       features=llvm.get_host_cpu_features().flatten(),
-                                                       opt=3, reloc="pic", codemodel="default")
+        _target_machine = _new_tm()
     return _target_machine
 
 
-def cache_dir() -> Path:
-    """Where compiled kernels are kept: ``$SPIKEFORGE_CACHE`` or ``~/.cache/spikeforge/kernels``."""
-    root = os.environ.get("SPIKEFORGE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "spikeforge")
-    return Path(root) / "kernels"
+def _jit() -> llvm.ExecutionEngine:
+    """One MCJIT engine for the process; every kernel's object code is added to it."""
+    global _engine
+    if _engine is None:
+        _engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_tm())
+    return _engine
 
 
 def vector_width(bits: int) -> int:
@@ -361,7 +313,6 @@ class CompiledKernel:
     layout: Layout
     fwd: ctypes._CFuncPtr  # type: ignore[name-defined]
     bwd: ctypes._CFuncPtr  # type: ignore[name-defined]
-    engine: llvm.ExecutionEngine
     width: int
 
 
@@ -376,7 +327,7 @@ def compile_kernel(spec: KernelSpec) -> CompiledKernel:
     W = vector_width(spec.bits)
     key = spec.key()
     path = cache_dir() / f"{key}.o"
-    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
+    engine = _jit()
     obj = _read_checked(path)
     if obj is not None:
         engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
@@ -396,9 +347,9 @@ def compile_kernel(spec: KernelSpec) -> CompiledKernel:
         COMPILE_COUNT["compiled"] += 1
         _write_atomic(path, obj)
     engine.finalize_object()
-    fwd = _PROTO(engine.get_function_address("fwd"))
-    bwd = _PROTO(engine.get_function_address("bwd"))
-    return CompiledKernel(spec, lay, fwd, bwd, engine, W)
+    fwd = _PROTO(engine.get_function_address(f"sf_fwd_{key}"))
+    bwd = _PROTO(engine.get_function_address(f"sf_bwd_{key}"))
+    return CompiledKernel(spec, lay, fwd, bwd, W)
 
 
 def _read_checked(path: Path) -> bytes | None:

@@ -1,0 +1,239 @@
+"""What every fused backend shares: planning, the parameter prologue, the autograd function.
+
+``fused_scan(launcher, step_fn, x_seq, state, params, memory)``:
+
+1. ``plan_for`` traces the step once per static configuration and splits off the parameter prologue;
+2. the prologue runs with the reference's own arithmetic (Python floats in double, tensors through
+   torch — so learnable parameters get their gradient through torch's autograd);
+3. each runtime value is a scalar or a per-neuron array (broadcast to one step's shape), and the
+   launcher's compiled kernel pair for that pattern runs forward and, in ``_FusedScan.backward``,
+   backward.
+
+With gradients on, only the input and the state every ``K`` steps are kept for backward:
+``memory="default"``: ``K`` such that the checkpoints cost 2 bytes per neuron-step;
+``memory="lean"``: ``K = ⌈√T⌉`` (under 1 bit per neuron-step at T >= 1024 for a one-variable neuron).
+Backward replays each segment from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from ..neurons.scan import State, StepFn
+from .autodiff import Split, interpret, lower, split, vjp
+from .pool import POOL
+from .spec import KernelSpec, Layout
+from .trace import KernelTraceError, flatten_params, trace_step
+
+__all__ = ["Plan", "plan_for", "spec_for", "Launcher", "fused_scan", "MEMORY_MODES"]
+
+MEMORY_MODES = ("default", "lean")
+
+
+@dataclass
+class Plan:
+    split: Split
+    fwd: Any          # lowered body graph
+    bwd_raw: Any      # un-lowered body (the vjp is derived per gradient pattern)
+    specs: dict[Any, KernelSpec] = field(default_factory=dict)
+
+
+_plans: dict[Any, Plan | str] = {}
+_lock = threading.Lock()
+
+
+def plan_for(step_fn: StepFn, state: State, params: Any) -> Plan:
+    """Trace (once per static configuration) and split; raises ``KernelTraceError`` if it cannot."""
+    static, _ = flatten_params(params)
+    key = (step_fn, type(state), len(state), static)
+    got = _plans.get(key)
+    if isinstance(got, str):
+        raise KernelTraceError(got)
+    if got is None:
+        try:
+            tr = trace_step(step_fn, state, params)
+            sp = split(tr)
+            got = Plan(sp, lower(sp.body), sp.body)
+        except KernelTraceError as e:
+            _plans[key] = str(e)
+            raise
+        _plans[key] = got
+    return got
+
+
+def spec_for(plan: Plan, is_array: tuple[bool, ...], need_grad: tuple[bool, ...], bits: int) -> KernelSpec:
+    """The op lists for one pattern of runtime kinds and wanted gradients (derived once, cached on the plan)."""
+    key = (is_array, need_grad, bits)
+    got = plan.specs.get(key)
+    if got is None:
+        sp = plan.split
+        wrt = [r for r, g in zip(sp.runtime, need_grad) if g]
+        bwd = lower(vjp(plan.bwd_raw, sp.n_state, sp.runtime, wrt))
+        got = plan.specs[key] = KernelSpec(plan.fwd, bwd, sp.n_state, tuple(sp.runtime), is_array, need_grad, bits)
+    return got
+
+
+class Launcher(Protocol):
+    """A backend's way to compile a spec and run its two kernels over neuron blocks."""
+
+    def compile(self, spec: KernelSpec) -> Any: ...
+
+    def layout(self, kernel: Any) -> Layout: ...
+
+    def block_size(self, kernel: Any, N: int, lean: bool) -> int: ...
+
+    def forward(self, c: Call, x: Tensor, states: list[Tensor], arrays: list[Tensor], s: Tensor,
+                out_states: list[Tensor], ck: list[Tensor], keep: bool) -> None: ...
+
+    def backward(self, c: Call, x: Tensor, gs: Tensor, gx: Tensor, ck: list[Tensor], fin: list[Tensor],
+                 has_fin: bool, g0: list[Tensor], arrays: list[Tensor], garr: list[Tensor],
+                 partials: Tensor) -> None: ...
+
+
+@dataclass
+class Call:
+    launcher: Launcher
+    kernel: Any
+    layout: Layout
+    T: int
+    N: int
+    B: int
+    K: int
+    scalars: list[float]              # scalar runtime values, in layout order
+    scalar_tensors: list[Tensor | None]
+    dtype: torch.dtype
+    device: torch.device
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.N // self.B)
+
+
+def _take(c: Call, shape: tuple[int, ...]) -> Tensor:
+    """Output memory: pooled (already touched) on the CPU; the caching allocator elsewhere."""
+    if c.device.type == "cpu":
+        return POOL.take(shape, c.dtype)
+    return torch.empty(shape, dtype=c.dtype, device=c.device)
+
+
+def _dense(c: Call, g: Tensor | None, shape: tuple[int, ...]) -> Tensor:
+    """A contiguous gradient (``loss.sum()`` sends an expanded one), copied into pooled memory if needed."""
+    if g is not None and g.is_contiguous() and g.dtype == c.dtype:
+        return g
+    out = _take(c, shape)
+    if g is None:
+        out.zero_()
+    else:
+        out.copy_(g)
+    return out
+
+
+def _forward(c: Call, x: Tensor, states: list[Tensor], arrays: list[Tensor], keep: bool
+             ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    ns = len(states)
+    s = _take(c, (c.T, c.N))
+    out_states = [_take(c, (c.N,)) for _ in range(ns)]
+    nck = -(-c.T // c.K)
+    ck = [_take(c, (nck, c.N)) for _ in range(ns)] if keep else []
+    c.launcher.forward(c, x, states, arrays, s, out_states, ck, keep)
+    return s, out_states, ck
+
+
+class _FusedScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, c: Call, x: Tensor, n_state: int, *rest: Tensor) -> tuple[Tensor, ...]:  # type: ignore[override]
+        states, tail = list(rest[:n_state]), rest[n_state:]
+        arrays = list(tail[:len(c.layout.arrays)])
+        spikes, out_states, ck = _forward(c, x, states, arrays, keep=True)
+        ctx.c, ctx.n_state = c, n_state
+        ctx.save_for_backward(x, *ck, *arrays)
+        return (spikes, *out_states)
+
+    @staticmethod
+    def backward(ctx: Any, gs: Tensor | None, *gfin: Tensor | None) -> tuple[Any, ...]:  # type: ignore[override]
+        c: Call = ctx.c
+        lay, ns = c.layout, ctx.n_state
+        saved = ctx.saved_tensors
+        x, ck, arrays = saved[0], list(saved[1:1 + ns]), list(saved[1 + ns:])
+        gs_d = _dense(c, gs, (c.T, c.N))
+        has_fin = any(g is not None for g in gfin)
+        fin = [_dense(c, g, (c.N,)) for g in gfin] if has_fin else [gs_d] * ns
+        gx = _take(c, (c.T, c.N))
+        g0 = [torch.empty(c.N, dtype=c.dtype, device=c.device) for _ in range(ns)]
+        garr = [torch.empty(c.N, dtype=c.dtype, device=c.device) for _ in lay.grad_arrays]
+        partials = torch.zeros((c.n_blocks, max(1, len(lay.grad_scalars))), dtype=torch.float64, device=c.device)
+        c.launcher.backward(c, x, gs_d, gx, ck, fin, has_fin, g0, arrays, garr, partials)
+        # gradients in the order of the inputs: c, x, n_state, states, arrays, scalar tensors
+        gi = iter(garr)
+        arr_grads = [next(gi) if r in lay.grad_arrays else None for r in lay.arrays]
+        sums = partials.sum(dim=0)      # block partials summed in order: the same for any thread count
+        sc_grads: list[Tensor | None] = []
+        for j, r in enumerate(lay.scalars):
+            t = c.scalar_tensors[j]
+            if t is None:
+                continue
+            q = lay.grad_scalars.index(r) if r in lay.grad_scalars else None
+            sc_grads.append(None if q is None else sums[q].to(t.dtype).reshape(t.shape))
+        return (None, gx, None, *g0, *arr_grads, *sc_grads)
+
+
+def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State, params: Any,
+               memory: str = "default") -> tuple[Tensor, State]:
+    """Run the step over ``x_seq`` with the launcher's compiled kernels (see the module docstring)."""
+    if memory not in MEMORY_MODES:
+        raise ValueError(f"memory must be one of {MEMORY_MODES}, got {memory!r}")
+    plan = plan_for(step_fn, state, params)
+    sp = plan.split
+    in_dtype = x_seq.dtype
+    dtype = torch.float64 if in_dtype == torch.float64 else torch.float32
+    T, step_shape = x_seq.shape[0], x_seq.shape[1:]
+    N = math.prod(step_shape)
+    x = x_seq.to(dtype).reshape(T, N)
+    if x.stride(1) != 1:
+        x = x.contiguous()
+    states = [s.to(device=x.device, dtype=dtype).expand(step_shape).reshape(N) for s in state]
+    states = [s if s.is_contiguous() else s.contiguous() for s in states]
+    _, values = flatten_params(params)
+    rt = interpret(sp.prologue, values) if sp.runtime else {}
+    is_array, need_grad, scalars, scalar_tensors, arrays = [], [], [], [], []
+    for r in sp.runtime:
+        v = rt[r]
+        if isinstance(v, Tensor) and v.numel() > 1:
+            a = v.to(device=x.device, dtype=dtype).expand(step_shape).reshape(N)
+            arrays.append(a if a.is_contiguous() else a.contiguous())
+            is_array.append(True)
+            need_grad.append(bool(v.requires_grad))
+        else:
+            scalars.append(float(v.detach()) if isinstance(v, Tensor) else float(v))
+            scalar_tensors.append(v if isinstance(v, Tensor) and v.requires_grad else None)
+            is_array.append(False)
+            need_grad.append(isinstance(v, Tensor) and v.requires_grad)
+    grad = torch.is_grad_enabled() and (x.requires_grad or any(s.requires_grad for s in states) or any(need_grad))
+    if not grad:
+        need_grad = [False] * len(need_grad)
+    spec = spec_for(plan, tuple(is_array), tuple(need_grad), 64 if dtype == torch.float64 else 32)
+    kern = launcher.compile(spec)
+    ns = sp.n_state
+    state_bytes = ns * (8 if dtype == torch.float64 else 4)
+    K = max(1, math.ceil(math.sqrt(T))) if memory == "lean" else max(1, -(-state_bytes // 2))
+    c = Call(launcher, kern, launcher.layout(kern), T, N, launcher.block_size(kern, N, memory == "lean"), min(K, T),
+             scalars, scalar_tensors, dtype, x.device)
+    if grad:
+        sc_inputs = [t for t in scalar_tensors if t is not None]
+        outs = _FusedScan.apply(c, x, ns, *states, *arrays, *sc_inputs)
+        spikes, finals = outs[0], list(outs[1:])
+    else:
+        with torch.no_grad():
+            spikes, finals, _ = _forward(c, x.detach(), [s.detach() for s in states], [a.detach() for a in arrays],
+                                         keep=False)
+    spikes = spikes.view(x_seq.shape)
+    if spikes.dtype != in_dtype:
+        spikes = spikes.to(in_dtype)
+    final = [f.view(step_shape) for f in finals]
+    return spikes, (type(state)(*final) if hasattr(state, "_fields") else tuple(final))

@@ -1,0 +1,79 @@
+"""What a backend compiles: the lowered forward and backward op lists of one neuron configuration, and
+the slot layout of their arguments. Shared by the LLVM (CPU) and Triton (GPU) backends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .ir import Graph
+
+__all__ = ["KernelSpec", "Layout", "layout", "cache_dir", "host_key", "COMPILE_COUNT"]
+
+COMPILE_COUNT = {"compiled": 0, "loaded": 0}   # read by the no-recompile test
+_FORMAT = 4   # bump when the generated code changes for the same op lists
+
+
+def host_key() -> str:
+    """What compiled CPU code depends on besides the op list: the CPU, its features, the LLVM version."""
+    import llvmlite.binding as llvm
+    return f"{llvm.get_host_cpu_name()}|{llvm.get_host_cpu_features().flatten()}|{llvm.llvm_version_info}|{_FORMAT}"
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept: ``$SPIKEFORGE_CACHE/kernels`` or ``~/.cache/spikeforge/kernels``."""
+    root = os.environ.get("SPIKEFORGE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "spikeforge")
+    return Path(root) / "kernels"
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """What one compiled kernel pair computes: the lowered forward and backward graphs plus, for each
+    runtime value, whether it is a per-neuron array (else a scalar) and whether its gradient is needed."""
+
+    fwd: Graph
+    bwd: Graph
+    n_state: int
+    runtime: tuple[str, ...]
+    is_array: tuple[bool, ...]
+    need_grad: tuple[bool, ...]
+    bits: int = 32
+
+    def key(self) -> str:
+        h = hashlib.sha256()
+        for part in (self.fwd.digest(), self.bwd.digest(), self.n_state, self.runtime, self.is_array,
+                     self.need_grad, self.bits, host_key()):
+            h.update(repr(part).encode())
+        return h.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Slot numbers in ``ptrs`` / ``ints`` / ``scalars``."""
+
+    n_state: int
+    arrays: tuple[int, ...]        # runtime indices that are per-neuron arrays
+    scalars: tuple[int, ...]       # runtime indices that are scalars
+    grad_arrays: tuple[int, ...]   # array runtimes whose gradient is wanted
+    grad_scalars: tuple[int, ...]  # scalar runtimes whose gradient is wanted
+
+    # ints: T, N, blk_lo, blk_hi, B, K, x_stride, flags
+    INTS = 8
+
+    def fwd_ptrs(self) -> int:   # x, s, state_in*, state_out*, ckpt*, arrays*
+        return 2 + 3 * self.n_state + len(self.arrays)
+
+    def bwd_ptrs(self) -> int:   # x, gs, gx, ckpt*, gstate_final*, gstate0*, arrays*, garrays*, partials, work
+        return 3 + 3 * self.n_state + len(self.arrays) + len(self.grad_arrays) + 2
+
+
+def layout(spec: KernelSpec) -> Layout:
+    arrays = tuple(i for i, a in enumerate(spec.is_array) if a)
+    scalars = tuple(i for i, a in enumerate(spec.is_array) if not a)
+    return Layout(spec.n_state, arrays, scalars,
+                  tuple(i for i in arrays if spec.need_grad[i]), tuple(i for i in scalars if spec.need_grad[i]))
+
+
