@@ -115,7 +115,7 @@ def run(module: N.SpikingNeuron, x: Tensor, state0: tuple[Tensor, ...] | None = 
 def rest_state(module: N.SpikingNeuron, x: Tensor, seed: int = 2) -> tuple[Tensor, ...]:
     """A non-trivial initial state: the resting state plus noise (so state gradients are exercised)."""
     g = torch.Generator().manual_seed(seed)
-    return tuple(s + 0.3 * torch.randn(s.shape, generator=g, dtype=s.dtype) for s in module.init_state(x[0]))
+    return tuple(s + 0.3 * torch.randn(x.shape[1:], generator=g, dtype=s.dtype) for s in module.init_state(x[0]))
 
 
 def assert_same(a: Result, b: Result, rtol: float = 1e-5, what: str = "") -> None:

@@ -48,9 +48,12 @@ _plans: dict[Any, Plan | str] = {}
 _lock = threading.Lock()
 
 
-def plan_for(step_fn: StepFn, state: State, params: Any) -> Plan:
-    """Trace (once per static configuration) and split; raises ``KernelTraceError`` if it cannot."""
-    static, _ = flatten_params(params)
+def plan_for(step_fn: StepFn, state: State, params: Any, static: Any = None) -> Plan:
+    """Trace (once per static configuration) and split; raises ``KernelTraceError`` if it cannot.
+
+    ``static`` is ``flatten_params(params)[0]`` when the caller has it already."""
+    if static is None:
+        static, _ = flatten_params(params)
     key = (step_fn, type(state), len(state), static)
     got = _plans.get(key)
     if isinstance(got, str):
@@ -152,6 +155,7 @@ class _FusedScan(torch.autograd.Function):
         arrays = list(tail[:len(c.layout.arrays)])
         spikes, out_states, ck = _forward(c, x, states, arrays, keep=True)
         ctx.c, ctx.n_state = c, n_state
+        ctx.state_numel = [s.numel() for s in states]
         ctx.save_for_backward(x, *ck, *arrays)
         return (spikes, *out_states)
 
@@ -161,7 +165,11 @@ class _FusedScan(torch.autograd.Function):
         lay, ns = c.layout, ctx.n_state
         saved = ctx.saved_tensors
         x, ck, arrays = saved[0], list(saved[1:1 + ns]), list(saved[1 + ns:])
-        gs_d = _dense(c, gs, (c.T, c.N))
+        width = getattr(c.launcher, "broadcast_grad", 0)
+        if width and gs is not None and gs.numel() > 1 and all(st == 0 for st in gs.stride()):
+            gs_d = gs.reshape(-1)[:1].to(c.dtype).repeat(width)      # loss.sum(): one value, W copies
+        else:
+            gs_d = _dense(c, gs, (c.T, c.N))
         has_fin = any(g is not None for g in gfin)
         fin = [_dense(c, g, (c.N,)) for g in gfin] if has_fin else [gs_d] * ns
         gx = _take(c, (c.T, c.N))
@@ -180,6 +188,10 @@ class _FusedScan(torch.autograd.Function):
                 continue
             q = lay.grad_scalars.index(r) if r in lay.grad_scalars else None
             sc_grads.append(None if q is None else sums[q].to(t.dtype).reshape(t.shape))
+        # a one-value initial state (the resting state) gets the sum over neurons, when anyone wants it
+        wants = ctx.needs_input_grad[3:3 + ns]
+        g0 = [(g.sum().reshape(1) if want else None) if st_numel == 1 and c.N > 1 else g
+              for g, st_numel, want in zip(g0, ctx.state_numel, wants)]
         return (None, gx, None, *g0, *arr_grads, *sc_grads)
 
 
@@ -188,7 +200,8 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
     """Run the step over ``x_seq`` with the launcher's compiled kernels (see the module docstring)."""
     if memory not in MEMORY_MODES:
         raise ValueError(f"memory must be one of {MEMORY_MODES}, got {memory!r}")
-    plan = plan_for(step_fn, state, params)
+    static, values = flatten_params(params)
+    plan = plan_for(step_fn, state, params, static)
     sp = plan.split
     in_dtype = x_seq.dtype
     dtype = torch.float64 if in_dtype == torch.float64 else torch.float32
@@ -197,9 +210,10 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
     x = x_seq.to(dtype).reshape(T, N)
     if x.stride(1) != 1:
         x = x.contiguous()
-    states = [s.to(device=x.device, dtype=dtype).expand(step_shape).reshape(N) for s in state]
+    one_value = getattr(launcher, "broadcast_state", False)
+    states = [s.to(device=x.device, dtype=dtype).reshape(1) if one_value and s.numel() == 1
+              else s.to(device=x.device, dtype=dtype).expand(step_shape).reshape(N) for s in state]
     states = [s if s.is_contiguous() else s.contiguous() for s in states]
-    _, values = flatten_params(params)
     rt = interpret(sp.prologue, values) if sp.runtime else {}
     is_array, need_grad, scalars, scalar_tensors, arrays = [], [], [], [], []
     for r in sp.runtime:

@@ -51,7 +51,7 @@ class TritonLauncher:
 
     def compile(self, spec: KernelSpec) -> TritonKernel:
         from .triton_codegen import load_module
-        key = spec.key()
+        key = spec.key
         with self._lock:
             k = self._kernels.get(key)
             if k is None:

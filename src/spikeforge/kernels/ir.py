@@ -50,6 +50,11 @@ class Graph:
     def add(self, op: str, args: tuple[int, ...] = (), attr: tuple[Any, ...] = ()) -> int:
         if op not in OPS:
             raise ValueError(f"unknown op {op!r}")
+        if op == "add" and len(args) == 2:
+            # a + (−b) is a − b, bit for bit (negation is exact): one instruction fewer per element
+            for a, b in ((args[0], args[1]), (args[1], args[0])):
+                if self.nodes[b].op == "neg":
+                    return self.add("sub", (a, self.nodes[b].args[0]))
         node = Node(op, tuple(args), tuple(attr))
         if node in self._index:
             return self._index[node]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import os
 import threading
@@ -93,12 +94,16 @@ def _load(b: ir.IRBuilder, L: Lanes, base: ir.Value, idx: ir.Value) -> ir.Value:
     return b.load(b.bitcast(p, L.ty.as_pointer()), align=L.bits // 8)
 
 
-def _store(b: ir.IRBuilder, L: Lanes, v: ir.Value, base: ir.Value, idx: ir.Value) -> None:
+def _store(b: ir.IRBuilder, L: Lanes, v: ir.Value, base: ir.Value, idx: ir.Value, stream: bool = False) -> None:
+    """Store one lane vector; ``stream`` marks it non-temporal (a [T, N] output written once: no read of the
+    destination line into the cache first)."""
     p = _gep(b, base, idx)
     if L.width == 1:
         b.store(v, p)
-    else:
-        b.store(v, b.bitcast(p, L.ty.as_pointer()), align=L.bits // 8)
+        return
+    st = b.store(v, b.bitcast(p, L.ty.as_pointer()), align=L.bits // 8)
+    if stream:
+        st.set_metadata("nontemporal", b.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
 
 
 def _lanes_loop(b: ir.IRBuilder, n: ir.Value, W: int, emit: Callable[[ir.Value, bool], None]) -> None:
@@ -114,7 +119,7 @@ def _lanes_loop(b: ir.IRBuilder, n: ir.Value, W: int, emit: Callable[[ir.Value, 
 def _build_fwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
     Ls = Lanes(spec.bits, 1)
     Lv = Lanes(spec.bits, W)
-    F = _Fn(mod, f"sf_fwd_{spec.key()}", Ls)
+    F = _Fn(mod, f"sf_fwd_{spec.key}", Ls)
     b = F.b
     ns = spec.n_state
     T, N, blo, bhi, B, K, xs, flags = (F.i64(k) for k in range(Layout.INTS))
@@ -130,8 +135,10 @@ def _build_fwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
         lo = b.mul(blk, B)
         n = b.sub(b.select(b.icmp_signed("<", b.add(lo, B), N), b.add(lo, B), N), lo)
         with _loop(b, ir.Constant(I64, 0), n, 1, "cp") as i:
-            for k in range(ns):
-                b.store(b.load(_gep(b, st_in[k], b.add(lo, i))), _gep(b, st[k], b.add(lo, i)))
+            for k in range(ns):   # flags bit 2+k: state k starts at one value for every neuron (no array)
+                one = b.icmp_signed("!=", b.and_(flags, ir.Constant(I64, 4 << k)), ir.Constant(I64, 0))
+                src = b.select(one, ir.Constant(I64, 0), b.add(lo, i))
+                b.store(b.load(_gep(b, st_in[k], src)), _gep(b, st[k], b.add(lo, i)))
         with _loop(b, ir.Constant(I64, 0), T, 1, "t") as t:
             at_ck = b.and_(store_ck, b.icmp_signed("==", b.srem(t, K), ir.Constant(I64, 0)))
             with b.if_then(at_ck):
@@ -153,7 +160,7 @@ def _build_fwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
                 for r, v in sc.items():
                     env[spec.runtime[r]] = L.splat(b, v)
                 res = emit_graph(b, spec.fwd, L, env, outs)
-                _store(b, L, res["spike"], s, b.add(srow, j))
+                _store(b, L, res["spike"], s, b.add(srow, j), stream=True)
                 for k in range(ns):
                     _store(b, L, res[f"state{k}"], st[k], j)
 
@@ -165,7 +172,7 @@ def _build_fwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
 def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
     Ls = Lanes(spec.bits, 1)
     Lv = Lanes(spec.bits, W)
-    F = _Fn(mod, f"sf_bwd_{spec.key()}", Ls)
+    F = _Fn(mod, f"sf_bwd_{spec.key}", Ls)
     b = F.b
     ns = spec.n_state
     T, N, blo, bhi, B, K, xs, flags = (F.i64(k) for k in range(Layout.INTS))
@@ -182,6 +189,7 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
     work = F.ptr(base + 1)
     sc = {r: F.scalar(j) for j, r in enumerate(lay.scalars)}
     has_gfin = b.icmp_signed("!=", b.and_(flags, ir.Constant(I64, 2)), ir.Constant(I64, 0))
+    gs_one = b.icmp_signed("!=", b.and_(flags, ir.Constant(I64, 4)), ir.Constant(I64, 0))
     ng = len(lay.grad_scalars)
     dbl = ir.DoubleType()
     acc_v = [b.alloca(ir.VectorType(dbl, W)) for _ in range(ng)]
@@ -244,11 +252,14 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
                     L = Lv if vec else Ls
                     j = b.add(lo, i)
                     env = env_for(L, j, i, t, kk)
-                    env["g.spike"] = _load(b, L, gs, b.add(b.mul(t, N), j))
+                    # flags bit 4: the spike gradient is one value for every element (d sum(y)/dy = 1): the
+                    # caller then passes W copies of it and every load reads from index 0
+                    gidx = b.select(gs_one, ir.Constant(I64, 0), b.add(b.mul(t, N), j))
+                    env["g.spike"] = _load(b, L, gs, gidx)
                     for k in range(ns):
                         env[f"g.state{k}"] = _load(b, L, gst[k], j)
                     res = emit_graph(b, spec.bwd, L, env, bwd_outs)
-                    _store(b, L, res["g.x"], gx, b.add(b.mul(t, N), j))
+                    _store(b, L, res["g.x"], gx, b.add(b.mul(t, N), j), stream=True)
                     for k in range(ns):
                         _store(b, L, res[f"g.state{k}"], gst[k], j)
                     for rr, p in garr.items():
@@ -301,6 +312,7 @@ def _jit() -> llvm.ExecutionEngine:
     return _engine
 
 
+@functools.lru_cache(maxsize=4)
 def vector_width(bits: int) -> int:
     feats = llvm.get_host_cpu_features()
     wide = 512 if feats.get("avx512f") else 256 if feats.get("avx2") or feats.get("avx") else 128
@@ -314,6 +326,8 @@ class CompiledKernel:
     fwd: ctypes._CFuncPtr  # type: ignore[name-defined]
     bwd: ctypes._CFuncPtr  # type: ignore[name-defined]
     width: int
+    fwd_addr: int
+    bwd_addr: int
 
 
 _PROTO = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int64),
@@ -325,7 +339,7 @@ def compile_kernel(spec: KernelSpec) -> CompiledKernel:
     tm = _tm()
     lay = layout(spec)
     W = vector_width(spec.bits)
-    key = spec.key()
+    key = spec.key
     path = cache_dir() / f"{key}.o"
     engine = _jit()
     obj = _read_checked(path)
@@ -347,9 +361,64 @@ def compile_kernel(spec: KernelSpec) -> CompiledKernel:
         COMPILE_COUNT["compiled"] += 1
         _write_atomic(path, obj)
     engine.finalize_object()
-    fwd = _PROTO(engine.get_function_address(f"sf_fwd_{key}"))
-    bwd = _PROTO(engine.get_function_address(f"sf_bwd_{key}"))
-    return CompiledKernel(spec, lay, fwd, bwd, W)
+    fa, ba = engine.get_function_address(f"sf_fwd_{key}"), engine.get_function_address(f"sf_bwd_{key}")
+    return CompiledKernel(spec, lay, _PROTO(fa), _PROTO(ba), W, fa, ba)
+
+
+_trampoline_addr = 0
+
+
+def omp_trampoline() -> int:
+    """Address of ``void sf_omp_trampoline(i8* ctx)``: the body an OpenMP team runs (``GOMP_parallel``).
+
+    ``ctx`` is ``{kernel, n_blocks, n_ptrs, ptrs, ints, scalars, work[], omp_get_thread_num,
+    omp_get_num_threads}``; each thread takes blocks ``[n·tid/nt, n·(tid+1)/nt)``, its own work buffer,
+    and calls the kernel — so kernels run on torch's own thread team instead of competing with it.
+    """
+    global _trampoline_addr
+    if _trampoline_addr:
+        return _trampoline_addr
+    i8p, i32 = I8P, ir.IntType(32)
+    kfn = ir.FunctionType(ir.VoidType(), [I8P.as_pointer(), I64.as_pointer(), ir.DoubleType().as_pointer()])
+    getter = ir.FunctionType(i32, [])
+    ctx_t = ir.LiteralStructType([i8p, I64, I64, I8P.as_pointer(), I64.as_pointer(), ir.DoubleType().as_pointer(),
+                                  I8P.as_pointer(), getter.as_pointer(), getter.as_pointer()])
+    mod = ir.Module(name="sf_omp")
+    mod.triple = _tm().triple
+    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [i8p]), name="sf_omp_trampoline")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    ctx = b.bitcast(fn.args[0], ctx_t.as_pointer())
+
+    def field(k: int) -> ir.Value:
+        return b.load(b.gep(ctx, [ir.Constant(i32, 0), ir.Constant(i32, k)]))
+
+    kernel = b.bitcast(field(0), kfn.as_pointer())
+    nb, nptrs, ptrs, ints, scal, work = field(1), field(2), field(3), field(4), field(5), field(6)
+    tid = b.sext(b.call(field(7), []), I64)
+    nt = b.sext(b.call(field(8), []), I64)
+    blo = b.sdiv(b.mul(nb, tid), nt)
+    bhi = b.sdiv(b.mul(nb, b.add(tid, ir.Constant(I64, 1))), nt)
+    lints = b.alloca(I64, Layout.INTS)
+    lptrs = b.alloca(i8p, nptrs)
+    with _loop(b, ir.Constant(I64, 0), ir.Constant(I64, Layout.INTS), 1, "ci") as i:
+        b.store(b.load(_gep(b, ints, i)), _gep(b, lints, i))
+    b.store(blo, _gep(b, lints, ir.Constant(I64, 2)))
+    b.store(bhi, _gep(b, lints, ir.Constant(I64, 3)))
+    with _loop(b, ir.Constant(I64, 0), nptrs, 1, "cpt") as i:
+        b.store(b.load(_gep(b, ptrs, i)), _gep(b, lptrs, i))
+    has_work = b.icmp_unsigned("!=", b.ptrtoint(work, I64), ir.Constant(I64, 0))
+    with b.if_then(has_work):
+        b.store(b.load(_gep(b, work, tid)), _gep(b, lptrs, b.sub(nptrs, ir.Constant(I64, 1))))
+    with b.if_then(b.icmp_signed("<", blo, bhi)):
+        b.call(kernel, [lptrs, lints, scal])
+    b.ret_void()
+    llmod = llvm.parse_assembly(str(mod))
+    llmod.verify()
+    engine = _jit()
+    engine.add_object_file(llvm.ObjectFileRef.from_data(_tm().emit_object(llmod)))
+    engine.finalize_object()
+    _trampoline_addr = engine.get_function_address("sf_omp_trampoline")
+    return _trampoline_addr
 
 
 def _read_checked(path: Path) -> bytes | None:

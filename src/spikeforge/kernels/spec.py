@@ -4,6 +4,7 @@ the slot layout of their arguments. Shared by the LLVM (CPU) and Triton (GPU) ba
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -14,13 +15,19 @@ from .ir import Graph
 __all__ = ["KernelSpec", "Layout", "layout", "cache_dir", "host_key", "COMPILE_COUNT"]
 
 COMPILE_COUNT = {"compiled": 0, "loaded": 0}   # read by the no-recompile test
-_FORMAT = 4   # bump when the generated code changes for the same op lists
+_CODEGEN = ("ir.py", "llvm_ops.py", "llvm_kernels.py", "spec.py", "triton_codegen.py")
 
 
+@functools.lru_cache(maxsize=1)
 def host_key() -> str:
-    """What compiled CPU code depends on besides the op list: the CPU, its features, the LLVM version."""
+    """What compiled code depends on besides the op list: the CPU, its features, the LLVM version and the
+    code generator itself (a hash of its source files, so an edited generator never meets stale objects)."""
     import llvmlite.binding as llvm
-    return f"{llvm.get_host_cpu_name()}|{llvm.get_host_cpu_features().flatten()}|{llvm.llvm_version_info}|{_FORMAT}"
+    h = hashlib.sha256()
+    for name in _CODEGEN:
+        h.update((Path(__file__).parent / name).read_bytes())
+    return (f"{llvm.get_host_cpu_name()}|{llvm.get_host_cpu_features().flatten()}|{llvm.llvm_version_info}|"
+            f"{h.hexdigest()[:16]}")
 
 
 def cache_dir() -> Path:
@@ -42,6 +49,7 @@ class KernelSpec:
     need_grad: tuple[bool, ...]
     bits: int = 32
 
+    @functools.cached_property
     def key(self) -> str:
         h = hashlib.sha256()
         for part in (self.fwd.digest(), self.bwd.digest(), self.n_state, self.runtime, self.is_array,

@@ -266,7 +266,7 @@ _modules: dict[str, ModuleType] = {}
 
 def load_module(spec: KernelSpec, lay: Layout) -> ModuleType:
     """Write the kernel source (atomically) to the cache folder and import it."""
-    key = spec.key()
+    key = spec.key
     if key in _modules:
         return _modules[key]
     folder = cache_dir() / "triton"

@@ -106,11 +106,12 @@ class SpikingNeuron(nn.Module):
         raise NotImplementedError
 
     def init_state(self, x: Tensor) -> State:
-        """The resting state for one step of input ``x [B, ...]``: ``v = v_reset`` (0 for soft reset), other
-        state variables 0. Families with another rest override this."""
+        """The resting state for input steps like ``x [B, ...]``: ``v = v_reset`` (0 for soft reset), other
+        state variables 0, as 0-dim tensors that broadcast over every neuron (nothing is allocated per
+        neuron). Families with another rest override this."""
         dtype = state_dtype(x.dtype)
-        v = torch.full(x.shape, 0.0 if self.v_reset is None else self.v_reset, dtype=dtype, device=x.device)
-        rest = (torch.zeros(x.shape, dtype=dtype, device=x.device) for _ in self.state_names[1:])
+        v = torch.tensor(0.0 if self.v_reset is None else self.v_reset, dtype=dtype, device=x.device)
+        rest = (torch.zeros((), dtype=dtype, device=x.device) for _ in self.state_names[1:])
         return self.state_type(v, *rest)
 
     def spike_params(self) -> dict[str, Any]:

@@ -71,7 +71,7 @@ class Izhikevich(SpikingNeuron):
 
     def init_state(self, x: Tensor) -> State:
         dtype = state_dtype(x.dtype)
-        v = torch.full(x.shape, self.c, dtype=dtype, device=x.device)
+        v = torch.tensor(self.c, dtype=dtype, device=x.device)
         return IzhikevichState(v, v * self.b)
 
     def params(self) -> IzhikevichParams:
