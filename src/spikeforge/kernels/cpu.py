@@ -72,7 +72,7 @@ def _openmp() -> tuple[Any, int, int] | None:
             continue
         par.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
         par.restype = None
-        _omp = (par, ctypes.cast(tid, ctypes.c_void_p).value, ctypes.cast(nt, ctypes.c_void_p).value)
+        _omp = (par, int(ctypes.cast(tid, ctypes.c_void_p).value or 0), int(ctypes.cast(nt, ctypes.c_void_p).value or 0))
         break
     return _omp  # type: ignore[return-value]
 

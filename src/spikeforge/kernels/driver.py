@@ -190,9 +190,9 @@ class _FusedScan(torch.autograd.Function):
             sc_grads.append(None if q is None else sums[q].to(t.dtype).reshape(t.shape))
         # a one-value initial state (the resting state) gets the sum over neurons, when anyone wants it
         wants = ctx.needs_input_grad[3:3 + ns]
-        g0 = [(g.sum().reshape(1) if want else None) if st_numel == 1 and c.N > 1 else g
-              for g, st_numel, want in zip(g0, ctx.state_numel, wants)]
-        return (None, gx, None, *g0, *arr_grads, *sc_grads)
+        g0_out: list[Tensor | None] = [(g.sum().reshape(1) if want else None) if st_numel == 1 and c.N > 1 else g
+                                       for g, st_numel, want in zip(g0, ctx.state_numel, wants)]
+        return (None, gx, None, *g0_out, *arr_grads, *sc_grads)
 
 
 def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State, params: Any,
