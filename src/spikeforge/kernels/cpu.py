@@ -72,7 +72,8 @@ def _openmp() -> tuple[Any, int, int] | None:
             continue
         par.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
         par.restype = None
-        _omp = (par, int(ctypes.cast(tid, ctypes.c_void_p).value or 0), int(ctypes.cast(nt, ctypes.c_void_p).value or 0))
+        tid_addr, nt_addr = ctypes.cast(tid, ctypes.c_void_p).value, ctypes.cast(nt, ctypes.c_void_p).value
+        _omp = (par, int(tid_addr or 0), int(nt_addr or 0))
         break
     return _omp  # type: ignore[return-value]
 
