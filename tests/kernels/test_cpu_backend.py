@@ -256,3 +256,23 @@ def test_sum_loss_gradient_is_read_without_a_copy() -> None:
         y.sum().backward() if g is None else y.backward(g)
         grads.append(xg.grad)
     assert torch.equal(grads[0], grads[1])
+
+
+def test_channels_last_input_is_kept_in_its_layout() -> None:
+    """A channels-last [T, B, C, H, W] input runs in its physical order: no copy, spikes come back channels-last,
+    equal to the reference, with per-channel parameters mapped to the right neurons."""
+    x = torch.rand(6, 2, 4, 5, 5) * 2
+    x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)     # [T, B, C, H, W], C innermost
+    assert not x.is_contiguous()
+    th = torch.linspace(0.6, 1.4, 4).view(4, 1, 1)
+    xg, xr = x.clone().requires_grad_(), x.clone().requires_grad_()
+    m, ref = N.PLIF(v_threshold=th, learn_threshold=True), N.PLIF(v_threshold=th, learn_threshold=True, backend="torch")
+    s, (v,) = m.run(xg)
+    s_ref, (v_ref,) = ref.run(xr)
+    assert torch.equal(s, s_ref) and torch.allclose(v, v_ref)
+    assert s.stride() == x.stride()                                   # the layout was kept
+    w = torch.rand_like(s)
+    (s * w).sum().backward()
+    (s_ref * w).sum().backward()
+    torch.testing.assert_close(xg.grad, xr.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(m.v_threshold.grad, ref.v_threshold.grad, rtol=1e-5, atol=1e-6)

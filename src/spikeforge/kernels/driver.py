@@ -195,6 +195,15 @@ class _FusedScan(torch.autograd.Function):
         return (None, gx, None, *g0_out, *arr_grads, *sc_grads)
 
 
+def _dense_order(x_seq: Tensor) -> list[int] | None:
+    """The memory order of the step dims (outermost first) when ``x_seq`` is a permuted dense tensor with time
+    outermost but not plain contiguous (e.g. channels-last ``[T, B, C, H, W]``); else ``None``."""
+    if x_seq.dim() < 3 or x_seq.is_contiguous():
+        return None
+    order = sorted(range(x_seq.dim() - 1), key=lambda d: (-x_seq.stride(d + 1), d))
+    return order if x_seq.permute(0, *(d + 1 for d in order)).is_contiguous() else None
+
+
 def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State, params: Any,
                memory: str = "default") -> tuple[Tensor, State]:
     """Run the step over ``x_seq`` with the launcher's compiled kernels (see the module docstring)."""
@@ -205,21 +214,30 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
     sp = plan.split
     in_dtype = x_seq.dtype
     dtype = torch.float64 if in_dtype == torch.float64 else torch.float32
-    T, step_shape = x_seq.shape[0], x_seq.shape[1:]
+    # run in the input's physical order (e.g. channels-last) and hand spikes back in that layout
+    perm = _dense_order(x_seq)
+    logical = x_seq.shape[1:]
+    xs = x_seq.permute(0, *(d + 1 for d in perm)) if perm is not None else x_seq
+    T, step_shape = xs.shape[0], xs.shape[1:]
     N = math.prod(step_shape)
-    x = x_seq.to(dtype).reshape(T, N)
+    x = xs.to(dtype).reshape(T, N)
     if x.stride(1) != 1:
         x = x.contiguous()
+
+    def flat(t: Tensor) -> Tensor:
+        t = t.to(device=x.device, dtype=dtype).expand(logical)
+        return (t if perm is None else t.permute(perm)).reshape(N)
+
     one_value = getattr(launcher, "broadcast_state", False)
-    states = [s.to(device=x.device, dtype=dtype).reshape(1) if one_value and s.numel() == 1
-              else s.to(device=x.device, dtype=dtype).expand(step_shape).reshape(N) for s in state]
+    states = [s.to(device=x.device, dtype=dtype).reshape(1) if one_value and s.numel() == 1 else flat(s)
+              for s in state]
     states = [s if s.is_contiguous() else s.contiguous() for s in states]
     rt = interpret(sp.prologue, values) if sp.runtime else {}
     is_array, need_grad, scalars, scalar_tensors, arrays = [], [], [], [], []
     for r in sp.runtime:
         v = rt[r]
         if isinstance(v, Tensor) and v.numel() > 1:
-            a = v.to(device=x.device, dtype=dtype).expand(step_shape).reshape(N)
+            a = flat(v)
             arrays.append(a if a.is_contiguous() else a.contiguous())
             is_array.append(True)
             need_grad.append(bool(v.requires_grad))
@@ -246,8 +264,12 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
         with torch.no_grad():
             spikes, finals, _ = _forward(c, x.detach(), [s.detach() for s in states], [a.detach() for a in arrays],
                                          keep=False)
-    spikes = spikes.view(x_seq.shape)
+    spikes = spikes.view(xs.shape)
     if spikes.dtype != in_dtype:
         spikes = spikes.to(in_dtype)
     final = [f.view(step_shape) for f in finals]
+    if perm is not None:
+        inv = [perm.index(d) for d in range(len(perm))]
+        spikes = spikes.permute(0, *(d + 1 for d in inv))
+        final = [f.permute(inv) for f in final]
     return spikes, (type(state)(*final) if hasattr(state, "_fields") else tuple(final))

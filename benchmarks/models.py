@@ -1,0 +1,382 @@
+"""A real training step, side by side: spikeforge vs SpikingJelly 2.0, snnTorch 1.0 and Norse 1.1.
+
+Every (architecture, library) pair runs in fresh processes (``--repeats``, interleaved): build, 3 warm-up
+steps, reset the RSS high-water mark (``/proc/self/clear_refs`` = 5), then ``--steps`` timed SGD steps
+(forward, mean over T, cross-entropy, backward, ``opt.step()``). Reported: the median step time and the
+peak RSS of the process during the timed steps (the model, torch's runtime and the step's transient
+memory), each the median over the repeats, with the RSS range.
+
+Architectures (input ``[T=10, B=32, 2, 34, 34]`` binary event frames, 10 classes):
+
+* ``cnn``: Conv(2→16, 3×3) – BN – LIF – MaxPool(2) – Conv(16→32) – BN – LIF – MaxPool(2) –
+  Linear(2048→10) – LIF. Peer configurations (each in its idiomatic fast form):
+
+  - spikeforge: ``TimeFold(Conv2d, BatchNorm2d)`` + ``LIF(τ=2, ATan(2), detach_reset=True)`` (fused CPU
+    kernel), ``TimeFold(MaxPool2d)``, ``TimeFold(Flatten, Linear)``;
+  - SpikingJelly: multi-step ``layer.Conv2d / BatchNorm2d / MaxPool2d / Flatten / Linear`` (``step_mode='m'``,
+    folded over T·B) and ``neuron.LIFNode(τ=2, ATan(), detach_reset=True, step_mode='m')``;
+    ``functional.reset_net`` after each step;
+  - snnTorch: ``nn.Conv2d / BatchNorm2d / MaxPool2d / Linear`` and ``snn.Leaky(β=0.5, atan surrogate,
+    reset_mechanism='zero')`` called in a Python loop over T (the tutorials' form; BN sees one step);
+  - Norse: the stateless layers folded over T·B by hand and ``norse.torch.LIFBoxCell`` (leaky integrator
+    without synaptic current, ``dt·τ⁻¹ = 0.5``: the same leak as τ = 2) in a loop over T.
+
+* ``sew_resnet_tiny`` and ``spikformer_tiny``: the registered spikeforge models against the same
+  architectures built from SpikingJelly's multi-step layers and ``LIFNode`` (its ``model`` package imports
+  torchvision, absent here).
+
+* ``psn``: neuron-level forward+backward on one layer of the sequential-CIFAR net (``T = 32``,
+  ``B = 64``, 128 channels × 32): ``PSN`` (one GEMM), ``SlidingPSN`` (k = 4), the fused LIF and the same
+  LIF on the torch reference loop (``backend="torch"``).
+
+    python benchmarks/models.py [--steps 20] [--repeats 3] [--threads 2] [--only cnn,psn] [--profile]
+                                [--channels-last auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+T, B, C, H = 10, 32, 2, 34
+ARCHS = {"cnn": ["spikeforge", "spikingjelly", "snntorch", "norse"],
+         "sew_resnet_tiny": ["spikeforge", "spikingjelly"], "spikformer_tiny": ["spikeforge", "spikingjelly"]}
+
+
+# -- the small CNN in each library -------------------------------------------------------------------------
+def cnn_spikeforge() -> tuple[nn.Module, Callable[[], None]]:
+    from spikeforge.layers import TimeFold, default_neuron
+    net = nn.Sequential(
+        TimeFold(nn.Conv2d(2, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)), default_neuron(),
+        TimeFold(nn.MaxPool2d(2)),
+        TimeFold(nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32)), default_neuron(),
+        TimeFold(nn.MaxPool2d(2)),
+        TimeFold(nn.Flatten(), nn.Linear(2048, 10)), default_neuron())
+    return net, lambda: None
+
+
+def cnn_spikingjelly() -> tuple[nn.Module, Callable[[], None]]:
+    from spikingjelly.activation_based import functional, layer, neuron, surrogate
+
+    def lif() -> nn.Module:
+        return neuron.LIFNode(tau=2.0, surrogate_function=surrogate.ATan(), detach_reset=True, step_mode="m")
+    net = nn.Sequential(
+        layer.Conv2d(2, 16, 3, padding=1, bias=False, step_mode="m"), layer.BatchNorm2d(16, step_mode="m"), lif(),
+        layer.MaxPool2d(2, step_mode="m"),
+        layer.Conv2d(16, 32, 3, padding=1, bias=False, step_mode="m"), layer.BatchNorm2d(32, step_mode="m"), lif(),
+        layer.MaxPool2d(2, step_mode="m"),
+        layer.Flatten(step_mode="m"), layer.Linear(2048, 10, step_mode="m"), lif())
+    return net, lambda: functional.reset_net(net)
+
+
+class _SnnTorchCNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        import snntorch as snn
+        from snntorch import surrogate
+        sg = surrogate.atan(alpha=2.0)
+        self.c1, self.b1 = nn.Conv2d(2, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
+        self.c2, self.b2 = nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32)
+        self.fc = nn.Linear(2048, 10)
+        self.l1, self.l2, self.l3 = (snn.Leaky(beta=0.5, spike_grad=sg, reset_mechanism="zero") for _ in range(3))
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        m1, m2, m3 = self.l1.init_leaky(), self.l2.init_leaky(), self.l3.init_leaky()
+        out = []
+        for x in x_seq:
+            s, m1 = self.l1(self.b1(self.c1(x)), m1)
+            s, m2 = self.l2(self.b2(self.c2(nn.functional.max_pool2d(s, 2))), m2)
+            s, m3 = self.l3(self.fc(nn.functional.max_pool2d(s, 2).flatten(1)), m3)
+            out.append(s)
+        return torch.stack(out)
+
+
+def cnn_snntorch() -> tuple[nn.Module, Callable[[], None]]:
+    return _SnnTorchCNN(), lambda: None
+
+
+class _NorseCNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        import norse.torch as nt
+        p = nt.LIFBoxParameters(tau_mem_inv=torch.tensor(500.0), v_th=torch.tensor(1.0), v_reset=torch.tensor(0.0))
+        self.c1, self.b1 = nn.Conv2d(2, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
+        self.c2, self.b2 = nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32)
+        self.fc = nn.Linear(2048, 10)
+        self.l1, self.l2, self.l3 = (nt.LIFBoxCell(p, dt=1e-3) for _ in range(3))
+
+    @staticmethod
+    def _run(cell: nn.Module, x_seq: torch.Tensor) -> torch.Tensor:
+        state, out = None, []
+        for x in x_seq:
+            z, state = cell(x, state)
+            out.append(z)
+        return torch.stack(out)
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        def fold(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+            return f(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+        s = self._run(self.l1, fold(lambda z: self.b1(self.c1(z)), x_seq))
+        s = self._run(self.l2, fold(lambda z: self.b2(self.c2(nn.functional.max_pool2d(z, 2))), s))
+        return self._run(self.l3, fold(lambda z: self.fc(nn.functional.max_pool2d(z, 2).flatten(1)), s))
+
+
+def cnn_norse() -> tuple[nn.Module, Callable[[], None]]:
+    return _NorseCNN(), lambda: None
+
+
+# -- the tiny zoo models built from SpikingJelly's layers -------------------------------------------------
+def _sj() -> Any:
+    from spikingjelly.activation_based import functional, layer, neuron, surrogate
+
+    def lif(v_th: float = 1.0) -> nn.Module:
+        return neuron.LIFNode(tau=2.0, v_threshold=v_th, surrogate_function=surrogate.ATan(), detach_reset=True,
+                              step_mode="m")
+
+    def cbn(cin: int, cout: int, k: int = 3, s: int = 1, dim: int = 2) -> nn.Module:
+        conv = (layer.Conv2d if dim == 2 else layer.Conv1d)(cin, cout, k, s, k // 2, bias=False, step_mode="m")
+        return nn.Sequential(conv, (layer.BatchNorm2d if dim == 2 else layer.BatchNorm1d)(cout, step_mode="m"))
+    return functional, layer, lif, cbn
+
+
+def sew_resnet_tiny_spikingjelly() -> tuple[nn.Module, Callable[[], None]]:
+    functional, layer, lif, cbn = _sj()
+
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int) -> None:
+            super().__init__()
+            self.branch = nn.Sequential(cbn(cin, cout, 3, stride), lif(), cbn(cout, cout), lif())
+            self.down = nn.Sequential(cbn(cin, cout, 1, stride), lif()) if stride != 1 or cin != cout else None
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.branch(x) + (x if self.down is None else self.down(x))
+    net = nn.Sequential(cbn(2, 16), lif(), Block(16, 16, 1), Block(16, 32, 2), Block(32, 64, 2),
+                        layer.AdaptiveAvgPool2d(1, step_mode="m"), layer.Flatten(step_mode="m"),
+                        layer.Linear(64, 10, step_mode="m"))
+    return net, lambda: functional.reset_net(net)
+
+
+def spikformer_tiny_spikingjelly() -> tuple[nn.Module, Callable[[], None]]:
+    functional, layer, lif, cbn = _sj()
+    D, heads = 64, 4
+
+    class SSA(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.q, self.k, self.v = (nn.Sequential(cbn(D, D, 1, dim=1), lif()) for _ in range(3))
+            self.attn_lif = lif(0.5)
+            self.proj = nn.Sequential(layer.Conv1d(D, D, 1, step_mode="m"), layer.BatchNorm1d(D, step_mode="m"), lif())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            q, k, v = (f(x).unflatten(2, (heads, -1)) for f in (self.q, self.k, self.v))
+            out = ((k @ v.transpose(-1, -2)).transpose(-1, -2) @ q) * 0.125
+            return self.proj(self.attn_lif(out.flatten(2, 3)))
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            ch = [2, 8, 16, 32, 64]
+            self.sps = nn.ModuleList(nn.Sequential(cbn(ch[i], ch[i + 1]), lif()) for i in range(4))
+            self.pool = layer.MaxPool2d(3, 2, 1, step_mode="m")
+            self.rpe = nn.Sequential(cbn(D, D), lif())
+            self.attn = SSA()
+            self.mlp = nn.Sequential(layer.Conv1d(D, 4 * D, 1, step_mode="m"), layer.BatchNorm1d(4 * D, step_mode="m"),
+                                     lif(), layer.Conv1d(4 * D, D, 1, step_mode="m"),
+                                     layer.BatchNorm1d(D, step_mode="m"), lif())
+            self.head = layer.Linear(D, 10, step_mode="m")
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for i, unit in enumerate(self.sps):
+                x = unit(x)
+                x = self.pool(x) if i >= 2 else x
+            x = (x + self.rpe(x)).flatten(3)
+            x = x + self.attn(x)
+            x = x + self.mlp(x)
+            return self.head(x.mean(-1))
+    net = Net()
+    return net, lambda: functional.reset_net(net)
+
+
+def zoo_spikeforge(name: str) -> tuple[nn.Module, Callable[[], None]]:
+    from spikeforge.models import create_model
+    return create_model(name), lambda: None
+
+
+def scan_keeps_layout() -> bool:
+    """Whether spikeforge's neurons return spikes in their input's memory layout (channels-last stays
+    channels-last). Only then does running the convs and BNs channels-last pay off: otherwise every neuron
+    converts, and BN's backward receives gradients in the other layout."""
+    from spikeforge.layers import default_neuron
+    x = torch.zeros(2, 2, 3, 4, 4).flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (2, 2))
+    return default_neuron()(x).stride() == x.stride()
+
+
+def build(arch: str, lib: str, channels_last: bool = False) -> tuple[nn.Module, Callable[[], None]]:
+    if arch == "cnn":
+        net, reset = {"spikeforge": cnn_spikeforge, "spikingjelly": cnn_spikingjelly, "snntorch": cnn_snntorch,
+                      "norse": cnn_norse}[lib]()
+    elif lib == "spikeforge":
+        net, reset = zoo_spikeforge(arch)
+    else:
+        net, reset = {"sew_resnet_tiny": sew_resnet_tiny_spikingjelly,
+                      "spikformer_tiny": spikformer_tiny_spikingjelly}[arch]()
+    if channels_last and lib == "spikeforge":
+        net = net.to(memory_format=torch.channels_last)
+    return net, reset
+
+
+# -- one (arch, lib) pair in this process -------------------------------------------------------------------
+def _status(field: str) -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return float(line.split()[1]) / 1024
+    return float("nan")
+
+
+def worker(arch: str, lib: str, steps: int, profile: bool, channels_last: bool) -> dict[str, Any]:
+    torch.manual_seed(0)
+    net, reset = build(arch, lib, channels_last)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    x = (torch.rand(T, B, C, H, H) < 0.1).float()
+    y = torch.randint(0, 10, (B,))
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(net(x).mean(0), y)
+        loss.backward()
+        opt.step()
+        reset()
+    for _ in range(3):
+        step()
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    out: dict[str, Any] = {"ms": statistics.median(times) * 1e3, "rss": _status("VmHWM")}
+    if profile:
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as prof
+        with prof(activities=[ProfilerActivity.CPU]) as p:
+            for _ in range(5):
+                step()
+        out["profile"] = p.key_averages().table(sort_by="self_cpu_time_total", row_limit=14, max_name_column_width=40)
+    return out
+
+
+def run_pair(arch: str, lib: str, args: argparse.Namespace, profile: bool) -> dict[str, Any] | str:
+    cmd = [sys.executable, __file__, "--worker", arch, lib, "--steps", str(args.steps), "--threads", str(args.threads),
+           "--channels-last", args.channels_last]
+    if profile:
+        cmd.append("--profile")
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800, env={**os.environ,
+                       "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT / "src")]))})
+    if r.returncode != 0:
+        return f"failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}"
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def run_rows(arch: str, libs: list[str], args: argparse.Namespace) -> dict[str, dict[str, Any] | str]:
+    """``--repeats`` fresh processes per library, interleaved; medians of step time and peak RSS (the RSS
+    high-water mark of a multi-threaded process varies by ±10% from run to run with glibc's arenas)."""
+    runs: dict[str, list[dict[str, Any] | str]] = {lib: [] for lib in libs}
+    for r in range(args.repeats):
+        for lib in libs:
+            runs[lib].append(run_pair(arch, lib, args, args.profile and lib == "spikeforge" and r == 0))
+    out: dict[str, dict[str, Any] | str] = {}
+    for lib, rs in runs.items():
+        ok = [x for x in rs if isinstance(x, dict)]
+        if not ok:
+            out[lib] = str(rs[0])
+            continue
+        out[lib] = {"ms": statistics.median(x["ms"] for x in ok), "rss": statistics.median(x["rss"] for x in ok),
+                    "ms_range": (min(x["ms"] for x in ok), max(x["ms"] for x in ok)),
+                    "rss_range": (min(x["rss"] for x in ok), max(x["rss"] for x in ok)),
+                    **({"profile": ok[0]["profile"]} if "profile" in ok[0] else {})}
+    return out
+
+
+# -- PSN against LIF on the same shapes ---------------------------------------------------------------------
+def psn_bench(reps: int) -> None:
+    from spikeforge.neurons import LIF, PSN, SlidingPSN
+    from spikeforge.surrogate import ATan
+    Ts, Bs, N = 32, 64, 128 * 32
+    lif = dict(tau=2.0, surrogate=ATan(alpha=2.0), detach_reset=True)
+    cands = {"PSN (GEMM)": PSN(T=Ts), "SlidingPSN k=4 (GEMM)": SlidingPSN(4),
+             "SlidingPSN k=4 (conv)": SlidingPSN(4, backend="conv"), "LIF fused (cpu)": LIF(**lif),
+             "LIF torch loop": LIF(**lif, backend="torch")}
+    x = (torch.randn(Ts, Bs, N) * 0.8 + 0.5).requires_grad_()
+    res = {}
+    for name, m in cands.items():
+        ts = []
+        for i in range(reps + 2):
+            t0 = time.perf_counter()
+            m(x).sum().backward()
+            if i >= 2:
+                ts.append(time.perf_counter() - t0)
+            x.grad = None
+        res[name] = statistics.median(ts) * 1e3
+    ref = res["LIF fused (cpu)"]
+    print(f"\nneuron layer fwd+bwd, x [T={Ts}, B={Bs}, {N}] ({Ts * Bs * N / 1e6:.1f}M neuron-steps)")
+    for name, ms in res.items():
+        print(f"  {name:<24} {ms:8.1f} ms   {ms / ref:5.2f}× fused LIF")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=3, help="fresh processes per row (medians reported)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", default="cnn,sew_resnet_tiny,spikformer_tiny,psn")
+    ap.add_argument("--profile", action="store_true", help="print the torch profile of spikeforge's step")
+    ap.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
+                    help="run spikeforge's convs channels-last (auto: when the neuron scan keeps that layout)")
+    ap.add_argument("--worker", nargs=2, metavar=("ARCH", "LIB"), help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    if a.channels_last == "auto":
+        a.channels_last = "on" if scan_keeps_layout() else "off"
+    if a.worker:
+        print(json.dumps(worker(*a.worker, a.steps, a.profile, a.channels_last == "on")))
+        return
+    only = a.only.split(",")
+    print(f"torch {torch.__version__}, {a.threads} threads, {os.cpu_count()} CPUs, "
+          f"input [T={T}, B={B}, {C}, {H}, {H}], median of {a.steps} SGD steps, one fresh process per row; "
+          f"spikeforge channels-last: {a.channels_last}")
+    for arch, libs in ARCHS.items():
+        if arch not in only:
+            continue
+        print(f"\n{arch}\n  {'library':<13} {'step ms':>8} {'(range)':>13} {'ratio':>6} {'peak RSS MiB':>13} "
+              f"{'(range)':>11}")
+        res = run_rows(arch, libs, a)
+        sf = res["spikeforge"]
+        for lib, r in res.items():
+            if isinstance(r, str):
+                print(f"  {lib:<13} {r}")
+                continue
+            ratio = r["ms"] / sf["ms"] if isinstance(sf, dict) else float("nan")
+            (tlo, thi), (lo, hi) = r["ms_range"], r["rss_range"]
+            print(f"  {lib:<13} {r['ms']:>8.1f} {f'{tlo:.0f}-{thi:.0f}':>13} {ratio:>6.2f} {r['rss']:>13.0f} "
+                  f"{f'{lo:.0f}-{hi:.0f}':>11}")
+        if a.profile and isinstance(sf, dict) and "profile" in sf:
+            print(f"\nspikeforge {arch}: profile of 5 steps\n{sf['profile']}")
+    if "psn" in only:
+        psn_bench(reps=5)
+
+
+if __name__ == "__main__":
+    main()

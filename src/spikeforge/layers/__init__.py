@@ -1,0 +1,34 @@
+"""Layers for time-first spiking networks.
+
+* ``TimeFold`` runs stateless modules (conv, linear, pooling, flatten, BN) once on ``[T·B, ...]``;
+  ``ToSequence`` repeats a static input over ``T`` steps.
+* ``SeqDropout`` / ``SeqDropout2d``: one dropout mask shared by all steps.
+* Norms: ``TDBatchNorm`` (tdBN), ``BNTT``, ``NeuNorm``, ``L1BatchNorm``.
+* Attention: ``spiking_attention``, ``SpikingSelfAttention`` (SSA), ``SpikingMLP``, ``SPS``.
+* Residuals: ``SEWResidual`` (ADD / AND / IAND), ``SpikingResidual``, ``Residual``, ``SpikeDrivenResidual``.
+* ``make_neuron`` / ``default_neuron``: one fresh neuron per layer from a ``neuron=`` spec.
+"""
+
+from .attention import SPS, SpikingMLP, SpikingSelfAttention, spiking_attention
+from .dropout import SeqDropout, SeqDropout2d
+from .fold import TimeFold, ToSequence, time_fold
+from .neuron_spec import NEURON_TYPES, NeuronSpec, default_neuron, is_neuron, make_neuron, set_threshold
+from .norm import BNTT, L1BatchNorm, NeuNorm, TDBatchNorm
+from .residual import (
+    SEW_FUNCTIONS,
+    Residual,
+    SEWResidual,
+    SpikeDrivenResidual,
+    SpikingResidual,
+    sew_function,
+    starts_with_neuron,
+)
+
+__all__ = [
+    "TimeFold", "time_fold", "ToSequence", "SeqDropout", "SeqDropout2d",
+    "TDBatchNorm", "BNTT", "NeuNorm", "L1BatchNorm",
+    "spiking_attention", "SpikingSelfAttention", "SpikingMLP", "SPS",
+    "SEW_FUNCTIONS", "sew_function", "SEWResidual", "SpikingResidual", "Residual", "SpikeDrivenResidual",
+    "starts_with_neuron",
+    "NeuronSpec", "NEURON_TYPES", "default_neuron", "make_neuron", "set_threshold", "is_neuron",
+]

@@ -1,0 +1,116 @@
+"""Time folding: stateless layers run once on ``[T·B, ...]``; the input stage that makes a sequence.
+
+Only neurons and truly temporal layers see the time axis. Everything stateless (conv, linear, pooling,
+flatten, batch norm) goes through the one wrapper here::
+
+    TimeFold(nn.Conv2d(2, 16, 3, padding=1), nn.BatchNorm2d(16))     # [T, B, 2, H, W] -> [T, B, 16, H, W]
+
+which is ``y = f(x.flatten(0, 1)).unflatten(0, (T, B))``, SpikingJelly's ``SeqToANNContainer`` and
+``seq_to_ann_forward`` without the step-mode flags. Because the wrapped layers see all ``T·B`` samples
+at once, a ``BatchNorm`` inside a ``TimeFold`` normalises over time and batch together (tdBN statistics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, fx, nn
+
+__all__ = ["TimeFold", "time_fold", "ToSequence"]
+
+
+def time_fold(fn: Callable[[Tensor], Tensor], x_seq: Tensor) -> Tensor:
+    """``fn`` applied to ``x_seq [T, B, ...]`` folded to ``[T·B, ...]``; returns ``[T, B, ...']``.
+
+    Equals ``torch.stack([fn(x) for x in x_seq])`` for any ``fn`` that treats samples independently
+    (a test pins this for conv, pooling, linear and eval-mode BN).
+    """
+    if x_seq.dim() < 2:
+        raise ValueError(f"time_fold expects a time-first tensor [T, B, ...], got shape {tuple(x_seq.shape)}")
+    T, B = x_seq.shape[0], x_seq.shape[1]
+    return fn(x_seq.flatten(0, 1)).unflatten(0, (T, B))
+
+
+class _GradInLayout(torch.autograd.Function):
+    """Identity forward; backward hands the gradient over in the forward output's memory format."""
+
+    @staticmethod
+    def forward(ctx: Any, y: Tensor) -> Tensor:  # type: ignore[override]
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> Tensor:  # type: ignore[override]
+        return g.contiguous(memory_format=torch.channels_last)
+
+
+def _keep_grad_layout(y: Tensor) -> Tensor:
+    """Make a channels-last output receive channels-last gradients.
+
+    A layer after the fold that reshapes (``Flatten``) or a neuron that returns contiguous tensors sends
+    back plain-contiguous gradients; a channels-last conv, BN or pool then converts its saved tensors in
+    backward (a pooling backward with mixed layouts costs ~3 full copies). Converting the gradient once
+    here is cheaper. A pure layout choice, so it is skipped under ``torch.fx`` tracing.
+    """
+    if (isinstance(y, fx.Proxy) or y.dim() != 4 or not y.requires_grad or y.is_contiguous()
+            or not y.is_contiguous(memory_format=torch.channels_last)):
+        return y
+    return _GradInLayout.apply(y)
+
+
+class TimeFold(nn.Sequential):
+    """Run stateless modules on all time steps at once: ``[T, B, ...] -> [T·B, ...] -> [T, B, ...]``.
+
+    A ``nn.Sequential`` whose ``forward`` folds time into the batch first and unfolds it after, so the
+    wrapped modules stay plain ``torch.nn`` layers (pruning, quantisation and ``torch.fx`` see them as
+    they are). Do not put neurons or other stateful layers inside: they would mix time and batch.
+
+    Args:
+        *modules: stateless modules taking ``[N, ...]``.
+
+    Shapes: ``x_seq [T, B, *in] -> [T, B, *out]``.
+
+    Channels-last convs and pools (``model.to(memory_format=torch.channels_last)``) keep that layout in
+    the unfolded output, and their gradients arrive in it too. (Whether the neuron after the fold keeps
+    it is up to its scan backend; when it does not, channels-last is slower, not faster.)
+    """
+
+    def forward(self, x_seq: Tensor) -> Tensor:
+        T, B = x_seq.shape[0], x_seq.shape[1]
+        return _keep_grad_layout(super().forward(x_seq.flatten(0, 1))).unflatten(0, (T, B))
+
+
+class ToSequence(nn.Module):
+    """The input stage of a model: a static sample is repeated ``T`` times (direct encoding), a sequence
+    passes through.
+
+    ``x [B, *sample] -> [T, B, *sample]`` (``x.dim() == sample_dims + 1``); ``x [T', B, *sample]``
+    (event frames) is returned unchanged, keeping its own ``T'``. The first synaptic layer then sees the
+    real-valued input at every step, as in the papers (Spikformer, SEW ResNet, STBP's encoding layer).
+
+    Args:
+        T: number of steps for static inputs.
+        sample_dims: rank of one sample (3 for ``[C, H, W]`` images).
+
+    ``spikeforge.models.fx`` treats this module as a leaf (its branch on the input rank is not traceable).
+    """
+
+    fx_leaf = True
+
+    def __init__(self, T: int, sample_dims: int = 3) -> None:
+        super().__init__()
+        if int(T) < 1:
+            raise ValueError(f"ToSequence: T must be >= 1, got {T}")
+        self.T, self.sample_dims = int(T), int(sample_dims)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == self.sample_dims + 2:
+            return x
+        if x.dim() != self.sample_dims + 1:
+            raise ValueError(f"expected a batch [B, ...] of {self.sample_dims}-d samples or a sequence "
+                             f"[T, B, ...], got shape {tuple(x.shape)}")
+        return x.unsqueeze(0).expand(self.T, *x.shape)
+
+    def extra_repr(self) -> str:
+        return f"T={self.T}, sample_dims={self.sample_dims}"
