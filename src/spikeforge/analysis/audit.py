@@ -1,0 +1,119 @@
+"""The spike-driven audit: is every multiplication of the model fit for spike-only neuromorphic hardware?
+
+Every multiplication the model executes (aten level, one forward pass) falls in one category:
+
+==============  ============================================================================================
+``ac``          a multiplication with a binary operand (every value 0 or 1): a synapse reached by spikes
+                costs an accumulate, a spike-gated product (SEW AND) a selection
+``mac``         **a non-spike MAC**: neither operand binary. In a synaptic layer (conv / linear / matmul)
+                this is what a spike-only chip cannot run: the finding names the layer, the count and the
+                cause (e.g. a residual sum of spikes, integers 0..k, feeding a conv)
+``foldable``    a BatchNorm after a conv/linear (folds into its weights), a constant scale or an average
+                before a neuron or a synapse (folds into the threshold or the weights)
+``neuron``      inside a spiking neuron (leak, reset): the neuron's own arithmetic
+==============  ============================================================================================
+
+The binary test is Spikingformer's strict rule (Zhou et al., arXiv 2304.11954), whatever the counting
+convention. Values are inspected on the data given, so a residual sum that happens to stay in {0, 1} on
+that batch passes; give a batch the trained model actually sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .counting import OpCounter
+
+__all__ = ["Audit", "Finding", "audit", "audit_counter", "CATEGORIES"]
+
+CATEGORIES = ("ac", "mac", "foldable", "neuron")
+
+
+@dataclass
+class Finding:
+    """Non-spike multiplications of one layer, per sample."""
+
+    layer: str
+    module_type: str
+    op: str
+    role: str
+    count: float
+    cause: str
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def synaptic(self) -> bool:
+        return self.role == "synaptic"
+
+
+@dataclass
+class Audit:
+    """Result of ``audit``: multiplications per category and the non-spike MAC findings, per sample."""
+
+    categories: dict[str, float]
+    findings: list[Finding]
+    samples: int
+
+    def nonspike_macs(self, exclude: Iterable[str] = ("encoder", "head"), synaptic: bool = True) -> list[Finding]:
+        """Findings in synaptic layers (``synaptic=True``), leaving out those tagged in ``exclude``
+        (``"encoder"``: multiplies the model input; ``"head"``: produces the model output)."""
+        ex = set(exclude)
+        return [f for f in self.findings if (f.synaptic or not synaptic) and not ex & set(f.tags)]
+
+    def nonspike_mac_count(self, exclude: Iterable[str] = ("encoder", "head")) -> float:
+        return sum(f.count for f in self.nonspike_macs(exclude))
+
+    def spike_driven(self) -> bool:
+        """No non-spike synaptic MAC outside the encoding layer and the classifier head."""
+        return not self.nonspike_macs()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"samples": self.samples, "categories": dict(self.categories),
+                "nonspike_synaptic_macs_excl_encoder_head": self.nonspike_mac_count(),
+                "spike_driven": self.spike_driven(),
+                "findings": [{"layer": f.layer, "module_type": f.module_type, "op": f.op, "role": f.role,
+                              "count": f.count, "cause": f.cause, "tags": f.tags} for f in self.findings]}
+
+    def table(self, width: int = 120) -> str:
+        """The findings as a text table (layer, count, cause), then the totals per category."""
+        rows = [f"{'layer':34s} {'op':12s} {'MACs/sample':>13s}  cause"]
+        for f in self.findings:
+            tag = f" [{', '.join(f.tags)}]" if f.tags else ""
+            rows.append((f"{f.layer[:34]:34s} {f.op[:12]:12s} {f.count:13.4g}  {f.cause}{tag}")[:width])
+        if not self.findings:
+            rows.append("(none: every multiplication has a binary operand, folds away or is neuron-internal)")
+        total = sum(self.categories.values()) or 1.0
+        rows.append("multiplications per sample: " + ", ".join(
+            f"{k} {v:.4g} ({100 * v / total:.1f}%)" for k, v in self.categories.items()))
+        verdict = "yes" if self.spike_driven() else f"no ({self.nonspike_mac_count():.4g} non-spike synaptic MACs)"
+        rows.append(f"spike-driven outside the encoder and the head: {verdict}")
+        return "\n".join(rows)
+
+
+def audit_counter(counter: OpCounter) -> Audit:
+    """The audit of what an ``OpCounter`` saw (any convention: the audit always uses the strict rule)."""
+    n = max(counter.samples, 1)
+    cats = {c: 0.0 for c in CATEGORIES}
+    findings = []
+    for layer in counter.layers.values():
+        for c, v in layer.audit.items():
+            cats[c] = cats.get(c, 0.0) + v / n
+        if layer.audit.get("mac", 0.0) > 0:
+            findings.append(Finding(layer.name, layer.module_type, layer.op, layer.role, layer.audit["mac"] / n,
+                                    "; ".join(layer.causes), sorted(layer.tags)))
+    return Audit(cats, findings, counter.samples)
+
+
+def audit(model: nn.Module, inputs: Tensor | Iterable[Tensor], batch_dim: int = 1) -> Audit:
+    """Run ``model`` on ``inputs`` (a batch ``[T, B, ...]`` or an iterable of batches) under ``torch.no_grad``
+    and sort every multiplication it executes. Neurons run the torch reference loop meanwhile."""
+    batches = [inputs] if isinstance(inputs, Tensor) else inputs
+    with torch.no_grad(), OpCounter(model, "spikingformer", batch_dim) as c:
+        for x in batches:
+            model(x)
+    return audit_counter(c)
