@@ -1,0 +1,157 @@
+"""The training configuration: one dataclass, loaded from YAML and overridden from the command line.
+
+Validation happens here, before anything is written: a bad value raises ``ConfigError`` naming the
+field, the value and the valid choices (the CLI prints that one line and exits with code 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TrainConfig", "ConfigError", "load_config"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and what is allowed."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs. Field names are the CLI's flags (``--ckpt-every`` → ``ckpt_every``)."""
+
+    dataset: str = "digits"
+    model: str = "spiking_cnn_tiny"
+    data_root: str | None = None
+    neuron: str = "lif"
+    tau: float = 2.0
+    v_threshold: float = 1.0
+    surrogate: str = "atan"
+    alpha: float = 2.0
+    detach_reset: bool = True
+    T: int = 8
+    encoding: str = "rate"          # static images: direct | rate | latency
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adamw"        # sgd | adamw
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"        # cosine | constant
+    warmup_epochs: float = 0.0
+    grad_clip: float | None = None
+    loss: str = "ce"                # ce (mean output over T) | mse_rate | tet
+    amp: str = "off"                # off | bf16 | fp16
+    val_fraction: float = 0.1
+    seed: int = 0
+    num_workers: int = 0
+    run_dir: str | None = None
+    ckpt_every: int | None = None
+    skip_nonfinite: bool = False
+    max_steps: int | None = None
+    limit_train: int | None = None  # use the first N training samples (debugging, overfit tests)
+    threads: int | None = None
+    progress: bool = True
+    eval_every: int = 1             # evaluate val/test every N epochs (and always after the last)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    CHOICES = {
+        "encoding": ("direct", "rate", "latency"), "optimizer": ("sgd", "adamw"),
+        "schedule": ("cosine", "constant"), "loss": ("ce", "mse_rate", "tet"), "amp": ("off", "bf16", "fp16"),
+    }
+
+    def validate(self, models: list[str] | None = None, datasets: list[str] | None = None,
+                 neurons: list[str] | None = None, surrogates: list[str] | None = None) -> TrainConfig:
+        """Check every field; ``models``/``datasets``/``neurons``/``surrogates`` are the registered names."""
+        for name, allowed in self.CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        for name, registry in (("model", models), ("dataset", datasets), ("neuron", neurons),
+                               ("surrogate", surrogates)):
+            if registry is not None and getattr(self, name) not in registry:
+                raise ConfigError(f"{name}: {getattr(self, name)!r} is unknown; valid: {', '.join(sorted(registry))}")
+        positive_ints = ("T", "epochs", "batch_size")
+        for name in positive_ints:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"{name}: must be an integer >= 1, got {v!r}")
+        if not isinstance(self.eval_every, int) or self.eval_every < 1:
+            raise ConfigError(f"eval_every: must be an integer >= 1, got {self.eval_every!r}")
+        for name in ("ckpt_every", "max_steps", "limit_train", "threads"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ConfigError(f"{name}: must be an integer >= 1 or unset, got {v!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr: must be > 0, got {self.lr!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction: must be in [0, 1), got {self.val_fraction!r}")
+        if not self.tau > 0:
+            raise ConfigError(f"tau: must be > 0, got {self.tau!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"grad_clip: must be > 0 or unset, got {self.grad_clip!r}")
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers: must be >= 0, got {self.num_workers!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn a YAML / command-line value into the field's type, or raise naming the field."""
+    f = _FIELDS[name]
+    t = str(f.type)
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and "None" in t):
+        return None
+    try:
+        if t.startswith("bool"):
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if t.startswith("int"):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if t.startswith("float"):
+            return float(value)
+        if t.startswith("dict"):
+            return dict(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: cannot read {value!r} as {t}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """A ``TrainConfig`` from an optional YAML file, then ``overrides`` (CLI flags win over the file)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config: file {p} does not exist")
+        try:
+            import yaml
+        except ImportError as e:  # pragma: no cover
+            raise ConfigError("config: reading YAML needs PyYAML: pip install 'spikeforge[train]'") from e
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config: {p} is not valid YAML ({e})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config: {p} must hold a mapping of field: value, got {type(loaded).__name__}")
+        values.update({k.replace("-", "_"): v for k, v in loaded.items()})
+    values.update({k.replace("-", "_"): v for k, v in (overrides or {}).items() if v is not None})
+    unknown = sorted(set(values) - set(_FIELDS) - {"CHOICES"})
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown field; valid fields: {', '.join(sorted(_FIELDS))}")
+    return TrainConfig(**{k: _coerce(k, v) for k, v in values.items()})

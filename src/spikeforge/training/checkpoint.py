@@ -1,0 +1,140 @@
+"""Checkpoints that survive a crash: one safetensors file, written atomically, verified when read.
+
+A checkpoint holds the model weights, the optimiser's tensors, the torch / encoder RNG states (as
+tensors) and, in the file's JSON metadata, everything else: the optimiser's hyper-parameters, numpy's
+and Python's RNG states, the step, epoch and position in the epoch, the best validation score, the
+number of metric rows written, the config — and a sha256 of all tensor bytes, checked on load.
+
+Writing goes to ``name.tmp`` in the same folder, is fsynced, then renamed over ``name``: a process
+killed at any instant leaves either the previous checkpoint or the new one, never a half file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "write_hook"]
+
+FORMAT = "spikeforge-ckpt-1"
+
+
+class CheckpointError(ValueError):
+    """The file is missing, truncated, corrupt, or not a spikeforge checkpoint; the message says which."""
+
+
+def _digest(tensors: dict[str, Tensor]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].contiguous()
+        h.update(k.encode())
+        h.update(str(t.dtype).encode())
+        h.update(repr(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    tensors: dict[str, Tensor] = {}
+    rest: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
+    for pid, st in state["state"].items():
+        rest["state"][str(pid)] = {}
+        for k, v in st.items():
+            if isinstance(v, Tensor):
+                tensors[f"optim/{pid}/{k}"] = v.detach().cpu().contiguous()
+                rest["state"][str(pid)][k] = {"tensor": f"optim/{pid}/{k}"}
+            else:
+                rest["state"][str(pid)][k] = {"value": v}
+    return tensors, rest
+
+
+def _join_optimizer(tensors: dict[str, Tensor], rest: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for pid, st in rest["state"].items():
+        state[int(pid)] = {k: (tensors[v["tensor"]] if "tensor" in v else v["value"]) for k, v in st.items()}
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+_writes = {"n": 0}
+
+
+def write_hook(stage: str, path: Path) -> None:
+    """Called between the stages of a write. Tests set ``SPIKEFORGE_CKPT_PAUSE=<stage>:<n>`` to have the
+    process stop there on its n-th checkpoint write and be killed."""
+    want = os.environ.get("SPIKEFORGE_CKPT_PAUSE", "")
+    if not want:
+        return
+    name, _, nth = want.partition(":")
+    if name != stage:
+        return
+    _writes["n"] += 1
+    if _writes["n"] == int(nth or 1):
+        print(f"CKPT-PAUSED {stage} {path}", flush=True)
+        import time
+        time.sleep(3600)
+
+
+def save_checkpoint(path: str | Path, *, model: dict[str, Tensor], optimizer: dict[str, Any] | None = None,
+                    rng: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> Path:
+    """Write atomically; ``rng`` values that are tensors are stored as tensors, the rest as JSON."""
+    try:
+        from safetensors.torch import save_file
+    except ImportError as e:  # pragma: no cover
+        raise ImportError("checkpoints need safetensors: pip install 'spikeforge[train]'") from e
+    path = Path(path)
+    tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.items()}
+    info: dict[str, Any] = {"format": FORMAT, "meta": meta or {}, "rng": {}}
+    if optimizer is not None:
+        ot, info["optimizer"] = _split_optimizer(optimizer)
+        tensors.update(ot)
+    for k, v in (rng or {}).items():
+        if isinstance(v, Tensor):
+            tensors[f"rng/{k}"] = v.detach().cpu().contiguous()
+        else:
+            info["rng"][k] = v
+    info["sha256"] = _digest(tensors)
+    tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(tmp), metadata={"spikeforge": json.dumps(info)})
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    write_hook("before-rename", tmp)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``{"model", "optimizer", "rng", "meta"}`` from a checkpoint, after checking its hash."""
+    from safetensors import SafetensorError, safe_open
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {path} is unreadable or truncated ({e})") from None
+    if "spikeforge" not in header:
+        raise CheckpointError(f"checkpoint {path} is a safetensors file but not a spikeforge checkpoint")
+    info = json.loads(header["spikeforge"])
+    if info.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path} has format {info.get('format')!r}, expected {FORMAT!r}")
+    if _digest(tensors) != info.get("sha256"):
+        raise CheckpointError(f"checkpoint {path} is corrupt: its tensors do not match the stored sha256")
+    model = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
+    rng = dict(info.get("rng", {}))
+    rng.update({k[len("rng/"):]: v for k, v in tensors.items() if k.startswith("rng/")})
+    optimizer = _join_optimizer(tensors, info["optimizer"]) if "optimizer" in info else None
+    return {"model": model, "optimizer": optimizer, "rng": rng, "meta": info.get("meta", {})}

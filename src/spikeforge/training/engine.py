@@ -1,0 +1,371 @@
+"""The training loop: ``fit(model, data, loss=..., optimizer=..., callbacks=..., batch_transform=...)``.
+
+What it guarantees:
+
+* **Exact resume.** The order of samples is a pure function of ``(seed, epoch)`` and the position in
+  the epoch is a counter, so resuming skips straight to the next batch; every RNG stream (torch, numpy,
+  Python, the encoder's generator — dropout draws from torch's) is saved in the checkpoint. A run
+  killed at any step and resumed ends with weights ``torch.equal`` to an uninterrupted run's.
+* **Nothing lost.** Checkpoints every ``ckpt_every`` steps and at every epoch end (``last``) plus the
+  best on the *validation* split (``best``), written atomically (``checkpoint.py``).
+* **Non-finite values stop the run** naming the step and the first layer that produced them (or, with
+  ``skip_nonfinite``, the step is skipped and counted).
+* **Data parallel** through PyTorch's DDP when launched by ``torchrun`` (each rank takes its slice of
+  every global batch; only rank 0 writes).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from .callbacks import Callback, CSVLogger, ProgressBar, StepInfo
+from .checkpoint import load_checkpoint, save_checkpoint
+from .datasets import DataBundle, to_time_first
+from .losses import accuracy, mean_ce
+
+__all__ = ["fit", "Trainer", "FitResult", "NonFiniteError", "evaluate"]
+
+LossFn = Callable[[Tensor, Tensor, dict[str, Any]], Tensor]
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss or gradient became NaN/Inf; the message names the step and the first layer."""
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]]
+    best_val: float
+    skipped_steps: int
+    run_dir: Path | None
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    epoch: int = 0
+    pos: int = 0                       # batches done in the current epoch
+    best_val: float = -math.inf
+    skipped: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    # the running epoch averages, so that a run resumed mid-epoch reports the same epoch metrics
+    ep_losses: list[float] = field(default_factory=list)
+    ep_accs: list[float] = field(default_factory=list)
+    ep_seen: int = 0
+
+
+def _rank() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled order of epoch ``epoch``: a pure function of (n, seed, epoch)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+class _Batches:
+    """A batch sampler over fixed index lists (so a DataLoader with workers still follows our order)."""
+
+    def __init__(self, batches: list[list[int]]) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Any:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def evaluate(model: nn.Module, dataset: Dataset, kind: str, T: int, encoding: str, batch_size: int = 256,
+             loss: LossFn = mean_ce, seed: int = 12345, num_workers: int = 0,
+             amp: str = "off") -> dict[str, float]:
+    """Loss and top-1 accuracy of the time-averaged output on ``dataset`` (no gradient, eval mode)."""
+    was = model.training
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    total, correct, loss_sum = 0, 0, 0.0
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        generator=torch.Generator().manual_seed(seed))
+    dev = next(model.parameters()).device
+    with torch.no_grad(), _autocast(amp, dev):
+        for x, y in loader:
+            x_seq = to_time_first(x.to(dev), kind, T, encoding, gen if dev.type == "cpu" else None)
+            out = model(x_seq)
+            y = y.to(dev)
+            loss_sum += float(loss(out, y, {})) * len(y)
+            correct += int((out.float().mean(0).argmax(-1) == y).sum())
+            total += len(y)
+    model.train(was)
+    return {"loss": loss_sum / max(total, 1), "accuracy": correct / max(total, 1)}
+
+
+def _autocast(amp: str, device: torch.device) -> Any:
+    if amp == "off":
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def _first_nonfinite_layer(model: nn.Module, x_seq: Tensor) -> str:
+    """Re-run the forward with hooks: the first module (in call order) whose output is not finite."""
+    found: list[str] = []
+    handles = []
+    for name, m in model.named_modules():
+        def hook(mod: nn.Module, inp: Any, out: Any, name: str = name) -> None:
+            t = out[0] if isinstance(out, tuple) else out
+            if not found and isinstance(t, Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                found.append(name or type(mod).__name__)
+        handles.append(m.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(x_seq)
+    finally:
+        for h in handles:
+            h.remove()
+    return found[0] if found else "none in the forward pass"
+
+
+class Trainer:
+    """Holds the model, the optimiser, the data and the state; ``fit`` drives it."""
+
+    def __init__(self, model: nn.Module, data: DataBundle, *, T: int, encoding: str = "rate",
+                 loss: LossFn = mean_ce, optimizer: Callable[[Iterable[Any]], torch.optim.Optimizer] | None = None,
+                 lr_schedule: Callable[[int], float] | None = None, epochs: int = 1, batch_size: int = 64,
+                 callbacks: Sequence[Callback] = (), batch_transform: Callable[..., Any] | None = None,
+                 run_dir: str | Path | None = None, ckpt_every: int | None = None, grad_clip: float | None = None,
+                 amp: str = "off", skip_nonfinite: bool = False, seed: int = 0, max_steps: int | None = None,
+                 num_workers: int = 0, progress: bool = True, config: dict[str, Any] | None = None,
+                 eval_every: int = 1) -> None:
+        self.rank, self.world = _rank()
+        self.model = model
+        self.ddp_model: nn.Module = model
+        if self.world > 1:
+            self.ddp_model = nn.parallel.DistributedDataParallel(model)
+        self.data, self.T, self.encoding = data, T, encoding
+        self.loss = loss
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = (optimizer or (lambda ps: torch.optim.AdamW(ps, lr=1e-3)))(params)
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self.lr_schedule = lr_schedule
+        self.epochs, self.batch_size = epochs, batch_size
+        self.batch_transform = batch_transform
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.ckpt_every, self.grad_clip, self.amp = ckpt_every, grad_clip, amp
+        self.skip_nonfinite, self.seed, self.max_steps = skip_nonfinite, seed, max_steps
+        self.num_workers, self.config, self.eval_every = num_workers, config or {}, eval_every
+        self.stop = False          # a callback may set it: the run ends after the current step
+        self.encoder_gen = torch.Generator().manual_seed(seed + 17)
+        self.state = TrainState()
+        self.progress = ProgressBar(progress and self.rank == 0)
+        self.csv = CSVLogger(self.run_dir / "metrics.csv") if self.run_dir is not None and self.rank == 0 else None
+        self.callbacks = [self.progress, *([self.csv] if self.csv else []), *callbacks]
+        self.device = next(model.parameters()).device
+
+    # -- checkpoints -------------------------------------------------------------------------------------
+    def ckpt_path(self, name: str) -> Path:
+        assert self.run_dir is not None
+        return self.run_dir / "checkpoints" / f"{name}.safetensors"
+
+    def save(self, name: str) -> None:
+        if self.run_dir is None or self.rank != 0:
+            return
+        s = self.state
+        rng = {"torch": torch.get_rng_state(), "encoder": self.encoder_gen.get_state(),
+               "numpy": _np_state(), "python": _py_state()}
+        meta = {"step": s.step, "epoch": s.epoch, "pos": s.pos, "best_val": s.best_val, "skipped": s.skipped,
+                "history": s.history, "ep_losses": s.ep_losses, "ep_accs": s.ep_accs, "ep_seen": s.ep_seen,
+                "csv_rows": len(self.csv.rows) if self.csv else 0, "config": self.config}
+        save_checkpoint(self.ckpt_path(name), model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
+                        rng=rng, meta=meta)
+
+    def resume(self, path: str | Path | None = None) -> bool:
+        """Continue from ``last`` (or ``path``); returns False when there is nothing to resume."""
+        p = Path(path) if path is not None else self.ckpt_path("last")
+        for stale in p.parent.glob("*.tmp"):       # a write that was killed before its rename
+            stale.unlink()
+        if not p.is_file():
+            return False
+        ck = load_checkpoint(p)
+        self.model.load_state_dict(ck["model"])
+        if ck["optimizer"] is not None:
+            self.optimizer.load_state_dict(ck["optimizer"])
+        r = ck["rng"]
+        torch.set_rng_state(r["torch"])
+        self.encoder_gen.set_state(r["encoder"])
+        np.random.set_state(_np_unstate(r["numpy"]))  # noqa: NPY002  (the legacy global stream, see _np_state)
+        random.setstate(_py_unstate(r["python"]))
+        m = ck["meta"]
+        self.state = TrainState(m["step"], m["epoch"], m["pos"], m["best_val"], m["skipped"], m["history"],
+                                m["ep_losses"], m["ep_accs"], m["ep_seen"])
+        if self.csv is not None:
+            self.csv.restore(m["csv_rows"])
+        return True
+
+    # -- one step --------------------------------------------------------------------------------------
+    def _batches(self, epoch: int) -> list[list[int]]:
+        order = epoch_order(len(self.data.train), self.seed, epoch)  # type: ignore[arg-type]
+        B = self.batch_size
+        batches = [order[i:i + B] for i in range(0, len(order), B)]
+        return [b[self.rank::self.world] for b in batches] if self.world > 1 else batches
+
+    def _set_lr(self) -> float:
+        if self.lr_schedule is None:
+            return float(self.optimizer.param_groups[0]["lr"])
+        lr = self.lr_schedule(self.state.step)
+        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+            g["lr"] = lr * base / self.base_lrs[0]
+        return lr
+
+    def train_step(self, x: Tensor, y: Tensor) -> tuple[float, float, bool]:
+        x, y = x.to(self.device), y.to(self.device)
+        x_seq = to_time_first(x, self.data.kind, self.T, self.encoding, self.encoder_gen)
+        aux: dict[str, Any] = {"inputs": x_seq, "model": self.model, "step": self.state.step}
+        with _autocast(self.amp, self.device):
+            if self.batch_transform is not None:
+                views = self.batch_transform(x_seq, y)
+                views = views if isinstance(views, (list, tuple)) else [views]
+                outs = [self.ddp_model(v) for v in views]
+                out, aux["views"] = outs[0], outs
+            else:
+                out = self.ddp_model(x_seq)
+            loss = self.loss(out, y, aux)
+        self.optimizer.zero_grad(set_to_none=True)
+        if not bool(torch.isfinite(loss)):
+            return self._nonfinite(f"loss is {float(loss)}", x_seq)
+        loss.backward()
+        bad = [n for n, p in self.model.named_parameters()
+               if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+        if bad:
+            return self._nonfinite(f"gradient of {bad[0]} is not finite", x_seq)
+        if self.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        return float(loss.detach()), accuracy(out.detach(), y), True
+
+    def _nonfinite(self, what: str, x_seq: Tensor) -> tuple[float, float, bool]:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.skip_nonfinite:
+            self.state.skipped += 1
+            return math.nan, math.nan, False
+        layer = _first_nonfinite_layer(self.model, x_seq)
+        raise NonFiniteError(f"step {self.state.step}: {what}; first non-finite output in layer '{layer}' "
+                             "(rerun with --skip-nonfinite to skip such steps and count them)")
+
+    # -- the loop --------------------------------------------------------------------------------------
+    def fit(self) -> FitResult:
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
+        s = self.state
+        while s.epoch < self.epochs:
+            batches = self._batches(s.epoch)
+            # the loader's own generator: creating an iterator must not draw from torch's global RNG
+            loader = DataLoader(self.data.train, batch_sampler=_Batches(batches[s.pos:]), num_workers=self.num_workers,
+                                generator=torch.Generator().manual_seed(self.seed + s.epoch))
+            self.progress.start_epoch(s.epoch, len(batches), s.pos)
+            t0 = time.perf_counter()
+            for x, y in loader:
+                lr = self._set_lr()
+                t_step = time.perf_counter()
+                loss, acc, ok = self.train_step(x, y)
+                s.step += 1
+                s.pos += 1
+                s.ep_seen += len(y)
+                if ok:
+                    s.ep_losses.append(loss)
+                    s.ep_accs.append(acc)
+                info = StepInfo(s.step, s.epoch, lr, loss, acc, len(y), self.model, time.perf_counter() - t_step)
+                for cb in self.callbacks:
+                    cb.on_step_end(self, info)
+                if self.ckpt_every and s.step % self.ckpt_every == 0:
+                    self.save("last")
+                _pause_hook(s.step)
+                if self.stop or (self.max_steps is not None and s.step >= self.max_steps):
+                    break
+            self.progress.end_epoch()
+            metrics = self._epoch_metrics(s.ep_losses, s.ep_accs, s.ep_seen, time.perf_counter() - t0)
+            s.history.append(metrics)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, metrics)
+            s.epoch += 1
+            s.pos, s.ep_losses, s.ep_accs, s.ep_seen = 0, [], [], 0
+            if "val_accuracy" in metrics and metrics["val_accuracy"] > s.best_val:
+                s.best_val = metrics["val_accuracy"]
+                self.save("best")
+            self.save("last")
+            if self.stop or (self.max_steps is not None and s.step >= self.max_steps):
+                break
+        for cb in self.callbacks:
+            cb.on_fit_end(self)
+        return FitResult(s.history, s.best_val, s.skipped, self.run_dir)
+
+    def _epoch_metrics(self, losses: list[float], accs: list[float], seen: int, seconds: float) -> dict[str, Any]:
+        s = self.state
+        m: dict[str, Any] = {"epoch": s.epoch + 1, "step": s.step,
+                             "lr": float(self.optimizer.param_groups[0]["lr"]),
+                             "train_loss": float(np.mean(losses)) if losses else math.nan,
+                             "train_accuracy": float(np.mean(accs)) if accs else math.nan}
+        final = self.stop or s.epoch + 1 >= self.epochs or (self.max_steps is not None and s.step >= self.max_steps)
+        if not final and (s.epoch + 1) % self.eval_every:
+            m["skipped_steps"] = s.skipped
+            m["seconds"], m["samples_per_s"] = seconds, seen * self.world / max(seconds, 1e-9)
+            return m
+        if self.data.val is not None:
+            v = evaluate(self.model, self.data.val, self.data.kind, self.T, self.encoding, loss=self.loss,
+                         amp=self.amp)
+            m["val_loss"], m["val_accuracy"] = v["loss"], v["accuracy"]
+        t = evaluate(self.model, self.data.test, self.data.kind, self.T, self.encoding, loss=self.loss, amp=self.amp)
+        m["test_loss"], m["test_accuracy"] = t["loss"], t["accuracy"]
+        m["skipped_steps"] = s.skipped
+        m["seconds"], m["samples_per_s"] = seconds, seen * self.world / max(seconds, 1e-9)
+        return m
+
+
+def _pause_hook(step: int) -> None:
+    """Tests set ``SPIKEFORGE_PAUSE_AT_STEP=<n>`` to stop the process after step n and kill it there."""
+    if os.environ.get("SPIKEFORGE_PAUSE_AT_STEP") == str(step):
+        print(f"PAUSED-AT-STEP {step}", flush=True)
+        time.sleep(3600)
+
+
+def _np_state() -> list[Any]:
+    # numpy's legacy global generator: user code (augmentations, samplers) may draw from it, so it is saved
+    name, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]  # noqa: NPY002
+    return [name, np.asarray(keys).tolist(), int(pos), int(has_gauss), float(cached)]
+
+
+def _np_unstate(s: list[Any]) -> Any:
+    return (s[0], np.array(s[1], dtype=np.uint32), s[2], s[3], s[4])
+
+
+def _py_state() -> list[Any]:
+    v, st, g = random.getstate()
+    return [v, list(st), g]
+
+
+def _py_unstate(s: list[Any]) -> Any:
+    return (s[0], tuple(s[1]), s[2])
+
+
+def fit(model: nn.Module, data: DataBundle, *, T: int, resume: bool = False, **kwargs: Any) -> FitResult:
+    """Train ``model`` on ``data``; see ``Trainer`` for the keywords. ``resume`` continues ``run_dir``."""
+    tr = Trainer(model, data, T=T, **kwargs)
+    if resume:
+        if tr.run_dir is None:
+            raise ValueError("resume=True needs run_dir")
+        tr.resume()
+    return tr.fit()

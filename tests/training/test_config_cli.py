@@ -1,0 +1,70 @@
+"""Bad configuration: one clear line naming the field and the choices, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spikeforge.cli import main
+from spikeforge.config import ConfigError, load_config
+from tests.training.conftest import run_cli
+
+BAD = [
+    (["--model", "resnet9000"], "model", "spiking_cnn_tiny"),
+    (["--dataset", "imagenet-x"], "dataset", "digits"),
+    (["--neuron", "hodgkin"], "neuron", "lif"),
+    (["--T", "0"], "T", ">= 1"),
+    (["--encoding", "morse"], "encoding", "rate"),
+    (["--dataset", "nmnist"], "data_root", "--data-root"),
+    (["--dataset", "nmnist", "--data-root", "/no/such/folder"], "data_root", "not a folder"),
+    (["--lr", "abc"], "lr", "float"),
+]
+
+
+@pytest.mark.parametrize("args,field,hint", BAD, ids=[b[1] + "-" + str(i) for i, b in enumerate(BAD)])
+def test_bad_config_one_line_exit_2_nothing_written(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    args: list[str], field: str, hint: str) -> None:
+    run = tmp_path / "run"
+    assert main(["train", *args, "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"spikeforge: error: {field}:") and hint in err[0], err
+    assert not run.exists()
+
+
+def test_exit_code_through_the_real_command(tmp_path: Path) -> None:
+    r = run_cli("train", "--model", "nope", "--run-dir", str(tmp_path / "r"))
+    assert r.returncode == 2 and "model: 'nope' is unknown" in r.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_yaml_then_flags(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("dataset: digits\nT: 6\nlr: 0.01\nckpt-every: 5\n")
+    cfg = load_config(f, {"lr": "0.002"})
+    assert (cfg.dataset, cfg.T, cfg.lr, cfg.ckpt_every) == ("digits", 6, 0.002, 5)
+    f.write_text("bogus_field: 1\n")
+    with pytest.raises(ConfigError, match="bogus_field: unknown field"):
+        load_config(f)
+
+
+def test_refuses_to_overwrite_an_existing_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    assert main(["train", "--run-dir", str(run), "--model", "spiking_mlp_tiny", "--epochs", "1"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (run / "notes.txt").read_text() == "mine" and sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+
+
+def test_every_neuron_and_surrogate_name_builds() -> None:
+    """The CLI's --neuron / --surrogate names all make a neuron (surrogates without ``alpha`` included)."""
+    from spikeforge.config import TrainConfig
+    from spikeforge.surrogate import SURROGATES
+    from spikeforge.training.run import _registries, make_neuron
+    for neuron in _registries()["neurons"]:
+        for sg in SURROGATES:
+            m = make_neuron(TrainConfig(neuron=neuron, surrogate=sg, alpha=3.0))
+            assert m.surrogate.name == sg
+            if "alpha" in m.surrogate.params():
+                assert m.surrogate.alpha == 3.0

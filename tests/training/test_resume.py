@@ -1,0 +1,76 @@
+"""Nothing lost: a run killed with SIGKILL and resumed ends bit-identical to an uninterrupted run."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from spikeforge.training import load_checkpoint
+from tests.conftest import ROOT
+from tests.training.conftest import run_cli
+
+STEPS_PER_EPOCH = 10
+ARGS = ["train", "--dataset", "digits", "--model", "spiking_cnn_tiny", "--epochs", "2", "--batch-size", "32",
+        "--limit-train", "320", "--ckpt-every", "4", "--T", "4", "--threads", "1", "--progress", "false",
+        "--lr", "0.003", "--encoding", "rate"]
+TIMING = {"seconds", "samples_per_s"}
+
+
+def _killed_run(run: Path, env: dict[str, str], marker: str) -> int:
+    p = subprocess.Popen([sys.executable, "-m", "spikeforge", *ARGS, "--run-dir", str(run)], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore", **env})
+    assert p.stdout is not None
+    for line in p.stdout:
+        if line.startswith(marker):
+            break
+    else:
+        raise AssertionError(f"the run ended without reaching {marker}")
+    os.kill(p.pid, signal.SIGKILL)
+    return p.wait()
+
+
+def _final(run: Path) -> tuple[dict[str, torch.Tensor], list[dict[str, str]]]:
+    ck = load_checkpoint(run / "checkpoints" / "last.safetensors")
+    with open(run / "metrics.csv") as f:
+        rows = [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(f)]
+    return ck["model"], rows
+
+
+def test_sigkill_at_a_random_step_then_resume(tmp_path: Path) -> None:
+    ref = tmp_path / "ref"
+    assert run_cli(*ARGS, "--run-dir", str(ref)).returncode == 0
+    want_w, want_rows = _final(ref)
+    assert len(want_rows) == 2
+    step = random.Random().randint(5, 2 * STEPS_PER_EPOCH - 1)        # after the first checkpoint (step 4)
+    killed = tmp_path / "killed"
+    assert _killed_run(killed, {"SPIKEFORGE_PAUSE_AT_STEP": str(step)}, "PAUSED-AT-STEP") == -signal.SIGKILL
+    r = run_cli("train", "--resume", str(killed))
+    assert r.returncode == 0, r.stderr
+    got_w, got_rows = _final(killed)
+    assert got_w.keys() == want_w.keys()
+    for k in want_w:
+        assert torch.equal(got_w[k], want_w[k]), f"{k} differs after a kill at step {step}"
+    assert got_rows == want_rows
+
+
+def test_sigkill_between_temp_file_and_rename(tmp_path: Path) -> None:
+    ref = tmp_path / "ref"
+    assert run_cli(*ARGS, "--run-dir", str(ref)).returncode == 0
+    killed = tmp_path / "killed"
+    # the second write (step 8) stops between its temp file and the rename; step 4 stays the last good one
+    assert _killed_run(killed, {"SPIKEFORGE_CKPT_PAUSE": "before-rename:2"}, "CKPT-PAUSED") == -signal.SIGKILL
+    assert list((killed / "checkpoints").glob("*.tmp")), "the kill should leave a temp file behind"
+    load_checkpoint(killed / "checkpoints" / "last.safetensors")   # the previous checkpoint is intact
+    assert run_cli("train", "--resume", str(killed)).returncode == 0
+    got_w, got_rows = _final(killed)
+    want_w, want_rows = _final(ref)
+    assert all(torch.equal(got_w[k], want_w[k]) for k in want_w) and got_rows == want_rows
+    assert not list((killed / "checkpoints").glob("*.tmp"))
