@@ -23,13 +23,15 @@ __all__ = ["main"]
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
-        if f.name in ("extra",):
+        if f.name in ("extra", "model_args"):
             continue
         flag = "--" + f.name.replace("_", "-")
         help_ = f"(default: {f.default!r})" if f.default is not dataclasses.MISSING else ""
         p.add_argument(flag, dest=f.name, default=None, help=help_, metavar=f.name.upper())
     p.add_argument("--source", dest="source", default=None,
                    help="emulated-nmnist only: digit source digits | mnist5k | fashion (default mnist5k)")
+    p.add_argument("--model-arg", dest="model_arg", action="append", default=None, metavar="KEY=VALUE",
+                   help="a keyword argument of the model factory, e.g. --model-arg width=32 (repeatable)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,6 +69,8 @@ def _train(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k in names and v is not None}
     if args.source:
         overrides["extra"] = {"source": args.source}
+    if args.model_arg:
+        overrides["model_args"] = _model_args(args.model_arg)
     cfg = load_config(args.config, overrides) if args.resume is None else TrainConfig()
     result, model, data = train(cfg, resume=args.resume)
     last = result.history[-1] if result.history else {}
@@ -77,6 +81,20 @@ def _train(args: argparse.Namespace) -> int:
     print("firing rates per layer: " + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
     print(f"run folder: {result.run_dir}")
     return 0
+
+
+def _model_args(items: list[str]) -> dict[str, Any]:
+    """``["width=32", "drop=0.1"]`` → ``{"width": 32, "drop": 0.1}`` (values read as JSON, else strings)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"model_args: {item!r} is not KEY=VALUE with KEY a Python name")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -56,6 +56,7 @@ class TrainConfig:
     threads: int | None = None
     progress: bool = True
     eval_every: int = 1             # evaluate val/test every N epochs (and always after the last)
+    model_args: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments of the model factory
     extra: dict[str, Any] = field(default_factory=dict)
 
     CHOICES = {

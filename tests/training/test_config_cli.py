@@ -19,6 +19,8 @@ BAD = [
     (["--dataset", "nmnist"], "data_root", "--data-root"),
     (["--dataset", "nmnist", "--data-root", "/no/such/folder"], "data_root", "not a folder"),
     (["--lr", "abc"], "lr", "float"),
+    (["--model-arg", "widht=8"], "model_args", "widht"),
+    (["--model-arg", "width"], "model_args", "KEY=VALUE"),
 ]
 
 
@@ -46,6 +48,16 @@ def test_yaml_then_flags(tmp_path: Path) -> None:
     f.write_text("bogus_field: 1\n")
     with pytest.raises(ConfigError, match="bogus_field: unknown field"):
         load_config(f)
+
+
+def test_model_args_reach_the_factory_and_the_saved_config(tmp_path: Path) -> None:
+    from spikeforge.cli import _model_args
+    from spikeforge.training.datasets import build_dataset
+    from spikeforge.training.run import make_model
+    cfg = load_config(None, {"model": "spiking_cnn_tiny", "model_args": _model_args(["width=8"])})
+    model = make_model(cfg, build_dataset(cfg))
+    assert model.block1[0].out_channels == 8 and model.block2[0].out_channels == 16
+    assert load_config(None, {"model_args": cfg.to_dict()["model_args"]}).model_args == {"width": 8}
 
 
 def test_refuses_to_overwrite_an_existing_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -68,8 +68,14 @@ def make_neuron(cfg: TrainConfig) -> nn.Module:
 
 def make_model(cfg: TrainConfig, data: DataBundle) -> nn.Module:
     from ..models import create_model
-    return create_model(cfg.model, in_channels=data.in_channels, num_classes=data.num_classes,
-                        img_size=data.img_size, T=cfg.T, neuron=make_neuron(cfg))
+    base = dict(in_channels=data.in_channels, num_classes=data.num_classes, img_size=data.img_size, T=cfg.T,
+                neuron=make_neuron(cfg))
+    try:
+        return create_model(cfg.model, **{**base, **cfg.model_args})
+    except TypeError as e:
+        if cfg.model_args and "argument" in str(e):
+            raise ConfigError(f"model_args: {cfg.model_args} not accepted by model {cfg.model!r} ({e})") from None
+        raise
 
 
 def _run_dir(cfg: TrainConfig) -> Path:
