@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/neurons.py
 	$(BIN)/python benchmarks/transforms.py
 	$(BIN)/python benchmarks/data.py
+	$(BIN)/python benchmarks/models.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,8 @@ prologue, derives the backward step and lowers spikes; ``spec`` is what a backen
 compile and run it on the CPU (llvmlite), ``triton_*`` on the GPU. Nothing here knows any neuron.
 """
 
+import importlib.util
+
 from ..neurons.scan import register_backend
 from .cpu import CPUBackend
 from .gpu import TritonBackend, triton_available
@@ -14,7 +16,9 @@ from .spec import COMPILE_COUNT, cache_dir
 from .trace import KernelTraceError, trace_step
 
 register_backend(CPUBackend(), auto_priority=0)
-if triton_available() is None:   # the GPU backend, when Triton is installed (the [gpu] extra)
+# the GPU backend, when Triton is installed (the [gpu] extra); Triton itself is imported on first GPU use
+if importlib.util.find_spec("triton") is not None:
     register_backend(TritonBackend(), auto_priority=1)
 
-__all__ = ["CPUBackend", "TritonBackend", "KernelTraceError", "trace_step", "COMPILE_COUNT", "cache_dir", "POOL"]
+__all__ = ["CPUBackend", "TritonBackend", "triton_available", "KernelTraceError", "trace_step", "COMPILE_COUNT",
+           "cache_dir", "POOL"]

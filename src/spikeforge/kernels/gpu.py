@@ -107,11 +107,11 @@ class TritonBackend:
         return x_seq.dtype.is_floating_point and (x_seq.is_cuda or (interpreting() and x_seq.device.type == "cpu"))
 
     def why_not(self, step_fn: StepFn, x_seq: Tensor, state: State, params: Any) -> str | None:
-        reason = triton_available()
-        if reason is not None:
-            return reason
         if not x_seq.is_cuda and not interpreting():
             return f"input is on {x_seq.device}; Triton runs CUDA tensors (or CPU ones under TRITON_INTERPRET=1)"
+        reason = triton_available()   # imported only now: a CPU-only process never loads Triton (~70 MB)
+        if reason is not None:
+            return reason
         if not x_seq.dtype.is_floating_point:
             return f"dtype {x_seq.dtype} runs on the torch reference"
         try:

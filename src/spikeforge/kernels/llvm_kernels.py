@@ -412,10 +412,16 @@ def omp_trampoline() -> int:
     with b.if_then(b.icmp_signed("<", blo, bhi)):
         b.call(kernel, [lptrs, lints, scal])
     b.ret_void()
-    llmod = llvm.parse_assembly(str(mod))
-    llmod.verify()
+    text = str(mod)
+    path = cache_dir() / f"omp_{hashlib.sha256((text + llvm.get_host_cpu_name()).encode()).hexdigest()[:24]}.o"
+    obj = _read_checked(path)   # cached like the kernels: a warm process never starts LLVM's code generator
+    if obj is None:
+        llmod = llvm.parse_assembly(text)
+        llmod.verify()
+        obj = _tm().emit_object(llmod)
+        _write_atomic(path, obj)
     engine = _jit()
-    engine.add_object_file(llvm.ObjectFileRef.from_data(_tm().emit_object(llmod)))
+    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
     engine.finalize_object()
     _trampoline_addr = engine.get_function_address("sf_omp_trampoline")
     return _trampoline_addr
