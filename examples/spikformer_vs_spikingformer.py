@@ -11,7 +11,6 @@ that counts integer residual sums as ACs) and audited.
 
 It holds when both reach >= 90%, their accuracies are within 2 points, Spikingformer has 0 strict
 non-spike MACs (head and encoder excepted) while Spikformer has some, and Spikingformer's energy is lower.
-Respects the lead's quiet flag (/tmp/spikeforge_quiet): waits while it exists.
 """
 
 from __future__ import annotations
@@ -30,14 +29,7 @@ from spikeforge.config import TrainConfig
 from spikeforge.training.datasets import to_time_first
 from spikeforge.training.run import train
 
-QUIET = Path("/tmp/spikeforge_quiet")
 PAPER = {"spikformer_8_768_mj": 32.07, "spikingformer_8_768_mj": 13.68, "change_pct": -57.34}
-
-
-def wait_quiet() -> None:
-    while QUIET.exists():
-        print("quiet flag set: waiting 30 s", flush=True)
-        time.sleep(30)
 
 
 def evaluate_all(model: torch.nn.Module, data: Any, cfg: TrainConfig, convention: str) -> dict[str, Any]:
@@ -84,7 +76,6 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     seconds: dict[str, float] = {}
     for name in ("spikformer_tiny", "spikingformer_tiny"):
-        wait_quiet()
         cfg = TrainConfig(dataset=a.dataset, model=name, T=a.T, encoding="direct", epochs=a.epochs, batch_size=64,
                           lr=a.lr, optimizer="adamw", weight_decay=0.01, schedule="cosine", warmup_epochs=1.0,
                           seed=a.seed, run_dir=str(out / name), threads=int(os.environ.get("THREADS", "2")),
@@ -92,7 +83,6 @@ def main() -> None:
         t0 = time.perf_counter()
         _, model, data = train(cfg)
         seconds[name] = time.perf_counter() - t0
-        wait_quiet()
         for conv in ("spikingformer", "spikformer"):
             results[f"{name}/{conv}"] = evaluate_all(model, data, cfg, conv)
         print(f"{name}: trained {a.epochs} epochs in {seconds[name]:.0f} s, "
