@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,11 +42,7 @@ def raster_png(spikes: Mapping[str, torch.Tensor], path: str | Path, max_neurons
         ax.set_ylim(-1, len(keep))
     axes[-1, 0].set_xlabel("time step")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def bars_png(values: Mapping[str, float], path: str | Path, ylabel: str, title: str = "") -> Path:
@@ -57,6 +54,10 @@ def bars_png(values: Mapping[str, float], path: str | Path, ylabel: str, title: 
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=9)
+    return _save(plt, fig, path)
+
+
+def _save(plt: Any, fig: Any, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
