@@ -110,6 +110,11 @@ def first_outside(x: np.ndarray, y: np.ndarray, W: int, H: int) -> int:
     return int(np.flatnonzero((x >= W) | (y >= H))[0])
 
 
+def smallest_size(ev: np.ndarray) -> tuple[int, int]:
+    """``(W, H)`` of the smallest sensor holding every event (``(0, 0)`` for none): for files that state no size."""
+    return (int(ev["x"].max()) + 1, int(ev["y"].max()) + 1) if ev.size else (0, 0)
+
+
 def check_inside(ev: np.ndarray, W: int, H: int, offset_of, source: str, fmt: str) -> None:
     """Raise naming the byte of the first event outside ``W × H`` (``offset_of``: index → byte)."""
     i = first_outside(ev["x"], ev["y"], W, H)

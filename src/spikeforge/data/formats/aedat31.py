@@ -25,7 +25,7 @@ import struct
 import numpy as np
 
 from ..events import EVENT_DTYPE, Events
-from ._io import header_value, text_header, to_int
+from ._io import check_inside, header_value, smallest_size, text_header, to_int
 from .errors import EventFormatError
 
 __all__ = ["NAME", "EXTENSIONS", "decode", "encode", "sniff", "packet_header"]
@@ -148,12 +148,8 @@ def decode(data: bytes, source: str = "<bytes>", *,
     elif declared is not None:
         W, H = declared
     else:
-        W, H = (int(out["x"].max()) + 1, int(out["y"].max()) + 1) if out.size else (0, 0)
-    bad = np.flatnonzero((out["x"] >= W) | (out["y"] >= H))
-    if bad.size:
-        i = int(bad[0])
-        raise EventFormatError(source, offset_of(i), f"coordinates inside the {W}×{H} sensor",
-                               f"x={int(out['x'][i])}, y={int(out['y'][i])}", NAME)
+        W, H = smallest_size(out)
+    check_inside(out, W, H, offset_of, source, NAME)
     meta = {"format": NAME, "header": lines, "packets": packets, "invalid": int(d.size - idx.size)}
     return Events(out, (W, H, 2), meta)
 

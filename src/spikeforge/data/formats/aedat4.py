@@ -28,7 +28,7 @@ import numpy as np
 
 from ..events import EVENT_DTYPE, Events
 from . import _flatbuffers as fb
-from ._io import to_int
+from ._io import smallest_size, to_int
 from .errors import EventFormatError, require_extra
 
 __all__ = ["NAME", "EXTENSIONS", "COMPRESSION", "EVENT_STRUCT", "decode", "encode", "sniff",
@@ -200,7 +200,7 @@ def decode(data: bytes, source: str = "<bytes>", *, stream: int | None = None,
     elif to_int(info.get("sizeX")) is not None and to_int(info.get("sizeY")) is not None:
         W, H = to_int(info["sizeX"]) or 0, to_int(info["sizeY"]) or 0
     else:
-        W, H = (int(raw["x"].max()) + 1, int(raw["y"].max()) + 1) if raw.size else (0, 0)
+        W, H = smallest_size(raw)
     x, y = raw["x"], raw["y"]
     if raw.size and (x.min() < 0 or y.min() < 0 or x.max() >= W or y.max() >= H):
         i = int(np.flatnonzero((x < 0) | (y < 0) | (x >= W) | (y >= H))[0])

@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit
 
 from ..events import EVENT_DTYPE, Events
+from ._io import smallest_size
 from ._prophesee import parse_header
 from .errors import EventFormatError
 
@@ -99,7 +100,7 @@ def decode(data: bytes, source: str = "<bytes>", *,
                                f"x={(w >> 11) & 0x7FF}, y={w & 0x7FF}", NAME)
     out = out[:n] if 2 * n >= words.size else out[:n].copy()
     if size is None:
-        size = (int(out["x"].max()) + 1, int(out["y"].max()) + 1) if n else (0, 0)
+        size = smallest_size(out)
     return Events(out, (size[0], size[1], 2), {"format": NAME, "header": h.lines})
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit
 
 from ..events import EVENT_DTYPE, Events
+from ._io import smallest_size
 from ._prophesee import parse_header
 from .errors import EventFormatError
 
@@ -154,7 +155,7 @@ def decode(data: bytes, source: str = "<bytes>", *,
         raise EventFormatError(source, body + 2 * bad, f"coordinates inside the {W}×{H} sensor",
                                f"word {w:#06x} (type {w >> 12:#x})", NAME)
     if size is None:
-        size = (int(out["x"].max()) + 1, int(out["y"].max()) + 1) if n else (0, 0)
+        size = smallest_size(out[:n])
     return Events(out, (size[0], size[1], 2), {"format": NAME, "header": h.lines})
 
 
