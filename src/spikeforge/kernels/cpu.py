@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..neurons.scan import State, StepFn
-from .driver import Call, fused_scan, plan_for
+from .driver import Call, KernelCache, fused_scan, plan_for
 from .llvm_kernels import CompiledKernel, compile_kernel
 from .spec import KernelSpec, Layout
 from .trace import KernelTraceError
@@ -144,17 +144,12 @@ class LLVMLauncher:
         """A fully broadcast spike gradient is passed as this many copies of its value (the vector width)."""
         from .llvm_kernels import vector_width
         return vector_width(32)      # float32 lanes are the most; float64 kernels read fewer
+
     def __init__(self) -> None:
-        self._kernels: dict[str, CompiledKernel] = {}
-        self._lock = threading.Lock()
+        self._cache = KernelCache()
 
     def compile(self, spec: KernelSpec) -> CompiledKernel:
-        key = spec.key
-        with self._lock:
-            k = self._kernels.get(key)
-            if k is None:
-                k = self._kernels[key] = compile_kernel(spec)
-        return k
+        return self._cache.get(spec, compile_kernel)
 
     def layout(self, kernel: CompiledKernel) -> Layout:
         return kernel.layout

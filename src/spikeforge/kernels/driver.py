@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,7 +32,7 @@ from .pool import POOL
 from .spec import KernelSpec, Layout
 from .trace import KernelTraceError, flatten_params, trace_step
 
-__all__ = ["Plan", "plan_for", "spec_for", "Launcher", "fused_scan", "MEMORY_MODES"]
+__all__ = ["Plan", "plan_for", "spec_for", "Launcher", "KernelCache", "fused_scan", "MEMORY_MODES"]
 
 MEMORY_MODES = ("default", "lean")
 
@@ -80,6 +81,22 @@ def spec_for(plan: Plan, is_array: tuple[bool, ...], need_grad: tuple[bool, ...]
         bwd = lower(vjp(plan.bwd_raw, sp.n_state, sp.runtime, wrt))
         got = plan.specs[key] = KernelSpec(plan.fwd, bwd, sp.n_state, tuple(sp.runtime), is_array, need_grad, bits)
     return got
+
+
+class KernelCache:
+    """A launcher's compiled kernels by spec key, each built once per process (threads may race to the
+    first call of a neuron, so the build runs under a lock)."""
+
+    def __init__(self) -> None:
+        self._kernels: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, spec: KernelSpec, build: Callable[[KernelSpec], Any]) -> Any:
+        with self._lock:
+            k = self._kernels.get(spec.key)
+            if k is None:
+                k = self._kernels[spec.key] = build(spec)
+        return k
 
 
 class Launcher(Protocol):

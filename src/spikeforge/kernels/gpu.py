@@ -8,7 +8,6 @@ checks this backend in CI. ``pip install 'spikeforge[gpu]'`` installs Triton.
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -17,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..neurons.scan import State, StepFn
-from .driver import Call, fused_scan, plan_for
+from .driver import Call, KernelCache, fused_scan, plan_for
 from .spec import COMPILE_COUNT, KernelSpec, Layout, layout
 from .trace import KernelTraceError
 
@@ -46,18 +45,17 @@ class TritonKernel:
 
 class TritonLauncher:
     def __init__(self) -> None:
-        self._kernels: dict[str, TritonKernel] = {}
-        self._lock = threading.Lock()
+        self._cache = KernelCache()
 
     def compile(self, spec: KernelSpec) -> TritonKernel:
+        return self._cache.get(spec, self._build)
+
+    @staticmethod
+    def _build(spec: KernelSpec) -> TritonKernel:
         from .triton_codegen import load_module
-        key = spec.key
-        with self._lock:
-            k = self._kernels.get(key)
-            if k is None:
-                lay = layout(spec)
-                k = self._kernels[key] = TritonKernel(spec, lay, load_module(spec, lay))
-                COMPILE_COUNT["compiled"] += 1
+        lay = layout(spec)
+        k = TritonKernel(spec, lay, load_module(spec, lay))
+        COMPILE_COUNT["compiled"] += 1
         return k
 
     def layout(self, kernel: TritonKernel) -> Layout:
