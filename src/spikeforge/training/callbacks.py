@@ -20,7 +20,7 @@ from torch import nn
 
 from ..analysis.record import LayerRecord, SpikeRecorder
 
-__all__ = ["Callback", "StepInfo", "CSVLogger", "TensorBoardLogger", "ProgressBar", "FiringRates", "spiking_modules"]
+__all__ = ["Callback", "StepInfo", "CSVLogger", "TensorBoardLogger", "ProgressBar", "FiringRates"]
 
 
 @dataclass
@@ -40,12 +40,6 @@ class Callback:
     def on_step_end(self, trainer: Any, info: StepInfo) -> None: ...
     def on_epoch_end(self, trainer: Any, metrics: dict[str, Any]) -> None: ...
     def on_fit_end(self, trainer: Any) -> None: ...
-
-
-def spiking_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The modules that emit spikes: scan neurons and the PSN family."""
-    from ..layers import is_neuron
-    return [(n, m) for n, m in model.named_modules() if is_neuron(m)]
 
 
 class FiringRates(SpikeRecorder):

@@ -52,10 +52,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 def make_neuron(cfg: TrainConfig) -> nn.Module:
     """The neuron template every layer copies, from the config's neuron name and options."""
     from ..neurons import NEURONS
-    from ..surrogate import get_surrogate
+    from ..surrogate import SURROGATES, get_surrogate
     cls = NEURONS[cfg.neuron]
     accepted = inspect.signature(cls).parameters
-    from ..surrogate import SURROGATES
     has_alpha = "alpha" in {f.name for f in dataclasses.fields(SURROGATES[cfg.surrogate])}
     sg = get_surrogate(cfg.surrogate, alpha=cfg.alpha) if has_alpha else get_surrogate(cfg.surrogate)
     kw: dict[str, Any] = {"surrogate": sg, "detach_reset": cfg.detach_reset, "v_threshold": cfg.v_threshold}
@@ -179,21 +178,16 @@ def evaluate_checkpoint(path: str | Path, dataset: str | None = None, data_root:
 
 def sample_spikes(model: nn.Module, data: DataBundle, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """The spike trains of every spiking layer for the first test sample (for a raster plot)."""
-    from .callbacks import spiking_modules
-    out: dict[str, torch.Tensor] = {}
-    handles = [m.register_forward_hook(lambda mod, i, o, name=name: out.__setitem__(name, o.detach()[:, 0]))
-               for name, m in spiking_modules(model)]
+    from ..analysis import record
     x, _ = data.test[0]
     was = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), record(model, full=True) as rec:
             model(to_time_first(x.unsqueeze(0), data.kind, cfg.T, cfg.encoding, torch.Generator().manual_seed(0)))
     finally:
-        for h in handles:
-            h.remove()
         model.train(was)
-    return out
+    return {name: rec.spikes(name)[:, 0] for name in rec.rates()}
 
 
 def summary_json(result: FitResult) -> str:
