@@ -259,6 +259,30 @@ def test_sum_loss_gradient_is_read_without_a_copy() -> None:
     assert torch.equal(grads[0], grads[1])
 
 
+def test_aligned_and_unaligned_output_rows_give_the_same_bits() -> None:
+    """Rows of whole vectors are written with aligned streaming stores, others with split ones: neurons are
+    independent, so the first 64 of 67 equal a run over those 64 alone, bit for bit, forward and backward."""
+    from spikeforge.kernels.cpu import _aligned
+    from spikeforge.kernels.llvm_kernels import ALIGNED_FLAG, vector_width
+    W = vector_width(32)
+    x = torch.rand(9, 64 + W + 3) * 2
+    w = torch.linspace(-1, 1, x.shape[1])
+    got = []
+    for n in (64, x.shape[1]):
+        xg = x[:, :n].clone().requires_grad_()
+        m = N.ALIF(surrogate=Sigmoid())
+        (m(xg) * w[:n]).sum().backward()
+        got.append((m(x[:, :n])[:, :64], xg.grad[:, :64]))
+    for a, b in zip(*got):
+        assert torch.equal(a, b)
+    call = type("C", (), {"kernel": type("K", (), {"width": W})(), "N": 64, "B": W})()
+    assert _aligned(call, torch.empty(9, 64)) == ALIGNED_FLAG
+    call.N = 67
+    assert _aligned(call, torch.empty(9, 67)) == 0
+    call.N = 64
+    assert _aligned(call, torch.empty(9 * 64 + 1)[1:].view(9, 64)) == 0     # base off the vector boundary
+
+
 def test_channels_last_input_is_kept_in_its_layout() -> None:
     """A channels-last [T, B, C, H, W] input runs in its physical order: no copy, spikes come back channels-last,
     equal to the reference, with per-channel parameters mapped to the right neurons."""

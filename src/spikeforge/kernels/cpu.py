@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..neurons.scan import State, StepFn
 from .driver import Call, KernelCache, fused_scan, plan_for
-from .llvm_kernels import CompiledKernel, compile_kernel
+from .llvm_kernels import ALIGNED_FLAG, CompiledKernel, compile_kernel
 from .spec import KernelSpec, Layout
 from .trace import KernelTraceError
 
@@ -121,6 +121,14 @@ def _ptr(t: Tensor) -> int:
     return int(t.data_ptr())
 
 
+def _aligned(c: Call, out: Tensor) -> int:
+    """``ALIGNED_FLAG`` if every row slice a kernel writes of ``out`` ``[T, N]`` starts on a vector boundary:
+    the base is aligned, rows are whole vectors, and blocks are (``block_size`` rounds them to ``W``)."""
+    vec_bytes = c.kernel.width * out.element_size()
+    ok = out.data_ptr() % vec_bytes == 0 and c.N % c.kernel.width == 0 and c.B % c.kernel.width == 0
+    return ALIGNED_FLAG if ok else 0
+
+
 _works: dict[tuple[int, int, torch.dtype], Tensor] = {}
 
 
@@ -168,7 +176,7 @@ class LLVMLauncher:
         ck_ptrs = [_ptr(t) for t in ck] if keep else [_ptr(s)] * len(states)
         ptrs = [_ptr(x), _ptr(s), *map(_ptr, states), *map(_ptr, out_states), *ck_ptrs, *map(_ptr, arrays)]
         one_value = sum(4 << k for k, st in enumerate(states) if st.numel() == 1 and c.N > 1)
-        ints = [c.T, c.N, 0, 0, c.B, c.K, x.stride(0), (1 if keep else 0) | one_value]
+        ints = [c.T, c.N, 0, 0, c.B, c.K, x.stride(0), (1 if keep else 0) | one_value | _aligned(c, s)]
         _run(c.kernel.fwd, c.n_blocks, ints, ptrs, c.scalars, addr=c.kernel.fwd_addr)
 
     def backward(self, c: Call, x: Tensor, gs: Tensor, gx: Tensor, ck: list[Tensor], fin: list[Tensor],
@@ -179,7 +187,7 @@ class LLVMLauncher:
         ptrs = [_ptr(x), _ptr(gs), _ptr(gx), *map(_ptr, ck), *map(_ptr, fin), *map(_ptr, g0), *map(_ptr, arrays),
                 *map(_ptr, garr), _ptr(partials), 0]
         gs_one = 4 if gs.numel() != c.T * c.N else 0
-        ints = [c.T, c.N, 0, 0, c.B, c.K, x.stride(0), (2 if has_fin else 0) | gs_one]
+        ints = [c.T, c.N, 0, 0, c.B, c.K, x.stride(0), (2 if has_fin else 0) | gs_one | _aligned(c, gx)]
         _run(c.kernel.bwd, c.n_blocks, ints, ptrs, c.scalars, work, addr=c.kernel.bwd_addr)
 
 

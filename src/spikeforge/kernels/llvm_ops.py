@@ -75,11 +75,22 @@ def _horner(b: ir.IRBuilder, L: Lanes, x: ir.Value, coeffs: list[float]) -> ir.V
     return y
 
 
+def _scalef(b: ir.IRBuilder, L: Lanes, y: ir.Value, n: ir.Value) -> ir.Value:
+    """``y · 2^n`` for integral ``n`` in one AVX-512 instruction (vscalefps/pd)."""
+    mask_t = ir.IntType(L.width)
+    name = f"llvm.x86.avx512.mask.scalef.{'ps' if L.bits == 32 else 'pd'}.512"
+    fn = b.module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(L.ty, [L.ty, L.ty, L.ty, mask_t, ir.IntType(32)]), name=name)
+    return b.call(fn, [y, n, ir.Constant(L.ty, ir.Undefined), ir.Constant(mask_t, -1), ir.Constant(ir.IntType(32), 4)])
+
+
 def _exp(b: ir.IRBuilder, L: Lanes, x: ir.Value) -> ir.Value:
     """e^x = 2^n · e^r with n = round(x / ln 2), |r| <= ln2 / 2.
 
     2^n is built as 2^(n−1)·2 so that n = 128 (1024 in float64) still scales finitely and anything
-    beyond overflows to inf by itself; NaN propagates through the arithmetic; below the smallest
+    beyond overflows to inf by itself (on an AVX-512 vector one ``vscalef`` computes y·2^n with the same
+    result and saves five ops, ~2% of the benchmark backward); NaN propagates through the arithmetic; below the smallest
     normal the result is 0.
     """
     if L.bits == 32:
@@ -98,9 +109,12 @@ def _exp(b: ir.IRBuilder, L: Lanes, x: ir.Value) -> ir.Value:
         y = b.fadd(_fma(b, L, p, b.fmul(r, r), r), L.c(1.0))
     else:
         y = _horner(b, L, r, [1.0 / math.factorial(k) for k in range(13, -1, -1)])
-    n = b.add(b.fptosi(fx, L.ity), L.ci(bias - 1))
-    scale = b.bitcast(b.shl(n, L.ci(mant)), L.ty)
-    y = b.fmul(b.fmul(y, scale), L.c(2.0))
+    if L.width * L.bits == 512:     # an AVX-512 vector: one vscalef instead of five integer/float ops
+        y = _scalef(b, L, y, fx)
+    else:
+        n = b.add(b.fptosi(fx, L.ity), L.ci(bias - 1))
+        scale = b.bitcast(b.shl(n, L.ci(mant)), L.ty)
+        y = b.fmul(b.fmul(y, scale), L.c(2.0))
     return b.select(b.fcmp_ordered("<", x, L.c(lo_lim)), L.c(0.0), y)
 
 
@@ -214,7 +228,7 @@ def emit_graph(b: ir.IRBuilder, g: Graph, L: Lanes, env: dict[str, ir.Value],
         elif op == "detach":
             v = a[0]
         elif op == "float":
-            v = b.uitofp(a[0], L.ty)
+            v = b.select(a[0], L.c(1.0), L.c(0.0))      # one masked move (uitofp of i1 is three ops)
         elif op == "pow":
             v = _pow(b, L, a[0], a[1], consts.get(n.args[1]))
         elif op == "minimum":
