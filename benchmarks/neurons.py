@@ -129,10 +129,14 @@ def saved_per_step(f: Fn, x: torch.Tensor) -> float:
 
 
 def memory_child(lib: str, T: int, BN: int, threads: int) -> None:
-    """In a fresh process: peak RSS growth of one forward+backward, beyond the input and its gradient."""
+    """In a fresh process: peak RSS growth of one forward+backward, beyond the input and its gradient.
+
+    A tiny fwd+bwd runs first, so one-time costs (code loaded on first use: a JIT's libraries, a kernel
+    read from the disk cache; ~100 MiB of RSS for ours) are not counted as memory of the step."""
     torch.set_num_threads(threads)
     f = make(lib)
     assert not isinstance(f, str), f
+    f(torch.rand(T, 64).requires_grad_()).sum().backward()
     x = (torch.randn(T, BN) * 0.8 + 0.3).requires_grad_()
     x.grad = torch.zeros_like(x)
     x.grad = None

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..neurons.scan import State, StepFn
 from .driver import Call, KernelCache, fused_scan, plan_for
-from .llvm_kernels import ALIGNED_FLAG, CompiledKernel, compile_kernel
+from .llvm_kernels import ALIGNED_FLAG, CompiledKernel, compile_kernel, omp_trampoline, vector_width
 from .spec import KernelSpec, Layout
 from .trace import KernelTraceError
 
@@ -86,7 +86,6 @@ def _run(fn: Any, n_blocks: int, ints: list[int], ptrs: list[int], scalars: list
     sc = (ctypes.c_double * max(1, len(scalars)))(*scalars)
     omp = _openmp() if nt > 1 and addr else None
     if omp is not None:
-        from .llvm_kernels import omp_trampoline
         par, tid, ntf = omp
         pp = (ctypes.c_void_p * len(ptrs))(*ptrs)
         ii = (ctypes.c_int64 * len(ints))(*ints)
@@ -150,7 +149,6 @@ class LLVMLauncher:
     @property
     def broadcast_grad(self) -> int:
         """A fully broadcast spike gradient is passed as this many copies of its value (the vector width)."""
-        from .llvm_kernels import vector_width
         return vector_width(32)      # float32 lanes are the most; float64 kernels read fewer
 
     def __init__(self) -> None:

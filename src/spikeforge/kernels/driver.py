@@ -184,7 +184,7 @@ class _FusedScan(torch.autograd.Function):
         x, ck, arrays = saved[0], list(saved[1:1 + ns]), list(saved[1 + ns:])
         width = getattr(c.launcher, "broadcast_grad", 0)
         if width and gs is not None and gs.numel() > 1 and all(st == 0 for st in gs.stride()):
-            gs_d = gs.reshape(-1)[:1].to(c.dtype).repeat(width)      # loss.sum(): one value, W copies
+            gs_d = gs.as_strided((width,), (0,)).to(c.dtype).contiguous()    # loss.sum(): one value, W copies
         else:
             gs_d = _dense(c, gs, (c.T, c.N))
         has_fin = any(g is not None for g in gfin)
