@@ -169,9 +169,13 @@ def _build_fwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
             at_ck = b.and_(store_ck, b.icmp_signed("==", b.srem(t, K), ir.Constant(I64, 0)))
             with b.if_then(at_ck):
                 row = b.mul(b.sdiv(t, K), N)
-                with _loop(b, ir.Constant(I64, 0), n, 1, "ck") as i:
+
+                def save(i: ir.Value, mode: int, row: ir.Value = row) -> None:
+                    L = Lv if mode else Ls
                     for k in range(ns):
-                        b.store(b.load(_gep(b, st[k], b.add(lo, i))), _gep(b, ck[k], b.add(row, b.add(lo, i))))
+                        _store(b, L, _load(b, L, st[k], b.add(lo, i)), ck[k], b.add(row, b.add(lo, i)))
+
+                _lanes_loop(b, n, W, save)
             xrow = b.mul(t, xs)
             srow = b.mul(t, N)
 
@@ -227,10 +231,16 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
     def wslot(kk: ir.Value, k: int) -> ir.Value:    # work[kk][k][:]
         return b.mul(b.add(b.mul(kk, ir.Constant(I64, ns)), ir.Constant(I64, k)), B)
 
-    def env_for(L: Lanes, j: ir.Value, i: ir.Value, t: ir.Value, kk: ir.Value) -> dict[str, ir.Value]:
+    def state_rows(seg: ir.Value, lo: ir.Value, kk: ir.Value) -> list[ir.Value]:
+        """Where the block's state before step ``t0 + kk`` is: the checkpoint row itself for ``kk = 0``
+        (read in place, no copy), else the replayed work slot."""
+        return [b.select(b.icmp_signed("==", kk, ir.Constant(I64, 0)), _gep(b, ck[k], b.add(b.mul(seg, N), lo)),
+                         _gep(b, work, wslot(kk, k))) for k in range(ns)]
+
+    def env_for(L: Lanes, j: ir.Value, i: ir.Value, t: ir.Value, rows: list[ir.Value]) -> dict[str, ir.Value]:
         env = {"x": _load(b, L, x, b.add(b.mul(t, xs), j))}
         for k in range(ns):
-            env[f"state{k}"] = _load(b, L, work, b.add(wslot(kk, k), i))
+            env[f"state{k}"] = _load(b, L, rows[k], i)
         for r, p in arr.items():
             env[spec.runtime[r]] = _load(b, L, p, j)
         for r, v in sc.items():
@@ -255,16 +265,14 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
             seg = b.sub(b.sub(nseg, ir.Constant(I64, 1)), sg)
             t0 = b.mul(seg, K)
             Lseg = b.sub(b.select(b.icmp_signed("<", b.add(t0, K), T), b.add(t0, K), T), t0)
-            with _loop(b, ir.Constant(I64, 0), n, 1, "ld") as i:       # checkpoint → work[0]
-                for k in range(ns):
-                    v = b.load(_gep(b, ck[k], b.add(b.mul(seg, N), b.add(lo, i))))
-                    b.store(v, _gep(b, work, b.add(wslot(ir.Constant(I64, 0), k), i)))
             with _loop(b, ir.Constant(I64, 0), b.sub(Lseg, ir.Constant(I64, 1)), 1, "rp") as kk:  # replay
                 t = b.add(t0, kk)
+                rows = state_rows(seg, lo, kk)
 
-                def replay(i: ir.Value, mode: int, t: ir.Value = t, kk: ir.Value = kk) -> None:
+                def replay(i: ir.Value, mode: int, t: ir.Value = t, kk: ir.Value = kk,
+                           rows: list[ir.Value] = rows) -> None:
                     L = Lv if mode else Ls
-                    res = emit_graph(b, spec.fwd, L, env_for(L, b.add(lo, i), i, t, kk), fwd_outs)
+                    res = emit_graph(b, spec.fwd, L, env_for(L, b.add(lo, i), i, t, rows), fwd_outs)
                     for k in range(ns):
                         _store(b, L, res[f"state{k}"], work, b.add(wslot(b.add(kk, ir.Constant(I64, 1)), k), i))
 
@@ -272,11 +280,12 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
             with _loop(b, ir.Constant(I64, 0), Lseg, 1, "rev") as r:     # reverse sweep
                 kk = b.sub(b.sub(Lseg, ir.Constant(I64, 1)), r)
                 t = b.add(t0, kk)
+                rows = state_rows(seg, lo, kk)
 
-                def back(i: ir.Value, mode: int, t: ir.Value = t, kk: ir.Value = kk) -> None:
+                def back(i: ir.Value, mode: int, t: ir.Value = t, rows: list[ir.Value] = rows) -> None:
                     L = Lv if mode else Ls
                     j = b.add(lo, i)
-                    env = env_for(L, j, i, t, kk)
+                    env = env_for(L, j, i, t, rows)
                     # flags bit 4: the spike gradient is one value for every element (d sum(y)/dy = 1): the
                     # caller then passes W copies of it and every load reads from index 0
                     gidx = b.select(gs_one, ir.Constant(I64, 0), b.add(b.mul(t, N), j))
