@@ -6,7 +6,7 @@ bytes kept for backward per neuron-step (``saved_tensors_hooks``); peak RSS of o
 process per library; the documented custom neuron (AdEx, ``examples/custom_neuron.py``) fused vs its
 torch reference.
 
-    python benchmarks/neurons.py [--reps 11] [--threads 2] [--quick]
+    python benchmarks/neurons.py [--reps 21] [--threads 2] [--quick]
     python benchmarks/neurons.py --device cuda      # Triton backend vs SpikingJelly's CUDA path and the
                                                     # torch loop, plus the fraction of memory bandwidth
 """
@@ -166,7 +166,7 @@ def peak_memory(lib: str, T: int, BN: int, threads: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=11)
+    ap.add_argument("--reps", type=int, default=21)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="3 repetitions, the three 16 MiB sizes only")
     ap.add_argument("--device", default="cpu", help="cpu (cuda: see the GPU backend issue)")
