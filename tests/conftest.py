@@ -35,13 +35,14 @@ SINGLE_THREADED = {"layers", "models", "analysis"}
 
 @pytest.fixture(autouse=True)
 def _one_thread_for_small_suites(request: pytest.FixtureRequest) -> Iterator[None]:
-    if Path(str(request.node.fspath)).parent.name not in SINGLE_THREADED:
-        yield
-        return
+    """Also puts back the thread count after every test: ``train(threads=…)`` sets it for the process, and
+    a leaked count changed a later test's floating-point reduction order (and its outcome)."""
     n = torch.get_num_threads()
-    torch.set_num_threads(1)
+    if Path(str(request.node.fspath)).parent.name in SINGLE_THREADED:
+        torch.set_num_threads(1)
     yield
-    torch.set_num_threads(n)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
 
 
 @pytest.fixture

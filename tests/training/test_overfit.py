@@ -15,7 +15,9 @@ from spikeforge.training.run import train
 TINY = list_models("*_tiny")
 DATASETS = ["digits", "emulated-nmnist", "nmnist-folder"]
 # the column-by-column net (17k parameters) reads a clip as T·W = 68 steps: it needs a larger step
-LR = {"seq_csnn_tiny": 3e-2}
+# (at 3e-2 it reached 0.22 of a 0.23 bar at step 97 on 2 threads and missed it on 1; at 5e-2 it is
+# below the bar by step ~65 on either)
+LR = {"seq_csnn_tiny": 5e-2}
 
 
 class StopBelow(Callback):
