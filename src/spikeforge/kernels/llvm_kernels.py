@@ -104,8 +104,9 @@ ALIGNED_FLAG = 1 << 30      # in the flags slot: every output row slice starts o
 
 
 def _store(b: ir.IRBuilder, L: Lanes, v: ir.Value, base: ir.Value, idx: ir.Value, stream: int = SCALAR) -> None:
-    """Store one lane vector; ``stream`` (VEC or ALIGNED) marks it non-temporal, ALIGNED also promises a
-    vector-aligned address."""
+    """Store one lane vector. ``stream`` is the loop's mode for a [T, N] output written once: VEC or ALIGNED
+    mark the store non-temporal, ALIGNED also promises a vector-aligned address; the default (SCALAR) is a
+    plain store, for state and work buffers that are read again."""
     p = _gep(b, base, idx)
     if L.width == 1:
         b.store(v, p)
