@@ -261,7 +261,8 @@ def test_sum_loss_gradient_is_read_without_a_copy() -> None:
 
 def test_aligned_and_unaligned_output_rows_give_the_same_bits() -> None:
     """Rows of whole vectors are written with aligned streaming stores, others with split ones: neurons are
-    independent, so the first 64 of 67 equal a run over those 64 alone, bit for bit, forward and backward."""
+    independent, so the first 64 of 64 + W + 3 equal a run over those 64 alone, bit for bit, forward and
+    backward."""
     from spikeforge.kernels.cpu import _aligned
     from spikeforge.kernels.llvm_kernels import ALIGNED_FLAG, vector_width
     W = vector_width(32)

@@ -89,9 +89,10 @@ def _exp(b: ir.IRBuilder, L: Lanes, x: ir.Value) -> ir.Value:
     """e^x = 2^n · e^r with n = round(x / ln 2), |r| <= ln2 / 2.
 
     2^n is built as 2^(n−1)·2 so that n = 128 (1024 in float64) still scales finitely and anything
-    beyond overflows to inf by itself (on an AVX-512 vector one ``vscalef`` computes y·2^n with the same
-    result and saves five ops, ~2% of the benchmark backward); NaN propagates through the arithmetic; below the smallest
-    normal the result is 0.
+    beyond overflows to inf by itself; NaN propagates through the arithmetic; below the smallest normal
+    the result is 0. On an AVX-512 vector one ``vscalef`` computes y·2^n instead (five ops fewer, ~2% of
+    the benchmark backward): the same values except at n = −126 (−1022), where it returns the tiny or
+    subnormal y·2^n that the bit construction flushes to 0; below ``lo_lim`` both give 0.
     """
     if L.bits == 32:
         lo_lim, hi_lim, bias, mant = -87.33654, 89.0, 127, 23
