@@ -317,7 +317,7 @@ def psn_bench(reps: int) -> None:
     Ts, Bs, N = 32, 64, 128 * 32
     lif = dict(tau=2.0, surrogate=ATan(alpha=2.0), detach_reset=True)
     cands = {"PSN (GEMM)": PSN(T=Ts), "SlidingPSN k=4 (GEMM)": SlidingPSN(4),
-             "SlidingPSN k=4 (conv)": SlidingPSN(4, backend="conv"), "LIF fused (cpu)": LIF(**lif),
+             "SlidingPSN k=4 (conv)": SlidingPSN(4, algorithm="conv"), "LIF fused (cpu)": LIF(**lif),
              "LIF torch loop": LIF(**lif, backend="torch")}
     x = (torch.randn(Ts, Bs, N) * 0.8 + 0.5).requires_grad_()
     res = {}

@@ -19,8 +19,7 @@ from pathlib import Path
 import torch
 
 from spikeforge.analysis.plots import raster_png
-from spikeforge.config import TrainConfig
-from spikeforge.training.run import layer_firing_rates, sample_spikes, train
+from spikeforge.app import TrainConfig, layer_firing_rates, sample_spikes, train
 
 
 def main() -> None:

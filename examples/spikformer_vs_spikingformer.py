@@ -25,22 +25,21 @@ from typing import Any
 import torch
 
 from spikeforge.analysis import analyze, side_by_side
-from spikeforge.config import TrainConfig
-from spikeforge.training.datasets import to_time_first
-from spikeforge.training.run import train
+from spikeforge.app import TrainConfig, train
+from spikeforge.data import batch_loader, to_time_first
+from spikeforge.training import count_correct
 
 PAPER = {"spikformer_8_768_mj": 32.07, "spikingformer_8_768_mj": 13.68, "change_pct": -57.34}
 
 
 def evaluate_all(model: torch.nn.Module, data: Any, cfg: TrainConfig, convention: str) -> dict[str, Any]:
-    from torch.utils.data import DataLoader
     gen = torch.Generator().manual_seed(12345)
     batches, correct, n = [], 0, 0
     model.eval()
     with torch.no_grad():
-        for x, y in DataLoader(data.test, batch_size=128, shuffle=False):
+        for x, y in batch_loader(data.test, data.kind, batch_size=128, shuffle=False):
             x_seq = to_time_first(x, data.kind, cfg.T, cfg.encoding, gen)
-            correct += int((model(x_seq).mean(0).argmax(-1) == y).sum())
+            correct += count_correct(model(x_seq), y)
             n += len(y)
             batches.append(x_seq)
     rep = analyze(model, batches, convention)

@@ -1,7 +1,9 @@
 """spikeforge: spiking neural networks on PyTorch, from event files to deployment.
 
 Subpackages are imported on demand (``spikeforge.neurons``, ``spikeforge.surrogate``,
-``spikeforge.encode``, ``spikeforge.data`` …) so that ``import spikeforge`` stays cheap.
+``spikeforge.encode``, ``spikeforge.data`` …) so that ``import spikeforge`` stays cheap. They are layered,
+lowest first: ``core`` → ``surrogate`` → ``kernels`` → ``neurons`` → ``encode`` → ``data`` → ``layers`` →
+``models`` → ``analysis`` → ``training`` → ``app`` → ``cli``; each imports only from those before it.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"neurons", "surrogate", "encode", "data", "kernels", "layers", "models", "learning",
-               "analysis", "compress", "export"}
+_SUBMODULES = {"core", "surrogate", "kernels", "neurons", "encode", "data", "layers", "models", "analysis",
+               "training", "app", "cli"}
 
 
 def __getattr__(name: str) -> Any:

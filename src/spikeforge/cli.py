@@ -1,11 +1,11 @@
-"""``spikeforge train | eval``: the command line. It parses, then calls the Python API; no logic here.
+"""``spikeforge train | eval | report | list``: the command line. It parses arguments and calls
+``spikeforge.app``; nothing else happens here.
 
-    spikeforge train --dataset digits --model spiking_cnn_tiny --T 8 --epochs 5
-    spikeforge train --config run.yaml --lr 3e-3            # flags override the file
-    spikeforge train --resume runs/digits-...               # continue exactly where a run stopped
-    spikeforge eval runs/digits-.../checkpoints/best.safetensors --dataset digits
-    spikeforge report runs/digits-.../checkpoints/best.safetensors --dataset digits   # energy, audit, plots
-    torchrun --nproc_per_node=2 -m spikeforge train ...     # data-parallel (DDP, gloo on CPU)
+Flags follow one rule (printed by ``spikeforge train --help``): ``--method`` picks how the model learns,
+``--loss`` the loss, ``--memory`` how the backward pass stores state; compression flags (``--quantize``,
+``--prune``, ``--rewire``: not in this version yet) are hooks that compose with any method. Every flag
+that takes a name lists its choices; an unknown name gets "did you mean" and the list, exit code 2, and
+nothing is written.
 """
 
 from __future__ import annotations
@@ -16,18 +16,43 @@ import json
 import sys
 from typing import Any
 
-from .config import ConfigError, TrainConfig, load_config
+from .app import FIELD_HELP, LISTS, ConfigError, TrainConfig, load_config, registries
+from .core import UnknownNameError
 
 __all__ = ["main"]
 
+RULE = ("Flags: --method picks how the model learns (bptt by default), --loss picks the loss, --memory picks\n"
+        "how the backward pass stores state; compression flags (--quantize, --prune, --rewire: not in this\n"
+        "version yet) are hooks that compose with any method. `spikeforge list KIND` describes every choice.")
+
+EXAMPLES = {
+    "train": ["spikeforge train --dataset digits --model spiking_mlp_tiny --T 8 --epochs 20 --lr 0.005",
+              "spikeforge train --dataset emulated-nmnist --model spiking_cnn_tiny --method bptt --loss tet",
+              "spikeforge train --resume runs/digits-spiking_mlp_tiny-seed0-20261206-101500"],
+    "eval": ["spikeforge eval runs/RUN/checkpoints/best.safetensors",
+             "spikeforge eval runs/RUN/checkpoints/last.safetensors --dataset digits"],
+    "report": ["spikeforge report runs/RUN/checkpoints/best.safetensors",
+               "spikeforge report runs/RUN/checkpoints/best.safetensors --convention spikformer --no-plots"],
+    "list": ["spikeforge list models", "spikeforge list methods"],
+}
+
+
+def _epilog(cmd: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[cmd])
+
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    names = registries()
     for f in dataclasses.fields(TrainConfig):
         if f.name in ("extra", "model_args"):
             continue
         flag = "--" + f.name.replace("_", "-")
-        help_ = f"(default: {f.default!r})" if f.default is not dataclasses.MISSING else ""
-        p.add_argument(flag, dest=f.name, default=None, help=help_, metavar=f.name.upper())
+        choices = names.get(f.name) or TrainConfig.CHOICES.get(f.name)
+        default = f"default {f.default!r}" if f.default is not dataclasses.MISSING else ""
+        what = FIELD_HELP.get(f.name, "")
+        help_ = f"{what}: {', '.join(choices)} ({default})" if choices else f"{what} ({default})"
+        meta = "NAME" if f.name in names else f.name.upper()
+        p.add_argument(flag, dest=f.name, default=None, help=help_, metavar=meta)
     p.add_argument("--source", dest="source", default=None,
                    help="emulated-nmnist only: digit source digits | mnist5k | fashion (default mnist5k)")
     p.add_argument("--model-arg", dest="model_arg", action="append", default=None, metavar="KEY=VALUE",
@@ -35,36 +60,57 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="spikeforge", description="Train and evaluate spiking neural networks.")
+    fmt = argparse.RawDescriptionHelpFormatter
+    ap = argparse.ArgumentParser(prog="spikeforge", description="Train, evaluate and analyse spiking neural networks.",
+                                 epilog=RULE, formatter_class=fmt)
     sub = ap.add_subparsers(dest="command", required=True)
-    tr = sub.add_parser("train", help="train a model")
-    tr.add_argument("--config", default=None, help="YAML file with any of the fields below")
+    tr = sub.add_parser("train", help="train a model", description=f"Train a model.\n\n{RULE}",
+                        epilog=_epilog("train"), formatter_class=fmt)
+    tr.add_argument("--config", default=None, help="YAML file with any of the fields below (flags win)")
     tr.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its last checkpoint")
     _add_config_flags(tr)
-    ev = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's test split")
+    ev = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's test split", epilog=_epilog("eval"),
+                        formatter_class=fmt)
     ev.add_argument("checkpoint")
-    ev.add_argument("--dataset", default=None)
-    ev.add_argument("--data-root", dest="data_root", default=None)
-    from .analysis.cli_report import add_report_parser
-    add_report_parser(sub)
+    ev.add_argument("--dataset", default=None, help="test dataset (default: the one the checkpoint was trained on)")
+    ev.add_argument("--data-root", dest="data_root", default=None, help="folder of the dataset's files")
+    rp = sub.add_parser("report", help="accuracy, speed, memory, firing rates, ACs/MACs, energy and the "
+                                       "spike-driven audit of a checkpoint", epilog=_epilog("report"),
+                        formatter_class=fmt)
+    rp.add_argument("checkpoint")
+    rp.add_argument("--dataset", default=None, help="test dataset (default: the one the checkpoint was trained on)")
+    rp.add_argument("--data-root", dest="data_root", default=None, help="folder of the dataset's files")
+    rp.add_argument("--out-dir", dest="out_dir", default=None,
+                    help="folder for report.json and the PNG plots (default: <run>/report)")
+    rp.add_argument("--convention", default="spikingformer", choices=("spikingformer", "spikformer", "neurobench"),
+                    help="operation counting convention (default: spikingformer, strict 0/1 spikes)")
+    rp.add_argument("--e-ac", dest="e_ac", type=float, default=0.9, help="pJ per accumulate (default 0.9)")
+    rp.add_argument("--e-mac", dest="e_mac", type=float, default=4.6, help="pJ per multiply-accumulate (default 4.6)")
+    rp.add_argument("--batch-size", dest="batch_size", type=int, default=64, help="batch size (default 64)")
+    rp.add_argument("--count-batches", dest="count_batches", type=int, default=4,
+                    help="test batches counted, recorded and audited (default 4)")
+    rp.add_argument("--max-samples", dest="max_samples", type=int, default=None,
+                    help="evaluate accuracy on the first N test samples")
+    rp.add_argument("--no-plots", dest="plots", action="store_false", help="write no PNG plots")
+    rp.add_argument("--no-progress", dest="progress", action="store_false", help="show no progress bar")
+    ls = sub.add_parser("list", help="list the registered names of a kind with a short description",
+                        epilog=_epilog("list"), formatter_class=fmt)
+    ls.add_argument("kind", metavar="KIND", help=f"one of: {', '.join(LISTS)}")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from .training import CheckpointError
     try:
-        if args.command == "report":
-            return int(args.report_cmd(args))
-        if args.command == "train":
-            return _train(args)
-        return _eval(args)
-    except ConfigError as e:
+        return int({"train": _train, "eval": _eval, "report": _report, "list": _list}[args.command](args))
+    except (ConfigError, CheckpointError, UnknownNameError) as e:
         print(f"spikeforge: error: {e}", file=sys.stderr)
         return 2
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training.run import layer_firing_rates, train
+    from .app import layer_firing_rates, train
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k in names and v is not None}
     if args.source:
@@ -98,14 +144,35 @@ def _model_args(items: list[str]) -> dict[str, Any]:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .training.checkpoint import CheckpointError
-    from .training.run import evaluate_checkpoint
+    from .app import evaluate_checkpoint
+    print(json.dumps(evaluate_checkpoint(args.checkpoint, args.dataset, args.data_root), indent=2))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .analysis import EnergyModel, format_report
+    from .app import run_report
+    if args.batch_size < 1 or args.count_batches < 1:
+        raise ConfigError("--batch-size and --count-batches must be >= 1")
     try:
-        res = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_root)
-    except CheckpointError as e:
-        print(f"spikeforge: error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(res, indent=2))
+        rep = run_report(args.checkpoint, args.dataset, args.out_dir, data_root=args.data_root,
+                         convention=args.convention, energy_model=EnergyModel(args.e_ac, args.e_mac),
+                         batch_size=args.batch_size, count_batches=args.count_batches,
+                         max_samples=args.max_samples, progress=args.progress, plots=args.plots)
+    except (ValueError, RuntimeError, ImportError) as e:
+        raise ConfigError(str(e)) from None
+    print(format_report(rep))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from .app import list_names
+    if args.kind not in LISTS:
+        raise UnknownNameError("list", args.kind, list(LISTS))
+    rows = list_names(args.kind)
+    width = max(len(n) for n, _ in rows)
+    for name, summary in rows:
+        print(f"{name:{width}s}  {summary}")
     return 0
 
 

@@ -36,6 +36,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from .core import Registry
+
 __all__ = [
     "Surrogate",
     "Sigmoid",
@@ -409,11 +411,10 @@ class StraightThrough(Surrogate):
         return torch.ones_like(x)
 
 
-SURROGATES: dict[str, type[Surrogate]] = {
-    cls.name: cls
-    for cls in (Sigmoid, ATan, SuperSpike, FastSigmoid, PiecewiseQuadratic, Triangle, Rectangle, Erf,
-                SoftSign, PiecewiseExp, LogTailedReLU, S2NN, QPseudoSpike, StraightThrough)
-}
+SURROGATES: Registry[type[Surrogate]] = Registry("surrogate", lambda s: s.lower().replace("-", "_"))
+for _cls in (Sigmoid, ATan, SuperSpike, FastSigmoid, PiecewiseQuadratic, Triangle, Rectangle, Erf, SoftSign,
+             PiecewiseExp, LogTailedReLU, S2NN, QPseudoSpike, StraightThrough):
+    SURROGATES.register(_cls.name, _cls)
 
 
 def get_surrogate(spec: str | Surrogate | Callable[[Tensor], Tensor], **params: float) -> Surrogate:
@@ -428,9 +429,6 @@ def get_surrogate(spec: str | Surrogate | Callable[[Tensor], Tensor], **params: 
             raise TypeError("get_surrogate: pass parameters either to the object or by name, not both")
         return spec
     if isinstance(spec, str):
-        key = spec.lower().replace("-", "_")
-        if key not in SURROGATES:
-            raise ValueError(f"unknown surrogate {spec!r}; choose one of {sorted(SURROGATES)}")
-        cls: Any = SURROGATES[key]
+        cls: Any = SURROGATES[spec]        # UnknownNameError (a ValueError) suggests the closest names
         return cls(**params)  # type: ignore[no-any-return]
     raise TypeError(f"surrogate must be a name or a spikeforge.surrogate.Surrogate, got {type(spec).__name__}")

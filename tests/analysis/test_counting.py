@@ -158,3 +158,25 @@ def test_neuron_internal_work_scales_with_steps() -> None:
 def test_unknown_convention_names_the_choices() -> None:
     with pytest.raises(ValueError, match="neurobench"):
         OpCounter(nn.Linear(2, 2), "syops")
+
+
+def test_counting_a_sliding_psn_net_keeps_its_outputs_and_algorithm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The counter switches *scan* neurons to the torch loop; a SlidingPSN has no scan backend and keeps its
+    GEMM form (it was once switched to the convolution form by a shared attribute name)."""
+    from spikeforge.models import create_model
+    from spikeforge.neurons import SlidingPSN
+    torch.manual_seed(0)
+    net = create_model("seq_csnn_sliding_psn", in_channels=1, img_size=8, channels=4, k=3).eval()
+    x = torch.rand(2, 1, 8, 8)
+    with torch.no_grad():
+        ref = net(x)
+    import spikeforge.neurons.psn as psn_module
+    gemms = []
+    real = psn_module.toeplitz_weight          # the GEMM form builds the Toeplitz matrix; the conv form does not
+    monkeypatch.setattr(psn_module, "toeplitz_weight", lambda *a: gemms.append(1) or real(*a))
+    psns = [m for m in net.modules() if isinstance(m, SlidingPSN)]
+    with torch.no_grad(), OpCounter(net, batch_dim=0) as c:
+        assert all(m.algorithm == "gemm" and not hasattr(m, "backend") for m in psns)
+        out = net(x)
+    assert len(gemms) == len(psns) > 0 and torch.equal(out, ref)
+    assert all(m.algorithm == "gemm" for m in psns) and c.samples == 2

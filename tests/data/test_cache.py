@@ -175,17 +175,18 @@ def test_parallel_build_equals_inline_build(tmp_path):
 WRITER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {root!r})
+    import os
     import spikeforge.data.cache as cache
     from tests.data.test_cache import Counts, Scale
 
-    real = cache._commit
-    def slow_commit(tmp, final):
-        if final.endswith("00000022.npy"):
+    real = os.replace
+    def slow_replace(tmp, final):
+        if str(final).endswith("00000022.npy"):
             time.sleep(600)           # killed here: a written temp file, not yet renamed
-        elif final.endswith(".npy"):
+        elif str(final).endswith(".npy"):
             time.sleep(0.1)           # ~3 chunks per manifest flush
         real(tmp, final)
-    cache._commit = slow_commit
+    os.replace = slow_replace
     c = cache.CachedDataset(Counts(40), Scale(3.0, 1.0), {cache_dir!r}, workers=1,
                             progress=False, chunk_size=4)
     c.build()

@@ -3,7 +3,6 @@ of the plumbing every reader uses: text headers, atomic writes, the format regis
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from spikeforge.data.formats import (
     read_events,
     write_events,
 )
-from spikeforge.data.formats._io import atomic_write, text_header, to_int
+from spikeforge.data.formats._io import text_header, to_int
 
 
 def random_events(n: int, W: int, H: int, t_max: int = 1_000_000, seed: int = 0,
@@ -73,26 +72,6 @@ def test_text_header_stops_at_binary_and_end_marker():
 def test_to_int_refuses_non_ascii_digits():
     assert to_int(" 720 ") == 720
     assert to_int("\u00b2") is None and to_int("9" * 40) is None and to_int("") is None
-
-
-def test_atomic_write_refuses_overwrite_and_leaves_no_temp(tmp_path: Path):
-    p = tmp_path / "a.bin"
-    atomic_write(p, [b"abc"])
-    umask = os.umask(0o022)
-    os.umask(umask)
-    assert p.stat().st_mode & 0o777 == 0o666 & ~umask    # not mkstemp's 0600
-    with pytest.raises(FileExistsError, match="overwrite=True"):
-        atomic_write(p, [b"xyz"])
-    assert p.read_bytes() == b"abc"
-    atomic_write(p, [b"x", b"yz"], overwrite=True)
-    assert p.read_bytes() == b"xyz"
-
-    def boom():
-        yield b"partial"
-        raise RuntimeError("disk full")
-    with pytest.raises(RuntimeError):
-        atomic_write(tmp_path / "b.bin", boom())
-    assert sorted(os.listdir(tmp_path)) == ["a.bin"]
 
 
 def test_registry_names_aliases_and_unknown():

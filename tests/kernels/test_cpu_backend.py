@@ -16,21 +16,22 @@ import torch
 
 import spikeforge.kernels as K
 from spikeforge import neurons as N
+from spikeforge.core import BackendFallbackWarning
 from spikeforge.kernels.driver import plan_for
-from spikeforge.neurons.scan import BackendFallbackWarning
 from spikeforge.surrogate import ATan, Sigmoid
 from tests.conftest import ROOT, has_module
 
 
 def test_auto_picks_the_fused_backend_on_cpu() -> None:
-    from spikeforge.neurons.scan import resolve_backend
+    from spikeforge.core import resolve_backend
     m = N.LIF()
     x = torch.randn(4, 3)
     b = resolve_backend("auto", N.lif_step, x, m.init_state(x[0]), m.params())
     assert b.name == "cpu"
-    # integer simulation is the torch reference's job, silently
+    # integer simulation: exact steps run fused, the others on the torch reference, silently
     xi = torch.ones(4, 3, dtype=torch.int32)
-    assert resolve_backend("auto", N.if_step, xi, N.IF().init_state(xi[0]), N.IF().params()).name == "torch"
+    assert resolve_backend("auto", N.if_step, xi, N.IF().init_state(xi[0]), N.IF().params()).name == "cpu"
+    assert resolve_backend("auto", N.lif_step, xi, N.LIF().init_state(xi[0]), N.LIF().params()).name == "torch"
 
 
 def test_kernels_hold_no_neuron_specific_code() -> None:
@@ -263,7 +264,7 @@ def test_aligned_and_unaligned_output_rows_give_the_same_bits() -> None:
     """Rows of whole vectors are written with aligned streaming stores, others with split ones: neurons are
     independent, so the first 64 of 64 + W + 3 equal a run over those 64 alone, bit for bit, forward and
     backward."""
-    from spikeforge.kernels.cpu import _aligned
+    from spikeforge.kernels.llvm_backend import _aligned
     from spikeforge.kernels.llvm_kernels import ALIGNED_FLAG, vector_width
     W = vector_width(32)
     x = torch.rand(9, 64 + W + 3) * 2
@@ -276,7 +277,7 @@ def test_aligned_and_unaligned_output_rows_give_the_same_bits() -> None:
         got.append((m(x[:, :n])[:, :64], xg.grad[:, :64]))
     for a, b in zip(*got):
         assert torch.equal(a, b)
-    call = type("C", (), {"kernel": type("K", (), {"width": W})(), "N": 64, "B": W})()
+    call = type("C", (), {"kernel": type("K", (), {"width": W})(), "N": 64, "block": W})()
     assert _aligned(call, torch.empty(9, 64)) == ALIGNED_FLAG
     call.N = 67
     assert _aligned(call, torch.empty(9, 67)) == 0

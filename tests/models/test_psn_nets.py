@@ -13,9 +13,9 @@ from spikeforge.neurons import MaskedPSN, SlidingPSN
 def test_sliding_psn_gemm_equals_conv_in_the_network() -> None:
     torch.manual_seed(0)
     gemm = create_model("seq_csnn_sliding_psn", img_size=16, channels=8, k=3).double()
-    conv = create_model("seq_csnn_sliding_psn", img_size=16, channels=8, k=3, backend="conv").double()
+    conv = create_model("seq_csnn_sliding_psn", img_size=16, channels=8, k=3, algorithm="conv").double()
     conv.load_state_dict(gemm.state_dict())
-    assert all(m.backend == "conv" for m in conv.modules() if isinstance(m, SlidingPSN))
+    assert all(m.algorithm == "conv" for m in conv.modules() if isinstance(m, SlidingPSN))
     x = torch.rand(4, 3, 16, 16, dtype=torch.float64)
     # the charges of every layer agree to rounding; so do the spikes and the gradients
     charges: dict[str, list[torch.Tensor]] = {"gemm": [], "conv": []}

@@ -10,16 +10,23 @@ picked up by ``tests/neurons/test_harness.py`` automatically and checked against
 * the invariants: the threshold boundary fires, T = 1, a non-contiguous input, one module called
   twice before a single backward, a sequence split in two equals the whole;
 * float64 ``gradcheck`` of the whole neuron with a smooth surrogate (``spiking=False``).
+
+Each backend runs on its own device (``Target``): the Triton rows take CPU tensors under
+``TRITON_INTERPRET=1`` (set by ``tests/conftest.py`` where there is no GPU) and CUDA tensors on a GPU host
+(``triton-cuda``, marked ``gpu``: ``pytest -m gpu`` there). The reference always runs on the CPU; results
+are compared on the CPU.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 from examples.custom_neuron import AdEx
 from torch import Tensor
@@ -29,6 +36,39 @@ from spikeforge.surrogate import Surrogate
 from tests.neurons import golden
 
 SHAPE = (3, 4, 5)          # [B, C, N]: per-channel tensors are [4, 1], per-neuron [4, 5]
+ON_CUDA = torch.cuda.is_available()
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A backend and the device its tensors live on."""
+
+    backend: str
+    device: str = "cpu"
+
+    @property
+    def id(self) -> str:
+        return self.backend if self.device == "cpu" else f"{self.backend}-{self.device}"
+
+    def put(self, module: N.SpikingNeuron) -> N.SpikingNeuron:
+        """A copy of ``module`` on this target's backend and device."""
+        return with_backend(module, self.backend).to(self.device)
+
+
+def targets(backends: list[str]) -> list[Any]:
+    """``pytest.param`` per target: Triton twice — on CPU tensors through the interpreter (only where
+    ``TRITON_INTERPRET=1``) and on CUDA tensors (marked ``gpu``, skipped without a CUDA device)."""
+    out = []
+    for b in backends:
+        if b != "triton":
+            out.append(pytest.param(Target(b), id=b))
+            continue
+        out.append(pytest.param(Target(b), id=b, marks=pytest.mark.skipif(
+            not INTERPRET, reason="Triton on CPU tensors needs TRITON_INTERPRET=1 (a GPU host runs triton-cuda)")))
+        out.append(pytest.param(Target(b, "cuda"), id=f"{b}-cuda",
+                                marks=[pytest.mark.gpu, pytest.mark.skipif(not ON_CUDA, reason="needs a CUDA device")]))
+    return out
 
 
 @dataclass
@@ -95,27 +135,34 @@ class Result:
 
 
 def run(module: N.SpikingNeuron, x: Tensor, state0: tuple[Tensor, ...] | None = None,
-        grad_seed: int = 1) -> Result:
-    """Forward from ``state0`` (or rest), then backward of a fixed random projection of spikes and state."""
-    x = x.detach().clone().requires_grad_()
-    st = None if state0 is None else tuple(s.detach().clone().requires_grad_() for s in state0)
+        grad_seed: int = 1, device: str = "cpu") -> Result:
+    """Forward from ``state0`` (or rest), then backward of a fixed random projection of spikes and state,
+    with the module and every tensor on ``device``; the result is on the CPU."""
+    module = module.to(device)
+    x = x.detach().clone().to(device).requires_grad_()
+    st = None if state0 is None else tuple(s.detach().clone().to(device).requires_grad_() for s in state0)
     spikes, final = module.run(x, st)
     g = torch.Generator().manual_seed(grad_seed)
-    loss = (spikes * torch.randn(spikes.shape, generator=g, dtype=spikes.dtype)).sum()
+
+    def noise(t: Tensor) -> Tensor:
+        return torch.randn(t.shape, generator=g, dtype=t.dtype).to(device)
+
+    loss = (spikes * noise(spikes)).sum()
     for s in final:   # the final state feeds the loss too, so its gradient path is exercised
-        loss = loss + 0.1 * (s * torch.randn(s.shape, generator=g, dtype=s.dtype)).sum()
+        loss = loss + 0.1 * (s * noise(s)).sum()
     params = dict(module.named_parameters())
     wrt = [x, *(st or ()), *params.values()]
     grads = torch.autograd.grad(loss, wrt, allow_unused=True)
     names = ["x", *(f"state{i}" for i in range(len(st or ()))), *params]
-    out = {n: (gr if gr is not None else torch.zeros_like(w)) for n, gr, w in zip(names, grads, wrt)}
-    return Result(spikes.detach(), tuple(s.detach() for s in final), out)
+    out = {n: (gr if gr is not None else torch.zeros_like(w)).cpu() for n, gr, w in zip(names, grads, wrt)}
+    return Result(spikes.detach().cpu(), tuple(s.detach().cpu() for s in final), out)
 
 
 def rest_state(module: N.SpikingNeuron, x: Tensor, seed: int = 2) -> tuple[Tensor, ...]:
     """A non-trivial initial state: the resting state plus noise (so state gradients are exercised)."""
     g = torch.Generator().manual_seed(seed)
-    return tuple(s + 0.3 * torch.randn(x.shape[1:], generator=g, dtype=s.dtype) for s in module.init_state(x[0]))
+    return tuple(s + 0.3 * torch.randn(x.shape[1:], generator=g, dtype=s.dtype).to(s.device)
+                 for s in module.init_state(x[0]))
 
 
 def assert_same(a: Result, b: Result, rtol: float = 1e-5, what: str = "") -> None:

@@ -56,7 +56,7 @@ class DoubleRule:
     def __init__(self) -> None:
         self.seen: list[tuple[int, ...]] = []
 
-    def __call__(self, grad_spikes, x_seq, spikes, state):
+    def __call__(self, grad_spikes, x_seq, spikes, state, params):
         self.seen = [tuple(grad_spikes.shape), tuple(x_seq.shape), tuple(spikes.shape), tuple(state[0].shape)]
         return 2.0 * grad_spikes
 
@@ -71,13 +71,50 @@ def test_gradient_rule_replaces_surrogate() -> None:
     (spikes * w).sum().backward()
     torch.testing.assert_close(x.grad, 2.0 * w)
     assert rule.seen == [(5, 3, 4), (5, 3, 4), (5, 3, 4), (3, 4)]
-    assert m.w.grad is None                           # documented: no parameter gradient under a rule
+    assert m.w.grad is None                           # the rule returned none for the neuron's parameter
     with pytest.raises(ValueError, match="grad must be 'surrogate' or a GradientRule"):
         N.LIF(grad="dsr")
 
 
 def test_gradient_rule_shape_is_checked() -> None:
-    m = N.LIF(grad=lambda g, x, s, st: g[0])
+    m = N.LIF(grad=lambda g, x, s, st, p: g[0])
     x = torch.randn(4, 3, requires_grad=True)
     with pytest.raises(RuntimeError, match=r"returned shape \(3,\), expected the input's \(4, 3\)"):
         m(x).sum().backward()
+
+
+class ThresholdRule:
+    """Returns a known gradient for the learnable threshold (and for ``x``), as DSR does."""
+
+    def __init__(self, g_th: torch.Tensor) -> None:
+        self.g_th, self.params = g_th, None
+
+    def __call__(self, grad_spikes, x_seq, spikes, state, params):
+        self.params = params
+        return grad_spikes * 0.5, {"v_threshold": self.g_th}
+
+
+def test_gradient_rule_reaches_the_neurons_parameters_exactly() -> None:
+    g = torch.tensor(-0.3125)
+    rule = ThresholdRule(g)
+    m = N.LIF(learn_threshold=True, v_threshold=0.7, grad=rule)
+    x = torch.rand(6, 4, 5, requires_grad=True)
+    (m(x) * 3.0).sum().backward()
+    assert torch.equal(m.v_threshold.grad, g)             # exactly the rule's value, nothing added
+    assert torch.equal(x.grad, torch.full_like(x, 1.5))
+    assert float(rule.params.v_threshold.detach()) == pytest.approx(0.7)   # the record the steps saw
+    # per-channel thresholds: the shape is the parameter's
+    gc = torch.arange(5.0)
+    m = N.LIF(learn_threshold=True, v_threshold=torch.ones(5), grad=ThresholdRule(gc))
+    m(torch.rand(3, 2, 5)).sum().backward()                # no input gradient wanted: the parameter still gets it
+    assert torch.equal(m.v_threshold.grad, gc)
+
+
+def test_gradient_rule_parameter_names_and_shapes_are_checked() -> None:
+    m = N.LIF(learn_threshold=True, grad=lambda g, x, s, st, p: (g, {"tau": torch.ones(())}))
+    with pytest.raises(RuntimeError, match=r"gradient for 'tau', which is not a parameter of the neuron "
+                                           r"\(its parameters: \['v_threshold'\]\)"):
+        m(torch.rand(3, 2, requires_grad=True)).sum().backward()
+    m = N.LIF(learn_threshold=True, grad=lambda g, x, s, st, p: (g, {"v_threshold": torch.ones(2)}))
+    with pytest.raises(RuntimeError, match=r"returned shape \(2,\) for 'v_threshold', expected the parameter's \(\)"):
+        m(torch.rand(3, 2, requires_grad=True)).sum().backward()

@@ -14,28 +14,31 @@ from tests.neurons.harness import (
     CASE_IDS,
     CASES,
     Case,
+    Target,
     assert_same,
     rest_state,
     run,
     smooth,
-    with_backend,
+    targets,
 )
 
 BACKENDS = available_backends()
-FAST = [b for b in BACKENDS if b != "torch"]          # compared against the torch reference
+TARGETS = targets(BACKENDS)
+FAST = targets([b for b in BACKENDS if b != "torch"])          # compared against the torch reference
 GOLDEN = [c for c in CASES if c.golden is not None]
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(params=TARGETS)
+def target(request: pytest.FixtureRequest) -> Target:
     return request.param
 
 
 @pytest.mark.parametrize("case", GOLDEN, ids=[c.id for c in GOLDEN])
-def test_matches_golden_float64(backend: str, case: Case) -> None:
+def test_matches_golden_float64(target: Target, case: Case) -> None:
     x = case.input(T=24, dtype=torch.float64)
-    m = case.make(backend=backend).double()
-    spikes, state = m.run(x)
+    m = target.put(case.make().double())
+    spikes, state = m.run(x.to(target.device))
+    spikes, state = spikes.cpu(), [s.cpu() for s in state]
     want_spikes, want_state = case.golden(x.numpy(), **case.golden_kwargs)
     assert spikes.sum() > 0 and spikes.sum() < spikes.numel() * spikes.max(), "degenerate case: tune the input"
     want = torch.from_numpy(want_spikes)
@@ -55,7 +58,8 @@ def covering_rows() -> list[tuple[str, str, bool, int, bool]]:
 
 
 ROWS = covering_rows()
-TABLE = [(b, *r) for b in FAST for r in ROWS]
+TABLE = [pytest.param(f.values[0], *r, marks=f.marks, id=f"{f.id}/{r[0]}/{r[1]}/d{int(r[2])}/T{r[3]}/c{int(r[4])}")
+         for f in FAST for r in ROWS]
 
 
 def test_table_covers_all_pairs() -> None:
@@ -66,9 +70,8 @@ def test_table_covers_all_pairs() -> None:
             assert len(seen) == len(levels[a]) * len(levels[b]), (a, b)
 
 
-@pytest.mark.parametrize("fast,case_id,sg_name,detach,T,contiguous", TABLE,
-                         ids=[f"{t[0]}/{t[1]}/{t[2]}/d{int(t[3])}/T{t[4]}/c{int(t[5])}" for t in TABLE])
-def test_backend_equals_reference(fast: str, case_id: str, sg_name: str, detach: bool, T: int,
+@pytest.mark.parametrize("fast,case_id,sg_name,detach,T,contiguous", TABLE)
+def test_backend_equals_reference(fast: Target, case_id: str, sg_name: str, detach: bool, T: int,
                                   contiguous: bool) -> None:
     case = BY_ID[case_id]
     ref = case.make(surrogate=SURROGATES[sg_name](), detach_reset=detach, backend="torch")
@@ -76,20 +79,20 @@ def test_backend_equals_reference(fast: str, case_id: str, sg_name: str, detach:
     if not contiguous:
         x = x.transpose(0, 1).contiguous().transpose(0, 1)
     st = rest_state(ref, x)
-    assert_same(run(with_backend(ref, fast), x, st), run(ref, x, st), what=f"{fast}/{case_id}/{sg_name}")
+    assert_same(run(fast.put(ref), x, st, device=fast.device), run(ref, x, st), what=f"{fast.id}/{case_id}/{sg_name}")
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_detach_reset_and_T1(backend: str, case: Case) -> None:
+def test_detach_reset_and_T1(target: Target, case: Case) -> None:
     for detach in (False, True):
         ref = case.make(detach_reset=detach, backend="torch")
-        m = with_backend(ref, backend)
+        m = target.put(ref)
         x = case.input(T=12, seed=3)
-        assert_same(run(m, x), run(ref, x), what=f"detach={detach}")
+        assert_same(run(m, x, device=target.device), run(ref, x), what=f"detach={detach}")
         x1 = case.input(T=1, seed=4)
-        r1 = run(m, x1)
-        spike, _ = m.step(x1[0])
-        assert torch.equal(r1.spikes[0], spike.detach())
+        r1 = run(m, x1, device=target.device)
+        spike, _ = m.step(x1[0].to(target.device))
+        assert torch.equal(r1.spikes[0], spike.detach().cpu())
         assert_same(r1, run(ref, x1), what="T=1")
 
 
@@ -102,19 +105,19 @@ def test_detach_reset_is_wired() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_noncontiguous_input(backend: str, case: Case) -> None:
-    m = case.make(backend=backend)
-    x = case.input(T=10, seed=5)
+def test_noncontiguous_input(target: Target, case: Case) -> None:
+    m = target.put(case.make())
+    x = case.input(T=10, seed=5).to(target.device)
     x_nc = x.permute(1, 0, 2, 3).contiguous().permute(1, 0, 2, 3)     # same values, batch-major storage
     assert not x_nc.is_contiguous()
-    assert_same(run(m, x_nc), run(m, x), what="non-contiguous")
+    assert_same(run(m, x_nc, device=target.device), run(m, x, device=target.device), what="non-contiguous")
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_called_twice_before_one_backward(backend: str, case: Case) -> None:
-    m = case.make(backend=backend)
-    x1 = case.input(T=8, seed=6).requires_grad_()
-    x2 = case.input(T=8, seed=7).requires_grad_()
+def test_called_twice_before_one_backward(target: Target, case: Case) -> None:
+    m = target.put(case.make())
+    x1 = case.input(T=8, seed=6).to(target.device).requires_grad_()
+    x2 = case.input(T=8, seed=7).to(target.device).requires_grad_()
     w1, w2 = torch.randn_like(x1), torch.randn_like(x2)
     ((m(x1) * w1).sum() + (m(x2) * w2).sum()).backward()
     g1, g2 = x1.grad.clone(), x2.grad.clone()
@@ -125,9 +128,9 @@ def test_called_twice_before_one_backward(backend: str, case: Case) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_split_sequence_equals_whole(backend: str, case: Case) -> None:
-    m = case.make(backend=backend)
-    x = case.input(T=14, seed=8)
+def test_split_sequence_equals_whole(target: Target, case: Case) -> None:
+    m = target.put(case.make())
+    x = case.input(T=14, seed=8).to(target.device)
     whole, state = m.run(x)
     a, st = m.run(x[:5])
     b, st = m.run(x[5:], st)
@@ -147,17 +150,17 @@ BOUNDARY = {   # input that puts H exactly on the threshold at step 0 (in exact 
 
 
 @pytest.mark.parametrize("name", sorted(BOUNDARY))
-def test_threshold_boundary_fires(backend: str, name: str) -> None:
+def test_threshold_boundary_fires(target: Target, name: str) -> None:
     cls, kw, x_on, count = BOUNDARY[name]
-    m = cls(backend=backend, **kw)
+    m = target.put(cls(**kw))
     below = torch.nextafter(torch.tensor(x_on), torch.tensor(0.0)).item()
-    x = torch.tensor([[x_on, below]])                       # [T=1, 2]
-    assert m(x).tolist() == [[count, count - 1]]
+    x = torch.tensor([[x_on, below]], device=target.device)          # [T=1, 2]
+    assert m(x).cpu().tolist() == [[count, count - 1]]
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_gradcheck_float64_smooth(backend: str, case: Case) -> None:
-    neuron = case.make(surrogate=smooth(Sigmoid(alpha=2.0)), backend=backend).double()
+def test_gradcheck_float64_smooth(target: Target, case: Case) -> None:
+    neuron = target.put(case.make(surrogate=smooth(Sigmoid(alpha=2.0))).double())
 
     class Wrap(nn.Module):
         def __init__(self) -> None:
@@ -169,7 +172,7 @@ def test_gradcheck_float64_smooth(backend: str, case: Case) -> None:
             return (spikes, *final)
 
     wrap = Wrap()
-    x = case.input(T=3, dtype=torch.float64, shape=(1, 4, 5)) * 0.5
+    x = case.input(T=3, dtype=torch.float64, shape=(1, 4, 5)).to(target.device) * 0.5
     state = tuple(s.detach() for s in rest_state(neuron, x))
     names = [n for n, _ in wrap.named_parameters()]
     params = [p.detach().clone() for _, p in wrap.named_parameters()]

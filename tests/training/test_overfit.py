@@ -1,5 +1,5 @@
 """Every tiny model overfits one batch of 64 on every kind of data, through the CLI's code path
-(``training.run.train``): the loss falls below a tenth of its start within 100 steps."""
+(``spikeforge.app.train``): the loss falls below a tenth of its start within 100 steps."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from spikeforge.config import TrainConfig
+from spikeforge.app import TrainConfig, train
 from spikeforge.models import list_models
 from spikeforge.training import Callback
-from spikeforge.training.run import train
 
 TINY = list_models("*_tiny")
 DATASETS = ["digits", "emulated-nmnist", "nmnist-folder"]

@@ -7,14 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spikeforge.config import TrainConfig
+from spikeforge.data import build_dataset
 from spikeforge.models import create_model
 from spikeforge.training import Callback, NonFiniteError, fit, mean_ce
-from spikeforge.training.datasets import build_dataset
 
 
 def _data(limit: int = 256):
-    return build_dataset(TrainConfig(dataset="digits", limit_train=limit, val_fraction=0.0, progress=False))
+    return build_dataset("digits", limit_train=limit, val_fraction=0.0, progress=False)
 
 
 # ---- the ~20-line plug-in: TCL-style contrastive loss across time steps + a sign-SGD optimiser ----------

@@ -23,10 +23,11 @@ ARGS = ["train", "--dataset", "digits", "--model", "spiking_cnn_tiny", "--epochs
 TIMING = {"seconds", "samples_per_s"}
 
 
-def _killed_run(run: Path, env: dict[str, str], marker: str) -> int:
-    p = subprocess.Popen([sys.executable, "-m", "spikeforge", *ARGS, "--run-dir", str(run)], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                         env={**os.environ, "PYTHONWARNINGS": "ignore", **env})
+def _killed_run(run: Path, pause: str, marker: str) -> int:
+    """Run the training through ``kill_runner`` until it prints ``marker`` at ``pause``, then SIGKILL it."""
+    p = subprocess.Popen([sys.executable, "-m", "tests.training.kill_runner", pause, *ARGS, "--run-dir", str(run)],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert p.stdout is not None
     for line in p.stdout:
         if line.startswith(marker):
@@ -51,7 +52,7 @@ def test_sigkill_at_a_random_step_then_resume(tmp_path: Path) -> None:
     assert len(want_rows) == 2
     step = random.Random().randint(5, 2 * STEPS_PER_EPOCH - 1)        # after the first checkpoint (step 4)
     killed = tmp_path / "killed"
-    assert _killed_run(killed, {"SPIKEFORGE_PAUSE_AT_STEP": str(step)}, "PAUSED-AT-STEP") == -signal.SIGKILL
+    assert _killed_run(killed, f"step:{step}", "PAUSED-AT-STEP") == -signal.SIGKILL
     r = run_cli("train", "--resume", str(killed))
     assert r.returncode == 0, r.stderr
     got_w, got_rows = _final(killed)
@@ -66,11 +67,11 @@ def test_sigkill_between_temp_file_and_rename(tmp_path: Path) -> None:
     assert run_cli(*ARGS, "--run-dir", str(ref)).returncode == 0
     killed = tmp_path / "killed"
     # the second write (step 8) stops between its temp file and the rename; step 4 stays the last good one
-    assert _killed_run(killed, {"SPIKEFORGE_CKPT_PAUSE": "before-rename:2"}, "CKPT-PAUSED") == -signal.SIGKILL
-    assert list((killed / "checkpoints").glob("*.tmp")), "the kill should leave a temp file behind"
+    assert _killed_run(killed, "before-rename:2", "CKPT-PAUSED") == -signal.SIGKILL
+    assert list((killed / "checkpoints").glob(".*.tmp")), "the kill should leave a temp file behind"
     load_checkpoint(killed / "checkpoints" / "last.safetensors")   # the previous checkpoint is intact
     assert run_cli("train", "--resume", str(killed)).returncode == 0
     got_w, got_rows = _final(killed)
     want_w, want_rows = _final(ref)
     assert all(torch.equal(got_w[k], want_w[k]) for k in want_w) and got_rows == want_rows
-    assert not list((killed / "checkpoints").glob("*.tmp"))
+    assert not list((killed / "checkpoints").glob(".*.tmp"))

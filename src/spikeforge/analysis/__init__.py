@@ -9,7 +9,9 @@
 * ``EnergyModel`` / ``energy``: ``E = E_AC·ACs + E_MAC·MACs`` (0.9 / 4.6 pJ, 45 nm, Horowitz 2014).
 * ``audit``: every multiplication sorted into AC, non-spike MAC, foldable and neuron-internal; the
   non-spike MACs listed by layer, count and cause.
-* ``run_report`` (``spikeforge report``): accuracy, latency, throughput, memory, all of the above, plots.
+* ``analyze``: all of the above on some batches in one pass; ``format_report`` / ``side_by_side`` /
+  ``write_plots`` present it. (The ``spikeforge report`` workflow — rebuild a checkpoint, evaluate, write
+  ``report.json`` — is ``spikeforge.app.run_report``: analysis never knows how a model was trained.)
 """
 
 from .audit import CATEGORIES, Audit, Finding, audit, audit_counter
@@ -19,13 +21,13 @@ from .layer_ops import LayerOps
 from .operands import CONVENTIONS, Convention, Values, get_convention, inspect_values
 from .perf import param_bytes, peak_memory_bytes, time_forward
 from .record import LayerRecord, SpikeRecorder, membrane_trace, record
-from .report import analyze, format_report, run_report, side_by_side
+from .report import analyze, format_report, side_by_side, write_plots
 
 __all__ = [
     "record", "SpikeRecorder", "LayerRecord", "membrane_trace",
     "OpCounter", "count_ops", "LayerOps", "Convention", "CONVENTIONS", "get_convention", "Values", "inspect_values",
     "EnergyModel", "energy", "layer_energy", "sops", "ssa_sops", "formula_energy_mj",
     "audit", "audit_counter", "Audit", "Finding", "CATEGORIES",
-    "analyze", "run_report", "format_report", "side_by_side",
+    "analyze", "format_report", "side_by_side", "write_plots",
     "peak_memory_bytes", "time_forward", "param_bytes",
 ]

@@ -36,6 +36,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.weak import WeakTensorKeyDictionary
 
+from ..neurons import SpikingNeuron
 from .layer_ops import LayerOps
 from .operands import Convention, Prov, Values, cause, describe, get_convention, inspect_values, is_spike
 from .products import (
@@ -88,8 +89,9 @@ class OpCounter:
             counts are spikes too) or ``"neurobench"`` (effective nonzero products), or a ``Convention``.
         batch_dim: the batch axis of the model's first input (1 for time-first ``[T, B, ...]``, 0 for a
             static ``[B, C, H, W]``), used to report counts per sample.
-        neuron_backend: backend the spiking neurons run with while counting (``"torch"`` exposes their
-            internal multiplications); ``None`` leaves them as they are.
+        neuron_backend: scan backend the scan neurons (``SpikingNeuron``) run with while counting
+            (``"torch"`` exposes their internal multiplications); ``None`` leaves them as they are. Other
+            neurons (the PSN family) run as they are.
         exclude: glob patterns of module names whose ops are not counted.
     """
 
@@ -118,7 +120,7 @@ class OpCounter:
         for m in self._names:
             self._handles.append(m.register_forward_pre_hook(self._pre(m)))
             self._handles.append(m.register_forward_hook(self._post(m), always_call=True))
-            if self.neuron_backend is not None and self._is_neuron[m] and hasattr(m, "backend"):
+            if self.neuron_backend is not None and isinstance(m, SpikingNeuron):      # scan neurons only
                 self._saved_backends.append((m, str(m.backend)))
                 m.backend = self.neuron_backend
         for name, t in [*self.model.named_parameters(), *self.model.named_buffers()]:

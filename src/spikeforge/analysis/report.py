@@ -1,21 +1,12 @@
-"""One report of a trained model: accuracy, speed, memory, firing rates, ACs/MACs, energy and the audit.
+"""The pieces of a model report: ``analyze`` (count, record and audit any model on some batches), the
+terminal table (``format_report``), the comparison table (``side_by_side``) and the plots.
 
-    from spikeforge.analysis import run_report
-    rep = run_report("runs/x/checkpoints/best.safetensors", "digits", "runs/x/report")
-
-writes ``report.json``, ``raster.png`` (spike raster of one test sample), ``firing_rates.png`` and
-``energy.png`` (per layer) into ``out_dir`` and prints a terminal table (``format_report``). The same from
-the command line: ``spikeforge report CHECKPOINT --dataset NAME``.
-
-Accuracy, latency (one sample) and throughput are measured with the model as it is (fused neuron
-kernels); counting, recording and the audit run on the first ``count_batches`` test batches with the
-neurons on the torch reference loop (``OpCounter``), which gives the same spikes.
+Analysis observes any ``nn.Module`` and never knows how it was trained; the workflow that rebuilds a
+checkpoint, evaluates it and writes ``report.json`` is ``spikeforge.app.run_report`` (``spikeforge report``).
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,10 +18,9 @@ from .audit import audit_counter
 from .counting import OpCounter
 from .energy import EnergyModel, energy, layer_energy
 from .operands import Convention
-from .perf import param_bytes, peak_memory_bytes, time_forward
 from .record import SpikeRecorder
 
-__all__ = ["analyze", "run_report", "format_report", "side_by_side", "write_plots"]
+__all__ = ["analyze", "format_report", "side_by_side", "write_plots"]
 
 
 def analyze(model: nn.Module, batches: Iterable[Tensor], convention: str | Convention = "spikingformer",
@@ -61,99 +51,6 @@ def analyze(model: nn.Module, batches: Iterable[Tensor], convention: str | Conve
     return {"convention": c.convention.name, "samples": c.samples, "energy": {**energy(c, em),
             "neuron_internal_mults": neuron_ops}, "layers": layers, "firing_rates": rec.summary(),
             "audit": audit_counter(c).to_dict()}
-
-
-def _loader(data: Any, batch_size: int) -> Any:
-    from torch.utils.data import DataLoader
-    return DataLoader(data.test, batch_size=batch_size, shuffle=False)
-
-
-def run_report(checkpoint: str | Path, dataset: str | None = None, out_dir: str | Path | None = None, *,
-               data_root: str | None = None, convention: str | Convention = "spikingformer",
-               energy_model: EnergyModel | None = None, batch_size: int = 64, count_batches: int = 4,
-               max_samples: int | None = None, progress: bool = True, plots: bool = True) -> dict[str, Any]:
-    """Evaluate a checkpoint on its (or ``dataset``'s) test split and write the report.
-
-    Args:
-        checkpoint: a spikeforge checkpoint (``.safetensors``) whose metadata holds its training config.
-        dataset: test on this dataset instead of the training one (same input shape needed).
-        out_dir: where to write ``report.json`` and the PNGs (default: ``<checkpoint dir>/../report``).
-        convention: operation-counting convention (``"spikingformer"``, ``"spikformer"``, ``"neurobench"``).
-        energy_model: ``E_AC`` / ``E_MAC`` (default 0.9 / 4.6 pJ).
-        batch_size: batch for accuracy, throughput and memory.
-        count_batches: test batches that are counted, recorded and audited.
-        max_samples: evaluate accuracy on the first ``max_samples`` test samples only.
-        progress: show a progress bar.
-        plots: write the PNG plots (needs matplotlib).
-
-    Returns:
-        The report dict (also written to ``out_dir/report.json``).
-    """
-    from tqdm.auto import tqdm
-
-    from ..config import TrainConfig
-    from ..training.checkpoint import load_checkpoint
-    from ..training.datasets import build_dataset, to_time_first
-    from ..training.run import make_model, validate
-
-    ck = load_checkpoint(checkpoint)
-    saved = dict(ck["meta"].get("config") or {})
-    if not saved:
-        raise ValueError(f"report: checkpoint {checkpoint} stores no training config (meta.config)")
-    saved.update({k: v for k, v in (("dataset", dataset), ("data_root", data_root)) if v is not None})
-    saved["progress"] = False
-    cfg = validate(TrainConfig(**{k: v for k, v in saved.items() if k != "run_dir"}))
-    out = Path(out_dir) if out_dir is not None else Path(checkpoint).resolve().parent.parent / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    data = build_dataset(cfg)
-    model = make_model(cfg, data)
-    model.load_state_dict(ck["model"])
-    model.eval()
-    gen = torch.Generator().manual_seed(12345)
-    test_n = len(data.test) if max_samples is None else min(max_samples, len(data.test))  # type: ignore[arg-type]
-    n_batches = -(-test_n // batch_size)
-    bar = tqdm(total=n_batches + count_batches + 3, desc="report", disable=not progress, leave=False)
-
-    correct = seen = 0
-    fwd_seconds = 0.0
-    counted: list[Tensor] = []
-    with torch.no_grad():
-        for x, y in _loader(data, batch_size):
-            if seen >= test_n:
-                break
-            x, y = x[: test_n - seen], y[: test_n - seen]
-            x_seq = to_time_first(x, data.kind, cfg.T, cfg.encoding, gen)
-            t0 = time.perf_counter()
-            logits = model(x_seq)
-            fwd_seconds += time.perf_counter() - t0
-            correct += int((logits.float().mean(0).argmax(-1) == y).sum())
-            seen += len(y)
-            if len(counted) < count_batches:
-                counted.append(x_seq)
-            bar.update(1)
-    first = counted[0]
-    latency = time_forward(model, first[:, :1])
-    bar.update(1)
-    peak = peak_memory_bytes(model, first)
-    bar.update(1)
-    analysis = analyze(model, counted, convention, energy_model, progress=bar)
-    rec = SpikeRecorder(model, full=True)
-    with rec, torch.no_grad():
-        model(first[:, :1])
-    bar.update(1)
-    bar.close()
-    rep: dict[str, Any] = {
-        "checkpoint": str(checkpoint), "model": cfg.model, "dataset": cfg.dataset, "T": cfg.T,
-        "encoding": cfg.encoding, "params": sum(p.numel() for p in model.parameters()),
-        "accuracy": correct / max(seen, 1), "test_samples": seen,
-        "latency_ms": 1e3 * latency, "throughput_sps": seen / max(fwd_seconds, 1e-12), "batch_size": batch_size,
-        "peak_memory_mib": peak / 2**20, "param_mib": param_bytes(model) / 2**20,
-        "device": str(first.device), "threads": torch.get_num_threads(), **analysis}
-    if plots:
-        rep["files"] = write_plots(rep, {n: rec.spikes(n)[:, 0] for n in rec.records if rec.records[n].spikes}, out)
-    (out / "report.json").write_text(json.dumps(rep, indent=2))
-    rep.setdefault("files", {})["json"] = str(out / "report.json")
-    return rep
 
 
 def write_plots(rep: Mapping[str, Any], spikes: Mapping[str, Tensor], out: Path) -> dict[str, str]:

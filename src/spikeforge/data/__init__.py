@@ -12,16 +12,26 @@ Submodules: ``events`` (the record), ``formats`` (one reader/writer per file for
 
 from . import cache, collate, datasets, emulate, events, formats, transforms
 from .cache import CachedDataset, CacheRepairWarning, CacheReport, cache_key
-from .collate import PadCollate, TimeFirstCollate, pad_collate, padded_sequence_mask, time_first_collate
+from .collate import (
+    PadCollate,
+    TimeFirstCollate,
+    batch_loader,
+    pad_collate,
+    padded_sequence_mask,
+    time_first_collate,
+    to_time_first,
+)
 from .datasets import (
     ASLDVS,
     CIFAR10DVS,
+    DATASETS,
     HARDVS,
     NCARS,
     NMNIST,
     SHD,
     SSC,
     Bullying10K,
+    DataBundle,
     DatasetLayoutError,
     DVS128Gesture,
     DVSLip,
@@ -30,6 +40,8 @@ from .datasets import (
     NavGesture,
     NCaltech101,
     SpeechCommands,
+    build_dataset,
+    list_datasets,
 )
 from .emulate import SaccadeParams, emulate_image, emulate_saccades, saccade_path
 from .events import EVENT_DTYPE, Events, check_events, make_events
@@ -53,6 +65,7 @@ __all__ = [
     "to_frames", "to_frames_by_duration", "to_frames_by_event_count", "to_voxel_grid", "to_time_surface",
     "ToFrames", "ToFramesByDuration", "ToFramesByEventCount", "ToVoxelGrid", "ToTimeSurface",
     "time_first_collate", "pad_collate", "padded_sequence_mask", "TimeFirstCollate", "PadCollate",
+    "batch_loader", "to_time_first", "DATASETS", "DataBundle", "build_dataset", "list_datasets",
     "CachedDataset", "CacheRepairWarning", "CacheReport", "cache_key",
     "SaccadeParams", "emulate_saccades", "emulate_image", "saccade_path",
     "NMNIST", "NCaltech101", "DVS128Gesture", "CIFAR10DVS", "SHD", "SSC", "SpeechCommands", "ASLDVS", "DVSLip",

@@ -8,8 +8,8 @@ old tensors (Tonic's ``DiskCachedDataset`` docs). Here:
   the dataset's identity (``dataset.cache_identity()`` or ``dataset_id=``), a description of the
   transform's *parameters* (:func:`describe`: dataclass fields, attributes, the bytecode of plain
   functions), ``version`` and the cache format. Any parameter change is a new key.
-* **Atomic entries.** Each sample is one ``NNNNNNNN.npy`` written to a temp file in the same folder,
-  fsync'ed and ``os.replace``'d. Its record (sha256, size, shape, stored and original dtype, label)
+* **Atomic entries.** Each sample is one ``NNNNNNNN.npy`` written with ``spikeforge.core.atomic_write``
+  (temp file in the same folder, fsync, rename). Its record (sha256, size, shape, stored and original dtype, label)
   goes to ``manifest.json`` (also atomic, flushed every second during :meth:`CachedDataset.build`),
   or to a ``NNNNNNNN.json`` sidecar when the entry was made lazily by ``__getitem__`` (so DataLoader
   workers never race on the manifest); :meth:`CachedDataset.build` folds sidecars in.
@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..core import atomic_write, temp_writer_pid
 from .cache_key import cache_key, describe, qualname
 
 __all__ = ["CachedDataset", "CacheRepairWarning", "CacheReport", "describe", "cache_key", "CACHE_FORMAT"]
@@ -63,27 +64,11 @@ class CacheReport:
     built: int = 0  # entries computed and written
 
 
-def _commit(tmp: str, final: str) -> None:
-    """The atomic step of every write (a seam the crash tests pause at)."""
-    os.replace(tmp, final)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    _commit(str(tmp), str(path))
-
-
 def _writer_alive(tmp: Path) -> bool:
-    """Whether the process named in temp file ``.<name>.<pid>.tmp`` still runs (its write may be
-    in flight)."""
-    try:
-        pid = int(tmp.name.rsplit(".", 2)[-2])
-    except (ValueError, IndexError):
+    """Whether the process named in a temp file (``spikeforge.core.temp_path``) still runs (its write may
+    be in flight)."""
+    pid = temp_writer_pid(tmp)
+    if pid is None:
         return False
     if pid == os.getpid():
         return False
@@ -141,7 +126,7 @@ def _make_entries(spec: tuple[Any, ...], indices: Sequence[int]) -> list[tuple[i
         buf = io.BytesIO()
         np.save(buf, stored, allow_pickle=False)
         data = buf.getvalue()
-        _atomic_write(Path(folder) / f"{i:08d}.npy", data)
+        atomic_write(Path(folder) / f"{i:08d}.npy", data, sync_dir=False)    # flush() syncs the folder
         out.append((i, {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
                         "shape": list(arr.shape), "dtype": str(stored.dtype),
                         "orig_dtype": str(arr.dtype), "label": _jsonable_label(label)}))
@@ -251,13 +236,7 @@ class CachedDataset(Dataset):
         """Write the manifest atomically and drop the sidecars it now covers."""
         doc = {"material": self.material, "key": self.key, "length": len(self.dataset),
                "entries": {str(k): self.entries[k] for k in sorted(self.entries)}}
-        _atomic_write(self.manifest_path, json.dumps(doc, indent=0).encode())
-        if hasattr(os, "O_DIRECTORY"):
-            fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        atomic_write(self.manifest_path, json.dumps(doc, indent=0))        # and fsyncs the folder
         for side in self.dir.glob("[0-9]*.json"):
             side.unlink(missing_ok=True)
 
@@ -291,7 +270,7 @@ class CachedDataset(Dataset):
         for i, rec in made:
             self.entries[i] = rec
             if sidecar:
-                _atomic_write(self.dir / f"{i:08d}.json", json.dumps(rec).encode())
+                atomic_write(self.dir / f"{i:08d}.json", json.dumps(rec), sync_dir=False)
         self.report.built += len(made)
 
     def _note_rebuild(self, index: int, reason: str) -> None:

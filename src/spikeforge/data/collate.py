@@ -12,6 +12,10 @@ first after collation — ``[T, B, ...]`` — as every spikeforge layer expects.
 Labels (and any further tuple items) go through ``torch.utils.data.default_collate``; a batch of
 bare frames gives ``labels = None``. Frames are cast to ``dtype`` (default ``float32``, as stored
 counts are compact ``uint8``/``uint16``); ``dtype=None`` keeps the sample dtype.
+
+For the named datasets (``DataBundle.kind``): :func:`batch_loader` picks the collation for a kind and
+:func:`to_time_first` turns each batch into the model's input — the one path from a dataset to
+``[T, B, ...]`` that training, evaluation and reports share.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from .. import encode
 
 __all__ = ["time_first_collate", "pad_collate", "padded_sequence_mask", "TimeFirstCollate",
-           "PadCollate"]
+           "PadCollate", "batch_loader", "to_time_first"]
 
 
 def _split(batch: Sequence[Any], who: str) -> tuple[list[torch.Tensor], Any]:
@@ -155,3 +161,35 @@ class PadCollate:
 
     def __call__(self, batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor, Any]:
         return pad_collate(batch, self.dtype, self.pad_value)
+
+
+def batch_loader(dataset: Dataset, kind: str, **loader_kwargs: Any) -> DataLoader:
+    """A ``DataLoader`` over a named dataset's split: event frames (``kind="frames"``) are collated time-first
+    (:func:`time_first_collate`, float32), static images (``"static"``) as ``[B, C, H, W]``.
+
+    ``loader_kwargs`` go to ``DataLoader`` (``batch_size``, ``batch_sampler``, ``num_workers``, ...)."""
+    if kind not in ("frames", "static"):
+        raise ValueError(f"batch_loader: kind must be 'frames' or 'static', got {kind!r}")
+    collate = TimeFirstCollate() if kind == "frames" else None
+    return DataLoader(dataset, collate_fn=collate, **loader_kwargs)
+
+
+def to_time_first(x: torch.Tensor, kind: str, T: int, encoding: str,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """A batch from :func:`batch_loader` as the model wants it, ``[T, B, ...]`` float.
+
+    Args:
+        x: event frames ``[T, B, 2, H, W]`` (``kind="frames"``, already time-first: returned as they are)
+            or static images ``[B, C, H, W]`` in ``[0, 1]`` (``kind="static"``: encoded over ``T`` steps).
+        encoding: ``"direct"`` (the image at every step), ``"rate"`` (Bernoulli spikes, drawn from
+            ``generator``) or ``"latency"`` (one spike per pixel, earlier for brighter).
+    """
+    if kind == "frames":
+        return x
+    if encoding == "direct":
+        return encode.direct(x, T)
+    if encoding == "rate":
+        return encode.rate(x, T, generator=generator)
+    if encoding == "latency":
+        return encode.latency(x, T)
+    raise ValueError(f"to_time_first: encoding must be 'direct', 'rate' or 'latency', got {encoding!r}")

@@ -2,18 +2,20 @@
 
 ``trace`` turns a step function into an op list (``ir``); ``autodiff`` splits off the parameter
 prologue, derives the backward step and lowers spikes; ``spec`` is what a backend compiles and
-``driver`` the planning and autograd every backend shares; ``llvm_ops`` / ``llvm_kernels`` / ``cpu``
-compile and run it on the CPU (llvmlite), ``triton_*`` on the GPU. Nothing here knows any neuron.
+``driver`` the planning and autograd every backend shares; ``llvm_ops`` / ``llvm_kernels`` /
+``llvm_backend`` compile and run it on the CPU (llvmlite), ``triton_codegen`` / ``triton_backend`` on the GPU.
+Files are named by the technology; the backends by where they run (``"cpu"``, ``"triton"``). Nothing here
+knows any neuron.
 """
 
 import importlib.util
 
-from ..neurons.scan import register_backend
-from .cpu import CPUBackend
-from .gpu import TritonBackend, triton_available
+from ..core import register_backend
+from .llvm_backend import CPUBackend
 from .pool import POOL
 from .spec import COMPILE_COUNT, cache_dir
 from .trace import KernelTraceError, trace_step
+from .triton_backend import TritonBackend, triton_available
 
 register_backend(CPUBackend(), auto_priority=0)
 # the GPU backend, when Triton is installed (the [gpu] extra); Triton itself is imported on first GPU use

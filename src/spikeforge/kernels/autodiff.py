@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..core.ste import floor_ste, round_ste, shift_right
 from .ir import Graph
 from .trace import KernelTraceError, Sym, Traced
 
@@ -165,6 +166,8 @@ def vjp(body: Graph, n_state: int, runtime: list[str], wrt_runtime: list[str]) -
             acc(n.args[2], b.add("where", (c.id, zero, a.id)))
         elif op in ("round_ste", "floor_ste"):
             acc(n.args[0], a.id)
+        elif op == "shr":                 # floor_ste(u · 2^-k): straight through the floor
+            acc(n.args[0], (a * (2.0 ** -n.attr[0])).id)
         elif op == "spike":
             z, *ps = n.args
             acc(z, (a * S(_grad_of_spike(b, n, m[z], [m[p] for p in ps]))).id)
@@ -214,11 +217,14 @@ def _torch_or_math(name: str) -> Any:
 
 def _ste(name: str) -> Any:
     def f(a: list[Any]) -> Any:
-        from ..neurons.dynamics import floor_ste, round_ste
         if not _is_t(a[0]):
             return _REF[name[:-4]](a)
         return (round_ste if name == "round_ste" else floor_ste)(a[0])
     return f
+
+
+def _shr(a: list[Any], attr: tuple[Any, ...]) -> Any:
+    return shift_right(a[0], attr[0]) if _is_t(a[0]) else float(math.floor(a[0] * 2.0 ** -attr[0]))
 
 
 def _minmax(name: str) -> Any:
@@ -253,6 +259,8 @@ _REF: dict[str, Any] = {
 
 
 def _apply(op: str, a: list[Any], attr: tuple[Any, ...]) -> Any:
+    if op == "shr":
+        return _shr(a, attr)
     if op == "spike":
         cls, spiking, names = attr
         sg = cls(**dict(zip(names, (float(v) for v in a[1:]))), spiking=spiking)

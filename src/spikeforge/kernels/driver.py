@@ -26,8 +26,9 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from ..neurons.scan import State, StepFn
+from ..core import State, StepFn
 from .autodiff import Split, interpret, lower, split, vjp
+from .ir import Graph
 from .pool import POOL
 from .spec import KernelSpec, Layout
 from .trace import KernelTraceError, flatten_params, trace_step
@@ -71,16 +72,52 @@ def plan_for(step_fn: StepFn, state: State, params: Any, static: Any = None) -> 
     return got
 
 
-def spec_for(plan: Plan, is_array: tuple[bool, ...], need_grad: tuple[bool, ...], bits: int) -> KernelSpec:
-    """The op lists for one pattern of runtime kinds and wanted gradients (derived once, cached on the plan)."""
-    key = (is_array, need_grad, bits)
+def spec_for(plan: Plan, is_array: tuple[bool, ...], need_grad: tuple[bool, ...], bits: int,
+             int_bits: int = 0) -> KernelSpec:
+    """The op lists for one pattern of runtime kinds and wanted gradients (derived once, cached on the plan).
+    An integer spec (``int_bits``) has no backward."""
+    key = (is_array, need_grad, bits, int_bits)
     got = plan.specs.get(key)
     if got is None:
         sp = plan.split
         wrt = [r for r, g in zip(sp.runtime, need_grad) if g]
-        bwd = lower(vjp(plan.bwd_raw, sp.n_state, sp.runtime, wrt))
-        got = plan.specs[key] = KernelSpec(plan.fwd, bwd, sp.n_state, tuple(sp.runtime), is_array, need_grad, bits)
+        bwd = Graph() if int_bits else lower(vjp(plan.bwd_raw, sp.n_state, sp.runtime, wrt))
+        got = plan.specs[key] = KernelSpec(plan.fwd, bwd, sp.n_state, tuple(sp.runtime), is_array, need_grad, bits,
+                                           int_bits)
     return got
+
+
+# ops whose integer result equals the reference's (which computes in float32 where a float meets an integer,
+# then truncates the state back): everything but division and the transcendentals
+INTEGER_OPS = frozenset({"input", "const", "add", "sub", "mul", "neg", "abs", "minimum", "maximum", "clamp_min",
+                         "clamp_max", "lt", "le", "gt", "ge", "eq", "ne", "and", "or", "not", "where", "float",
+                         "round", "floor", "round_ste", "floor_ste", "shr"})
+INTEGER_DTYPES = {torch.int32: 32, torch.int64: 64}
+
+
+def integer_reason(step_fn: StepFn, state: State, params: Any) -> str | None:
+    """Why the step cannot run as an exact integer kernel (``None`` if it can): an op outside ``INTEGER_OPS``,
+    a non-integral constant, or a runtime value the forward reads that is not an integer."""
+    static, values = flatten_params(params)
+    g = plan_for(step_fn, state, params, static).fwd
+    for i in g.live():
+        n = g.nodes[i]
+        if n.op not in INTEGER_OPS:
+            return f"integer state: op {n.op!r} has no exact integer form"
+        if n.op == "const" and not isinstance(n.attr[0], bool) and not float(n.attr[0]).is_integer():
+            return f"integer state: the step uses the non-integer constant {n.attr[0]!r}"
+    used = {g.nodes[i].attr[0] for i in g.live() if g.nodes[i].op == "input"}
+    sp = plan_for(step_fn, state, params, static).split
+    rt = interpret(sp.prologue, values) if sp.runtime else {}
+    for r in sp.runtime:
+        v = rt[r]
+        if r in used and not bool(torch.all(torch.as_tensor(v).detach() == torch.as_tensor(v).detach().round())):
+            return f"integer state: a parameter value the step reads is not an integer ({_describe(v)})"
+    return None
+
+
+def _describe(v: Any) -> str:
+    return repr(float(v)) if not isinstance(v, Tensor) or v.numel() == 1 else f"a tensor of shape {tuple(v.shape)}"
 
 
 class KernelCache:
@@ -123,7 +160,7 @@ class Call:
     layout: Layout
     T: int
     N: int
-    B: int
+    block: int        # neurons per block (the kernels' unit of work; not the batch)
     K: int
     scalars: list[float]              # scalar runtime values, in layout order
     scalar_tensors: list[Tensor | None]
@@ -132,7 +169,7 @@ class Call:
 
     @property
     def n_blocks(self) -> int:
-        return -(-self.N // self.B)
+        return -(-self.N // self.block)
 
 
 def _take(c: Call, shape: tuple[int, ...]) -> Tensor:
@@ -230,7 +267,8 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
     plan = plan_for(step_fn, state, params, static)
     sp = plan.split
     in_dtype = x_seq.dtype
-    dtype = torch.float64 if in_dtype == torch.float64 else torch.float32
+    int_bits = INTEGER_DTYPES.get(in_dtype, 0)       # integer simulation: no gradient, exact integer arithmetic
+    dtype = in_dtype if int_bits else torch.float64 if in_dtype == torch.float64 else torch.float32
     # run in the input's physical order (e.g. channels-last) and hand spikes back in that layout
     perm = _dense_order(x_seq)
     logical = x_seq.shape[1:]
@@ -264,9 +302,9 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
             is_array.append(False)
             need_grad.append(isinstance(v, Tensor) and v.requires_grad)
     grad = torch.is_grad_enabled() and (x.requires_grad or any(s.requires_grad for s in states) or any(need_grad))
-    if not grad:
-        need_grad = [False] * len(need_grad)
-    spec = spec_for(plan, tuple(is_array), tuple(need_grad), 64 if dtype == torch.float64 else 32)
+    if not grad or int_bits:
+        grad, need_grad = False, [False] * len(need_grad)
+    spec = spec_for(plan, tuple(is_array), tuple(need_grad), 64 if dtype == torch.float64 else 32, int_bits)
     kern = launcher.compile(spec)
     ns = sp.n_state
     state_bytes = ns * (8 if dtype == torch.float64 else 4)

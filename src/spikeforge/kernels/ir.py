@@ -17,7 +17,7 @@ from typing import Any
 __all__ = ["Node", "Graph", "OPS", "BOOL_OPS", "UNARY", "BINARY"]
 
 UNARY = {"neg", "exp", "log", "tanh", "sigmoid", "abs", "recip", "round", "floor", "round_ste", "floor_ste",
-         "detach", "float", "not"}
+         "shr", "detach", "float", "not"}      # shr: ⌊x / 2^k⌋ with k = attr[0] (spikeforge.core.shift_right)
 BINARY = {"add", "sub", "mul", "div", "rdiv", "minimum", "maximum", "clamp_min", "clamp_max", "pow",
           "lt", "le", "gt", "ge", "eq", "ne", "and", "or"}
 OTHER = {"input", "const", "where", "spike"}

@@ -20,16 +20,16 @@ import contextlib
 import ctypes
 import functools
 import hashlib
-import os
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import llvmlite.binding as llvm
 from llvmlite import ir
 
-from .llvm_ops import Lanes, emit_graph
+from ..core import atomic_write
+from .llvm_ops import IntLanes, Lanes, emit_graph, emit_graph_int
 from .spec import COMPILE_COUNT, KernelSpec, Layout, cache_dir, layout
 
 __all__ = ["CompiledKernel", "compile_kernel", "vector_width", "ALIGNED_FLAG"]
@@ -84,6 +84,8 @@ class _Fn:
 
     def scalar(self, k: int) -> ir.Value:
         v = self.b.load(self.b.gep(self.fn.args[2], [ir.Constant(I64, k)]))
+        if isinstance(self.L, IntLanes):               # an integral value (checked before compiling)
+            return self.b.fptosi(v, self.L.f)
         return v if self.L.bits == 64 else self.b.fptrunc(v, self.L.f)
 
 
@@ -143,8 +145,11 @@ def _flag(b: ir.IRBuilder, flags: ir.Value, bit: int) -> ir.Value:
 
 # -- the forward kernel ------------------------------------------------------------------------------------
 def _build_fwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
-    Ls = Lanes(spec.bits, 1)
-    Lv = Lanes(spec.bits, W)
+    lanes: type[Lanes] = IntLanes if spec.int_bits else Lanes
+    emit_graph_: Any = emit_graph_int if spec.int_bits else emit_graph
+    bits = spec.int_bits or spec.bits
+    Ls = lanes(bits, 1)
+    Lv = lanes(bits, W)
     F = _Fn(mod, f"sf_fwd_{spec.key}", Ls)
     b = F.b
     ns = spec.n_state
@@ -190,7 +195,7 @@ def _build_fwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
                     env[spec.runtime[r]] = _load(b, L, p, j)
                 for r, v in sc.items():
                     env[spec.runtime[r]] = L.splat(b, v)
-                res = emit_graph(b, spec.fwd, L, env, outs)
+                res = emit_graph_(b, spec.fwd, L, env, outs)
                 _store(b, L, res["spike"], s, b.add(srow, j), stream=mode)
                 for k in range(ns):
                     _store(b, L, res[f"state{k}"], st[k], j)
@@ -359,7 +364,7 @@ class CompiledKernel:
     spec: KernelSpec
     layout: Layout
     fwd: ctypes._CFuncPtr  # type: ignore[name-defined]
-    bwd: ctypes._CFuncPtr  # type: ignore[name-defined]
+    bwd: ctypes._CFuncPtr | None  # type: ignore[name-defined]   # None for an integer (forward-only) kernel
     width: int
     fwd_addr: int
     bwd_addr: int
@@ -373,7 +378,7 @@ def compile_kernel(spec: KernelSpec) -> CompiledKernel:
     """Build, optimise and JIT the pair, or load its object code from the disk cache."""
     tm = _tm()
     lay = layout(spec)
-    W = vector_width(spec.bits)
+    W = vector_width(spec.int_bits or spec.bits)
     key = spec.key
     path = cache_dir() / f"{key}.o"
     engine = _jit()
@@ -385,7 +390,8 @@ def compile_kernel(spec: KernelSpec) -> CompiledKernel:
         mod = ir.Module(name=f"sf_{key}")
         mod.triple = tm.triple
         _build_fwd(mod, spec, lay, W)
-        _build_bwd(mod, spec, lay, W)
+        if not spec.int_bits:             # integer kernels run forward only (no gradients of integers)
+            _build_bwd(mod, spec, lay, W)
         llmod = llvm.parse_assembly(str(mod))
         llmod.verify()
         pto = llvm.create_pipeline_tuning_options(speed_level=3)
@@ -396,8 +402,9 @@ def compile_kernel(spec: KernelSpec) -> CompiledKernel:
         COMPILE_COUNT["compiled"] += 1
         _write_atomic(path, obj)
     engine.finalize_object()
-    fa, ba = engine.get_function_address(f"sf_fwd_{key}"), engine.get_function_address(f"sf_bwd_{key}")
-    return CompiledKernel(spec, lay, _PROTO(fa), _PROTO(ba), W, fa, ba)
+    fa = engine.get_function_address(f"sf_fwd_{key}")
+    ba = 0 if spec.int_bits else engine.get_function_address(f"sf_bwd_{key}")
+    return CompiledKernel(spec, lay, _PROTO(fa), _PROTO(ba) if ba else None, W, fa, ba)
 
 
 _trampoline_addr = 0
@@ -475,14 +482,9 @@ def _read_checked(path: Path) -> bytes | None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Temp file + fsync + rename, so a killed writer never leaves a half file under the real name."""
+    """The object code behind its sha256, written atomically (``_read_checked`` verifies both)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(hashlib.sha256(data).hexdigest().encode() + data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, [hashlib.sha256(data).hexdigest().encode(), data])
     except OSError:   # a read-only home is not an error: the kernel just is not cached
         pass

@@ -17,7 +17,7 @@ from llvmlite import ir
 
 from .ir import Graph
 
-__all__ = ["Lanes", "emit_graph"]
+__all__ = ["Lanes", "IntLanes", "emit_graph", "emit_graph_int"]
 
 
 class Lanes:
@@ -51,6 +51,23 @@ class Lanes:
     def suffix(self) -> str:
         base = "f32" if self.bits == 32 else "f64"
         return base if self.width == 1 else f"v{self.width}{base}"
+
+
+class IntLanes(Lanes):
+    """Integer lanes (``bits`` 32 or 64) for the exact integer kernels: ``f``/``ty`` are the integer types
+    (what loads and stores use), ``c`` makes integer constants."""
+
+    def __init__(self, bits: int, width: int) -> None:
+        super().__init__(64, width)              # the float twin is unused; fill the integer slots
+        self.bits = bits
+        self.f = self.i = ir.IntType(bits)
+        self.ty = self.ity = self.f if width == 1 else ir.VectorType(self.f, width)
+
+    def c(self, v: float) -> ir.Constant:
+        return self.ci(int(v))
+
+    def suffix(self) -> str:
+        return f"i{self.bits}" if self.width == 1 else f"v{self.width}i{self.bits}"
 
 
 def _intrinsic(b: ir.IRBuilder, name: str, L: Lanes, *args: ir.Value) -> ir.Value:
@@ -226,6 +243,8 @@ def emit_graph(b: ir.IRBuilder, g: Graph, L: Lanes, env: dict[str, ir.Value],
             v = _intrinsic(b, "roundeven", L, a[0])
         elif op in ("floor", "floor_ste"):
             v = _intrinsic(b, "floor", L, a[0])
+        elif op == "shr":                       # ⌊x·2^-k⌋: the scaling by a power of two is exact
+            v = _intrinsic(b, "floor", L, b.fmul(a[0], L.c(2.0 ** -n.attr[0])))
         elif op == "detach":
             v = a[0]
         elif op == "float":
@@ -254,5 +273,58 @@ def emit_graph(b: ir.IRBuilder, g: Graph, L: Lanes, env: dict[str, ir.Value],
             v = b.select(a[0], a[1], a[2])
         else:
             raise NotImplementedError(f"the LLVM backend has no lowering for op {op!r} (lower spikes first)")
+        val[i] = v
+    return {k: val[g.outputs[k]] for k in outputs}
+
+
+_ICMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+
+
+def emit_graph_int(b: ir.IRBuilder, g: Graph, L: IntLanes, env: dict[str, ir.Value],
+                   outputs: list[str]) -> dict[str, ir.Value]:
+    """Emit the live nodes of ``g`` in integer arithmetic (two's complement, wrapping as torch's integer ops
+    do). Only the ops of ``driver.INTEGER_OPS`` occur (checked before compiling): rounding is the identity,
+    ``shr`` an arithmetic shift (⌊x / 2^k⌋), ``float(bool)`` 0 or 1."""
+    val: dict[int, ir.Value] = {}
+    binops: dict[str, Callable[[Any, Any], ir.Value]] = {"add": b.add, "sub": b.sub, "mul": b.mul}
+    for i in g.live():
+        n = g.nodes[i]
+        op, a = n.op, [val.get(j) for j in n.args]
+        if op == "input":
+            v = env[n.attr[0]]
+        elif op == "const":
+            if isinstance(n.attr[0], bool):
+                v = ir.Constant(L.bty, int(n.attr[0])) if L.width == 1 else \
+                    ir.Constant(L.bty, [ir.Constant(ir.IntType(1), int(n.attr[0]))] * L.width)
+            else:
+                v = L.ci(int(n.attr[0]))
+        elif op in binops:
+            v = binops[op](a[0], a[1])
+        elif op == "neg":
+            v = b.neg(a[0])
+        elif op == "abs":
+            v = b.select(b.icmp_signed("<", a[0], L.ci(0)), b.neg(a[0]), a[0])
+        elif op in ("round", "round_ste", "floor", "floor_ste", "detach"):
+            v = a[0]
+        elif op == "shr":
+            v = b.ashr(a[0], L.ci(n.attr[0]))
+        elif op == "float":
+            v = b.select(a[0], L.ci(1), L.ci(0))
+        elif op in ("minimum", "clamp_max"):
+            v = b.select(b.icmp_signed("<", a[1], a[0]), a[1], a[0])
+        elif op in ("maximum", "clamp_min"):
+            v = b.select(b.icmp_signed(">", a[1], a[0]), a[1], a[0])
+        elif op in _ICMP:
+            v = b.icmp_signed(_ICMP[op], a[0], a[1])
+        elif op == "and":
+            v = b.and_(a[0], a[1])
+        elif op == "or":
+            v = b.or_(a[0], a[1])
+        elif op == "not":
+            v = b.not_(a[0])
+        elif op == "where":
+            v = b.select(a[0], a[1], a[2])
+        else:
+            raise NotImplementedError(f"no exact integer lowering for op {op!r}")
         val[i] = v
     return {k: val[g.outputs[k]] for k in outputs}

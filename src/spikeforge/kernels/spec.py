@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core import cache_root
 from .ir import Graph
 
 __all__ = ["KernelSpec", "Layout", "layout", "cache_dir", "host_key", "COMPILE_COUNT"]
@@ -32,14 +32,16 @@ def host_key() -> str:
 
 def cache_dir() -> Path:
     """Where compiled kernels are kept: ``$SPIKEFORGE_CACHE/kernels`` or ``~/.cache/spikeforge/kernels``."""
-    root = os.environ.get("SPIKEFORGE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "spikeforge")
-    return Path(root) / "kernels"
+    return cache_root() / "kernels"
 
 
 @dataclass(frozen=True)
 class KernelSpec:
     """What one compiled kernel pair computes: the lowered forward and backward graphs plus, for each
-    runtime value, whether it is a per-neuron array (else a scalar) and whether its gradient is needed."""
+    runtime value, whether it is a per-neuron array (else a scalar) and whether its gradient is needed.
+
+    ``int_bits`` (32 or 64) makes it an integer forward kernel (chip simulation: integer input, state and
+    spikes; no backward); 0 is the floating kernel pair of ``bits``."""
 
     fwd: Graph
     bwd: Graph
@@ -48,12 +50,13 @@ class KernelSpec:
     is_array: tuple[bool, ...]
     need_grad: tuple[bool, ...]
     bits: int = 32
+    int_bits: int = 0
 
     @functools.cached_property
     def key(self) -> str:
         h = hashlib.sha256()
         for part in (self.fwd.digest(), self.bwd.digest(), self.n_state, self.runtime, self.is_array,
-                     self.need_grad, self.bits, host_key()):
+                     self.need_grad, self.bits, self.int_bits, host_key()):
             h.update(repr(part).encode())
         return h.hexdigest()[:32]
 

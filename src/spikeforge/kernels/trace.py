@@ -27,7 +27,8 @@ from .ir import Graph
 __all__ = ["KernelTraceError", "Sym", "Traced", "trace_step", "flatten_params", "SUPPORTED"]
 
 SUPPORTED = ("+ − × ÷, neg, exp, log, tanh, sigmoid, abs, pow by a scalar, minimum/maximum, clamp, where, "
-             "comparisons, round/floor (and their straight-through versions), detach, and the surrogate spike")
+             "comparisons, round/floor (and their straight-through versions), shift_right, detach, and the surrogate "
+             "spike")
 
 
 class KernelTraceError(TypeError):
@@ -109,8 +110,6 @@ class Sym:
 
     # -- the Tensor methods step functions use ---------------------------------------------------------
     def detach(self) -> Sym: return self._op("detach", self)
-    def round_ste(self) -> Sym: return self._op("round_ste", self)
-    def floor_ste(self) -> Sym: return self._op("floor_ste", self)
     def exp(self) -> Sym: return self._op("exp", self)
     def log(self) -> Sym: return self._op("log", self)
     def tanh(self) -> Sym: return self._op("tanh", self)
@@ -139,6 +138,10 @@ class Sym:
         kwargs = kwargs or {}
         name = getattr(func, "__name__", repr(func))
         first = next(a for a in (*args, *kwargs.values()) if isinstance(a, Sym))
+        if name in ("round_ste", "floor_ste") and len(args) == 1:    # spikeforge.core.ste
+            return first._op(name, args[0])
+        if name == "shift_right" and len(args) == 2 and isinstance(args[1], int):
+            return first._op("shr", args[0], attr=(args[1],))
         if name == "square" and len(args) == 1:
             return first._op("mul", args[0], args[0])
         if name in _UNARY_FUNCS and len(args) == 1 and not kwargs:

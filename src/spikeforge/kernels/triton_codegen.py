@@ -14,11 +14,11 @@ imported from there (Triton's JIT reads a function's source file).
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ..core import atomic_write
 from .autodiff import _REF
 from .ir import Graph
 from .spec import KernelSpec, Layout, cache_dir
@@ -106,7 +106,8 @@ def _log(x):
 _CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
 
 
-def _expr(op: str, a: list[str], const: dict[int, float], args: tuple[int, ...]) -> str:
+def _expr(op: str, a: list[str], const: dict[int, float], args: tuple[int, ...],
+          attr: tuple[Any, ...] = ()) -> str:
     # a literal divisor or dividend becomes a tensor of the kernel's dtype (x is always in scope)
     t = [f"(tl.zeros_like(x) + {v})" if j in const else v for j, v in zip(args, a)]
     one = "(tl.zeros_like(x) + 1.0)"
@@ -128,6 +129,8 @@ def _expr(op: str, a: list[str], const: dict[int, float], args: tuple[int, ...])
         return f"tl.{op}({a[0]})"
     if op == "floor_ste":
         return f"tl.floor({a[0]})"
+    if op == "shr":
+        return f"tl.floor({a[0]} * {2.0 ** -attr[0]!r})"
     if op in ("round", "round_ste"):
         return f"_rint({a[0]})"
     if op == "tanh":
@@ -184,7 +187,7 @@ def _emit(g: Graph, env: dict[str, str], outputs: list[str], prefix: str,
             val[i] = repr(bool(v)) if isinstance(v, bool) else repr(float(v))
             continue
         name = f"{prefix}{i}"
-        lines.append(f"{indent}{name} = {_expr(n.op, [val[a] for a in n.args], const, n.args)}")
+        lines.append(f"{indent}{name} = {_expr(n.op, [val[a] for a in n.args], const, n.args, n.attr)}")
         val[i] = name
     return lines, {k: val[g.outputs[k]] for k in outputs}
 
@@ -274,9 +277,7 @@ def load_module(spec: KernelSpec, lay: Layout) -> ModuleType:
     path = folder / f"sf_{key}.py"
     src = triton_source(spec, lay)
     if not path.is_file() or path.read_text() != src:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(src)
-        os.replace(tmp, path)
+        atomic_write(path, src)
     mspec = importlib.util.spec_from_file_location(f"spikeforge_triton_{key}", Path(path))
     assert mspec is not None and mspec.loader is not None
     mod = importlib.util.module_from_spec(mspec)

@@ -7,9 +7,11 @@
 * Attention: ``spiking_attention``, ``SpikingSelfAttention`` (SSA), ``SpikingMLP``, ``SPS``.
 * Residuals: ``SEWResidual`` (ADD / AND / IAND), ``SpikingResidual``, ``Residual``, ``SpikeDrivenResidual``.
 * ``make_neuron`` / ``default_neuron``: one fresh neuron per layer from a ``neuron=`` spec.
+* ``fold_bn`` / ``fold_bn_pairs``: a batch norm folded exactly into the conv or linear layer before it.
 """
 
 from .attention import SPS, SpikingMLP, SpikingSelfAttention, spiking_attention
+from .bn_fold import FOLDABLE, bn_affine, fold_bn, fold_bn_pairs
 from .dropout import SeqDropout, SeqDropout2d
 from .fold import TimeFold, ToSequence, time_fold
 from .neuron_spec import NEURON_TYPES, NeuronSpec, default_neuron, is_neuron, make_neuron, set_threshold
@@ -31,4 +33,5 @@ __all__ = [
     "SEW_FUNCTIONS", "sew_function", "SEWResidual", "SpikingResidual", "Residual", "SpikeDrivenResidual",
     "starts_with_neuron",
     "NeuronSpec", "NEURON_TYPES", "default_neuron", "make_neuron", "set_threshold", "is_neuron",
+    "bn_affine", "fold_bn", "fold_bn_pairs", "FOLDABLE",
 ]

@@ -13,12 +13,12 @@ DVS 2-256), ``psn_nets`` (sequential-CIFAR nets with PSN / masked / sliding PSN 
 
 from . import fx, psn_nets, resnet, small, spikformer, spikingformer, vgg
 from .psn_nets import SequentialCSNN
-from .registry import SpikingClassifier, create_model, is_model, list_models, register_model
+from .registry import MODELS, SpikingClassifier, create_model, is_model, list_models, register_model
 from .resnet import SpikingResNet
 from .spikformer import Spikformer
 from .spikingformer import Spikingformer
 from .vgg import SpikingVGG
 
-__all__ = ["create_model", "list_models", "register_model", "is_model", "SpikingClassifier", "SpikingResNet",
+__all__ = ["MODELS", "create_model", "list_models", "register_model", "is_model", "SpikingClassifier", "SpikingResNet",
            "SpikingVGG", "Spikformer", "Spikingformer", "SequentialCSNN", "fx", "vgg", "resnet", "spikformer",
            "spikingformer", "psn_nets", "small"]

@@ -4,7 +4,7 @@
 (``Conv2d``, ``Linear``, ``BatchNorm2d``, pooling, …), every spiking neuron (``SpikingNeuron`` and the
 PSN family) and every layer that declares ``fx_leaf = True`` (``ToSequence``, the temporal norms,
 ``SeqDropout``). ``TimeFold`` and the residual wrappers are traced through, so the fold/unfold reshapes
-and the residual sums appear as graph nodes. NIR export walks this graph.
+and the residual sums appear as graph nodes: the graph an exporter walks.
 """
 
 from __future__ import annotations

@@ -93,9 +93,9 @@ def seq_csnn_masked_psn(k: int = 4, img_size: int = 32, **kwargs: Any) -> Sequen
 
 
 @register_model
-def seq_csnn_sliding_psn(k: int = 4, backend: str = "gemm", **kwargs: Any) -> SequentialCSNN:
-    """Sequential-CIFAR net with ``SlidingPSN(k)`` neurons (exp init; ``backend`` ``"gemm"`` or ``"conv"``)."""
-    return SequentialCSNN(neuron=lambda: SlidingPSN(k=k, exp_init=True, backend=backend), **kwargs)
+def seq_csnn_sliding_psn(k: int = 4, algorithm: str = "gemm", **kwargs: Any) -> SequentialCSNN:
+    """Sequential-CIFAR net with ``SlidingPSN(k)`` neurons (exp init; ``algorithm`` ``"gemm"`` or ``"conv"``)."""
+    return SequentialCSNN(neuron=lambda: SlidingPSN(k=k, exp_init=True, algorithm=algorithm), **kwargs)
 
 
 @register_model

@@ -20,38 +20,35 @@ from typing import Any, TypeVar
 
 from torch import Tensor, nn
 
+from ..core import Registry
 from ..layers import TimeFold
 
-__all__ = ["register_model", "create_model", "list_models", "is_model", "SpikingClassifier"]
+__all__ = ["MODELS", "register_model", "create_model", "list_models", "is_model", "SpikingClassifier"]
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 
 def register_model(fn: F) -> F:
-    """Decorator: register a model variant under its function name."""
-    name = fn.__name__
-    if name in _MODELS and _MODELS[name] is not fn:
-        raise ValueError(f"a model named {name!r} is already registered ({_MODELS[name].__module__})")
-    _MODELS[name] = fn
+    """Decorator: register a model variant under its function name (its docstring's first line is the
+    summary ``spikeforge list models`` prints)."""
+    MODELS.register(fn.__name__, fn)
     return fn
 
 
 def is_model(name: str) -> bool:
-    return name in _MODELS
+    return name in MODELS
 
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered names matching a shell-style ``pattern`` (e.g. ``"sew_*"``, ``"*_tiny"``), sorted."""
-    return sorted(n for n in _MODELS if fnmatch.fnmatchcase(n, pattern))
+    return [n for n in MODELS if fnmatch.fnmatchcase(n, pattern)]
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build the registered model ``name``; keyword arguments override the variant's defaults."""
-    if name not in _MODELS:
-        close = [n for n in _MODELS if name.split("_")[0] in n]
-        raise ValueError(f"unknown model {name!r}; registered: {close or list_models()}")
-    return _MODELS[name](**kwargs)
+    """Build the registered model ``name``; keyword arguments override the variant's defaults. An unknown
+    name raises ``UnknownNameError`` (a ``ValueError``) with the closest registered names."""
+    return MODELS[name](**kwargs)
 
 
 class SpikingClassifier(nn.Module):

@@ -8,7 +8,7 @@ Scan neurons (one loop over T, fused kernels): ``IF``, ``LIF``, ``PLIF``, ``ALIF
 from .alif import ALIF, ALIFParams, ALIFState, alif_step
 from .base import GradientRule, SpikingNeuron
 from .cuba import CUBALIF, CUBALIFParams, CUBALIFState, cubalif_step
-from .dynamics import SpikeParams, StateQuantizer, euler_leak, fire, floor_ste, quantize, reset, round_ste
+from .dynamics import SpikeParams, StateQuantizer, euler_leak, fire, quantize, reset
 from .if_ import IF, IFParams, IFState, if_step
 from .izhikevich import Izhikevich, IzhikevichParams, IzhikevichState, izhikevich_step
 from .lif import LIF, LIFParams, LIFState, lif_step
@@ -16,7 +16,7 @@ from .multispike import MultiSpike, MultiSpikeParams, MultiSpikeState, multispik
 from .plif import PLIF, PLIFParams, PLIFState, plif_step
 from .psn import PSN, MaskedPSN, PSNWindow, SlidingPSN
 from .registry import NEURONS, create_neuron, list_neurons, register_neuron
-from .scan import available_backends, register_backend, scan
+from .scan import available_backends, scan
 
 __all__ = [
     "SpikingNeuron", "GradientRule", "SpikeParams", "StateQuantizer",
@@ -25,7 +25,7 @@ __all__ = [
     "MultiSpikeParams", "IFState", "LIFState", "PLIFState", "ALIFState", "CUBALIFState", "IzhikevichState",
     "MultiSpikeState", "PSNWindow",
     "if_step", "lif_step", "plif_step", "alif_step", "cubalif_step", "izhikevich_step", "multispike_step",
-    "euler_leak", "fire", "reset", "quantize", "round_ste", "floor_ste",
-    "scan", "register_backend", "available_backends",
+    "euler_leak", "fire", "reset", "quantize",
+    "scan", "available_backends",
     "NEURONS", "create_neuron", "list_neurons", "register_neuron",
 ]

@@ -29,29 +29,51 @@ __all__ = ["SpikingNeuron", "GradientRule"]
 class GradientRule(Protocol):
     """A learning rule that replaces the surrogate gradient of a whole neuron layer.
 
-    Called in backward with the upstream gradient and what the forward produced; returns the gradient
-    for ``x_seq``. No gradient reaches the neuron's parameters or its initial state under a rule.
-    DSR, tandem learning and spike-count rules are such objects (``spikeforge.learning``).
+    Called in backward with the upstream gradient ``grad_spikes [T, B, ...]``, what the forward produced
+    and the neuron's parameter record (the values the step function saw). Returns the gradient for
+    ``x_seq``, or ``(grad_x, {name: grad})`` where each name is one of the neuron's own ``nn.Parameter``s
+    (e.g. ``{"v_threshold": g}`` for a learnable threshold): that ``g`` is what arrives in ``.grad``. A
+    parameter the rule gives no gradient gets none; the initial state never does. Rate-based rules (DSR,
+    tandem learning, the spike-count rule) take this form.
     """
 
-    def __call__(self, grad_spikes: Tensor, x_seq: Tensor, spikes: Tensor, state: State) -> Tensor: ...
+    def __call__(self, grad_spikes: Tensor, x_seq: Tensor, spikes: Tensor, state: State,
+                 params: Any) -> Tensor | tuple[Tensor, dict[str, Tensor]]: ...
 
 
 class _RuleGrad(torch.autograd.Function):
+    """Identity on the spikes forward; the rule's gradients backward, for ``x_seq`` and the named parameters
+    passed after it (so autograd delivers them to ``.grad``)."""
+
     @staticmethod
-    def forward(ctx: Any, x_seq: Tensor, spikes: Tensor, rule: GradientRule, state: State) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x_seq: Tensor, spikes: Tensor, rule: GradientRule, state: State, params: Any,  # type: ignore[override]
+                names: tuple[str, ...], *values: Tensor) -> Tensor:
         ctx.save_for_backward(x_seq, spikes)
-        ctx.rule, ctx.state = rule, state
+        ctx.rule, ctx.state, ctx.params, ctx.names = rule, state, params, names
+        ctx.shapes = [v.shape for v in values]
         return spikes.clone()
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         x_seq, spikes = ctx.saved_tensors
-        gx = ctx.rule(grad, x_seq, spikes, ctx.state)
+        out = ctx.rule(grad, x_seq, spikes, ctx.state, ctx.params)
+        gx, gp = (out if isinstance(out, tuple) else (out, {}))
+        who = type(ctx.rule).__name__
         if gx.shape != x_seq.shape:
-            raise RuntimeError(f"gradient rule {type(ctx.rule).__name__} returned shape {tuple(gx.shape)}, "
+            raise RuntimeError(f"gradient rule {who} returned shape {tuple(gx.shape)}, "
                                f"expected the input's {tuple(x_seq.shape)}")
-        return gx, None, None, None
+        unknown = sorted(set(gp) - set(ctx.names))
+        if unknown:
+            raise RuntimeError(f"gradient rule {who} returned a gradient for {unknown[0]!r}, which is not a "
+                               f"parameter of the neuron (its parameters: {list(ctx.names) or 'none'})")
+        grads: list[Tensor | None] = []
+        for name, shape in zip(ctx.names, ctx.shapes):
+            g = gp.get(name)
+            if g is not None and g.shape != shape:
+                raise RuntimeError(f"gradient rule {who} returned shape {tuple(g.shape)} for {name!r}, "
+                                   f"expected the parameter's {tuple(shape)}")
+            grads.append(g)
+        return (gx, None, None, None, None, None, *grads)
 
 
 class SpikingNeuron(nn.Module):
@@ -67,7 +89,8 @@ class SpikingNeuron(nn.Module):
             (SpikingJelly's default).
         detach_reset: stop the gradient through the spike in the reset term.
         backend: ``"auto"`` (fastest registered backend that can run the call) or a backend name.
-        grad: ``"surrogate"`` or a ``GradientRule`` object.
+        grad: ``"surrogate"`` or a ``GradientRule`` object (which may also return gradients for the
+            neuron's own parameters).
         quantizer: optional ``StateQuantizer`` applied to the state after every step.
         memory: what a fused backend keeps for backward: ``"default"`` (the input plus the state every
             few steps, 2 bytes per neuron-step) or ``"lean"`` (the state every ⌈√T⌉ steps; more recompute).
@@ -153,8 +176,9 @@ class SpikingNeuron(nn.Module):
             return scan(type(self).step_fn, x_seq, state, params, self.backend, self.memory)
         with torch.no_grad():
             spikes, final = scan(type(self).step_fn, x_seq, state, params, self.backend, self.memory)
-        if torch.is_grad_enabled() and x_seq.requires_grad:
-            spikes = _RuleGrad.apply(x_seq, spikes, self.grad_rule, final)
+        own = dict(self.named_parameters(recurse=False))
+        if torch.is_grad_enabled() and (x_seq.requires_grad or any(p.requires_grad for p in own.values())):
+            spikes = _RuleGrad.apply(x_seq, spikes, self.grad_rule, final, params, tuple(own), *own.values())
         return spikes, final
 
     def forward(self, x_seq: Tensor) -> Tensor:

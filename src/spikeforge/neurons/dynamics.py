@@ -7,7 +7,7 @@ Conventions (decided once; pinned by ``tests/neurons/test_conventions.py``, writ
   the boundary.
 * **Decay** is forward Euler of ``τ dV/dt = −(V − V_reset) + X``: the fraction of the gap that leaks
   per step is ``dt/τ`` (``euler_leak``). With ``dt = 1`` this is SpikingJelly's ``1/τ``; it is also
-  the discretisation NIR's reference simulators use, so NIR export copies ``tau`` and ``dt`` as they are.
+  the discretisation NIR's reference simulators use, so a model maps to NIR's ``tau`` and ``dt`` unchanged.
   ``τ`` and ``dt`` share a unit (``dt = 1`` means τ is counted in steps).
 * **Reset** is hard (``V ← V_reset`` after a spike) when ``v_reset`` is a number, soft
   (``V ← H − V_th``) when ``v_reset is None``.
@@ -18,24 +18,24 @@ Conventions (decided once; pinned by ``tests/neurons/test_conventions.py``, writ
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..core.ste import round_ste
 from ..surrogate import Sigmoid, Surrogate
 
 Scalar = float | Tensor
 
-__all__ = ["SpikeParams", "euler_leak", "fire", "reset", "round_ste", "floor_ste", "StateQuantizer", "quantize"]
+__all__ = ["SpikeParams", "euler_leak", "fire", "reset", "StateQuantizer", "quantize"]
 
 
 def euler_leak(tau: Scalar, dt: Scalar = 1.0) -> Scalar:
     """The one place the discrete decay is computed: ``λ = dt/τ`` (forward Euler).
 
     A leaky state ``y`` relaxing to ``y_rest`` with time constant ``τ`` moves ``y ← y − λ·(y − y_rest)``
-    per step. Export to NIR reuses this helper, so the discrete model and the exported continuous one
-    cannot drift apart.
+    per step. Anything that maps the discrete model to a continuous one (an exporter) must use this
+    helper, so the two cannot drift apart.
     """
     return dt / tau
 
@@ -54,46 +54,6 @@ def reset(h: Tensor, spike: Tensor, v_threshold: Scalar, v_reset: Scalar | None,
     if v_reset is None:
         return h - v_threshold * s
     return h * (1.0 - s) + v_reset * s
-
-
-class _RoundSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
-        return torch.round(x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
-        return grad
-
-
-class _FloorSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
-        return torch.floor(x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
-        return grad
-
-
-def round_ste(x: Tensor) -> Tensor:
-    """``round(x)`` forward (half to even, as ``torch.round``), identity gradient backward."""
-    if not isinstance(x, Tensor):          # a value traced by the kernel generator records its own op
-        return x.round_ste()               # type: ignore[no-any-return]
-    if not x.is_floating_point():
-        return x
-    out: Tensor = _RoundSTE.apply(x)  # type: ignore[no-untyped-call]
-    return out
-
-
-def floor_ste(x: Tensor) -> Tensor:
-    """``floor(x)`` forward, identity gradient backward."""
-    if not isinstance(x, Tensor):
-        return x.floor_ste()               # type: ignore[no-any-return]
-    if not x.is_floating_point():
-        return x
-    out: Tensor = _FloorSTE.apply(x)  # type: ignore[no-untyped-call]
-    return out
 
 
 @dataclass(frozen=True)

@@ -155,17 +155,19 @@ class SlidingPSN(nn.Module):
         k: kernel length.
         exp_init: initialise ``w = (…, 1/4, 1/2, 1)`` (the newest input weighted 1); otherwise Kaiming.
         surrogate: as ``PSN``.
-        backend: ``"gemm"`` (Toeplitz matrix, faster for small T) or ``"conv"`` (conv1d over time).
+        algorithm: how the charge is computed: ``"gemm"`` (a Toeplitz matrix, faster for small T) or
+            ``"conv"`` (conv1d over time). The same numbers either way; not a scan ``backend`` (the PSN family
+            runs no scan).
     """
 
     def __init__(self, k: int, exp_init: bool = True, surrogate: Surrogate | str = ATan(),
-                 backend: str = "gemm") -> None:
+                 algorithm: str = "gemm") -> None:
         super().__init__()
         if int(k) < 1:
             raise ValueError(f"SlidingPSN needs k >= 1, got {k}")
-        if backend not in ("gemm", "conv"):
-            raise ValueError(f"SlidingPSN backend must be 'gemm' or 'conv', got {backend!r}")
-        self.k, self.backend = int(k), backend
+        if algorithm not in ("gemm", "conv"):
+            raise ValueError(f"SlidingPSN algorithm must be 'gemm' or 'conv', got {algorithm!r}")
+        self.k, self.algorithm = int(k), algorithm
         self.surrogate = get_surrogate(surrogate)
         if exp_init:
             w = 0.5 ** torch.arange(self.k - 1, -1, -1, dtype=torch.float32)
@@ -176,12 +178,12 @@ class SlidingPSN(nn.Module):
         self.weight = nn.Parameter(w)
         self.bias = nn.Parameter(torch.tensor(-1.0))
 
-    def charge(self, x_seq: Tensor, backend: str | None = None) -> Tensor:
-        """``H [T, B, ...]`` before the spike, by the GEMM or the convolution form."""
+    def charge(self, x_seq: Tensor, algorithm: str | None = None) -> Tensor:
+        """``H [T, B, ...]`` before the spike, by the GEMM or the convolution form (default: ``self.algorithm``)."""
         _check_seq(type(self).__name__, x_seq)
         T = x_seq.shape[0]
         flat = x_seq.flatten(1)
-        if (backend or self.backend) == "gemm":
+        if (algorithm or self.algorithm) == "gemm":
             h = torch.addmm(self.bias.expand(T, 1), toeplitz_weight(self.weight, T).to(flat.dtype), flat)
         else:
             seq = F.pad(flat.t().unsqueeze(1), (self.k - 1, 0))          # [N, 1, k-1+T]
@@ -202,4 +204,4 @@ class SlidingPSN(nn.Module):
         return self.surrogate(h), PSNWindow(state.t + 1, window)
 
     def extra_repr(self) -> str:
-        return f"k={self.k}, backend={self.backend!r}, surrogate={self.surrogate}"
+        return f"k={self.k}, algorithm={self.algorithm!r}, surrogate={self.surrogate}"

@@ -1,7 +1,10 @@
 """Neurons by name, for the config/CLI edge: ``create_neuron("lif", tau=2.0)``.
 
 Code that builds models takes a neuron *object* (or a factory) and never a string; names are resolved
-here only, once. Custom neurons join with ``register_neuron``.
+here only, once. Each entry records its ``kind`` — ``"scan"`` (a step function run by ``scan``, one state
+per neuron, any ``T``) or ``"parallel"`` (the PSN family: no reset, the whole sequence at once, ``T`` fixed
+at build time) — and ``tau_arg``, the keyword its membrane time constant goes by (``None`` if it has none).
+Custom neurons join with ``register_neuron``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 from torch import nn
 
+from ..core import Registry
 from .alif import ALIF
 from .cuba import CUBALIF
 from .if_ import IF
@@ -23,25 +27,26 @@ from .psn import PSN, MaskedPSN, SlidingPSN
 
 __all__ = ["NEURONS", "register_neuron", "create_neuron", "list_neurons"]
 
-NEURONS: dict[str, Callable[..., nn.Module]] = {
-    "if": IF, "lif": LIF, "plif": PLIF, "alif": ALIF, "cubalif": CUBALIF, "izhikevich": Izhikevich,
-    "multispike": MultiSpike, "psn": PSN, "masked_psn": MaskedPSN, "sliding_psn": SlidingPSN,
-}
+NEURONS: Registry[Callable[..., nn.Module]] = Registry("neuron", lambda s: s.lower().replace("-", "_"))
+for _name, _cls, _kind, _tau in (
+        ("if", IF, "scan", None), ("lif", LIF, "scan", "tau"), ("plif", PLIF, "scan", "init_tau"),
+        ("alif", ALIF, "scan", "tau"), ("cubalif", CUBALIF, "scan", "tau"), ("izhikevich", Izhikevich, "scan", None),
+        ("multispike", MultiSpike, "scan", "tau"), ("psn", PSN, "parallel", None),
+        ("masked_psn", MaskedPSN, "parallel", None), ("sliding_psn", SlidingPSN, "parallel", None)):
+    NEURONS.register(_name, _cls, kind=_kind, tau_arg=_tau)
 
 
-def register_neuron(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_neuron(name: str, *, kind: str = "scan", tau_arg: str | None = "tau",
+                    summary: str | None = None) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: make a neuron class (or factory) available to ``create_neuron`` under ``name``."""
-    def deco(cls: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        key = name.lower()
-        if key in NEURONS and NEURONS[key] is not cls:
-            raise ValueError(f"a neuron named {name!r} is already registered ({NEURONS[key]})")
-        NEURONS[key] = cls
-        return cls
-    return deco
+    if kind not in ("scan", "parallel"):
+        raise ValueError(f"register_neuron: kind must be 'scan' or 'parallel', got {kind!r}")
+    return NEURONS.register(name, summary=summary, kind=kind, tau_arg=tau_arg)
 
 
-def list_neurons() -> list[str]:
-    return sorted(NEURONS)
+def list_neurons(kind: str | None = None) -> list[str]:
+    """Registered names, sorted; ``kind="scan"`` or ``"parallel"`` keeps one kind."""
+    return NEURONS.names() if kind is None else NEURONS.names(kind=kind)
 
 
 def create_neuron(spec: str | nn.Module | Callable[[], nn.Module], **kwargs: Any) -> nn.Module:
@@ -54,10 +59,7 @@ def create_neuron(spec: str | nn.Module | Callable[[], nn.Module], **kwargs: Any
             raise TypeError("create_neuron: pass keyword arguments with a name, not with a module template")
         return copy.deepcopy(spec)
     if isinstance(spec, str):
-        key = spec.lower().replace("-", "_")
-        if key not in NEURONS:
-            raise ValueError(f"unknown neuron {spec!r}; choose one of {list_neurons()}")
-        return NEURONS[key](**kwargs)
+        return NEURONS[spec](**kwargs)
     if callable(spec):
         return spec(**kwargs)
     raise TypeError(f"neuron must be a name, an nn.Module or a factory, got {type(spec).__name__}")

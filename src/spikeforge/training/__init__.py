@@ -1,18 +1,23 @@
-"""Training: the loop (``engine``), checkpoints, callbacks, losses, optimisers, datasets by name, runs.
+"""Training: the loop (``engine``), train-step strategies (``steps``), checkpoints, callbacks, losses,
+optimisers.
 
     from spikeforge.training import fit
     result = fit(model, data, T=8, loss=my_loss, optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1),
-                 callbacks=[MyCallback()], run_dir="runs/x")
+                 callbacks=[MyCallback()], run_dir="runs/x", method="bptt")
+
+Datasets by name are ``spikeforge.data.build_dataset``; the workflow from a config to a run folder is
+``spikeforge.app.train``.
 """
 
 from .callbacks import Callback, CSVLogger, FiringRates, ProgressBar, StepInfo, TensorBoardLogger
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .datasets import DATASETS, DataBundle, build_dataset, list_datasets, to_time_first
 from .engine import FitResult, NonFiniteError, Trainer, evaluate, fit
-from .losses import LOSSES, get_loss, mean_ce, mse_rate, tet
+from .losses import LOSSES, accuracy, count_correct, get_loss, mean_ce, mse_rate, tet
 from .optim import constant, cosine_warmup, optimizer_factory
+from .steps import BPTT, METHODS, NonFiniteLoss, StepContext, StepOutput, TrainStep, get_method
 
 __all__ = ["fit", "Trainer", "FitResult", "NonFiniteError", "evaluate", "Callback", "StepInfo", "CSVLogger",
            "TensorBoardLogger", "ProgressBar", "FiringRates", "save_checkpoint", "load_checkpoint", "CheckpointError",
-           "DataBundle", "DATASETS", "build_dataset", "list_datasets", "to_time_first", "LOSSES", "get_loss",
-           "mean_ce", "mse_rate", "tet", "optimizer_factory", "cosine_warmup", "constant"]
+           "LOSSES", "get_loss", "mean_ce", "mse_rate", "tet", "accuracy", "count_correct", "optimizer_factory",
+           "cosine_warmup", "constant", "TrainStep", "BPTT", "StepContext", "StepOutput", "NonFiniteLoss",
+           "METHODS", "get_method"]

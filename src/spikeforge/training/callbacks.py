@@ -1,16 +1,22 @@
 """Callbacks: what sees every step without being the engine. Logs, progress, firing rates.
 
-A callback overrides any of ``on_fit_start(trainer)``, ``on_step_end(trainer, info)``,
-``on_epoch_end(trainer, metrics)`` and ``on_fit_end(trainer)``; ``info`` carries the step, the epoch,
-the learning rate, the loss, the batch size and the model. Threshold schedules tied to the learning
-rate, rewiring optimisers or early stopping plug in here.
+A callback overrides any of
+
+* ``on_fit_start(trainer)``;
+* ``on_batch_start(trainer, batch)``: before the forward; ``batch = (x_seq [T, B, ...], y [B])``;
+* ``on_after_backward(trainer)``: the gradients are final — unscaled (AMP) and all-reduced (DDP) — and the
+  optimiser has not stepped (gradient masks, rewiring, gradient statistics);
+* ``on_step_end(trainer, info)``: ``info`` carries the step, the epoch, the learning rate, the loss, the
+  batch size and the model;
+* ``on_epoch_end(trainer, metrics)`` and ``on_fit_end(trainer)``.
+
+Threshold schedules tied to the learning rate, pruning and rewiring, early stopping plug in here.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +25,7 @@ from typing import Any
 from torch import nn
 
 from ..analysis.record import LayerRecord, SpikeRecorder
+from ..core import atomic_write
 
 __all__ = ["Callback", "StepInfo", "CSVLogger", "TensorBoardLogger", "ProgressBar", "FiringRates"]
 
@@ -37,6 +44,8 @@ class StepInfo:
 
 class Callback:
     def on_fit_start(self, trainer: Any) -> None: ...
+    def on_batch_start(self, trainer: Any, batch: tuple[Any, Any]) -> None: ...
+    def on_after_backward(self, trainer: Any) -> None: ...
     def on_step_end(self, trainer: Any, info: StepInfo) -> None: ...
     def on_epoch_end(self, trainer: Any, metrics: dict[str, Any]) -> None: ...
     def on_fit_end(self, trainer: Any) -> None: ...
@@ -87,9 +96,7 @@ class CSVLogger(Callback):
         w = csv.DictWriter(buf, fieldnames=list(fields), restval="")
         w.writeheader()
         w.writerows(self.rows)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(buf.getvalue())
-        os.replace(tmp, self.path)
+        atomic_write(self.path, buf.getvalue())
 
 
 class TensorBoardLogger(Callback):

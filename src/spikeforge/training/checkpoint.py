@@ -3,9 +3,10 @@
 A checkpoint holds the model weights, the optimiser's tensors, the torch / encoder RNG states (as
 tensors) and, in the file's JSON metadata, everything else: the optimiser's hyper-parameters, numpy's
 and Python's RNG states, the step, epoch and position in the epoch, the best validation score, the
-number of metric rows written, the config — and a sha256 of all tensor bytes, checked on load.
+number of metric rows written, the config, the train-step strategy's state (``extra``) — and a sha256
+of all tensor bytes, checked on load.
 
-Writing goes to ``name.tmp`` in the same folder, is fsynced, then renamed over ``name``: a process
+Written with ``spikeforge.core.atomic_write`` (temp file, fsync, rename, fsync of the folder): a process
 killed at any instant leaves either the previous checkpoint or the new one, never a half file.
 """
 
@@ -13,14 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "write_hook"]
+from ..core import atomic_write
+
+__all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError"]
 
 FORMAT = "spikeforge-ckpt-1"
 
@@ -61,28 +63,11 @@ def _join_optimizer(tensors: dict[str, Tensor], rest: dict[str, Any]) -> dict[st
     return {"state": state, "param_groups": rest["param_groups"]}
 
 
-_writes = {"n": 0}
-
-
-def write_hook(stage: str, path: Path) -> None:
-    """Called between the stages of a write. Tests set ``SPIKEFORGE_CKPT_PAUSE=<stage>:<n>`` to have the
-    process stop there on its n-th checkpoint write and be killed."""
-    want = os.environ.get("SPIKEFORGE_CKPT_PAUSE", "")
-    if not want:
-        return
-    name, _, nth = want.partition(":")
-    if name != stage:
-        return
-    _writes["n"] += 1
-    if _writes["n"] == int(nth or 1):
-        print(f"CKPT-PAUSED {stage} {path}", flush=True)
-        import time
-        time.sleep(3600)
-
-
 def save_checkpoint(path: str | Path, *, model: dict[str, Tensor], optimizer: dict[str, Any] | None = None,
-                    rng: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> Path:
-    """Write atomically; ``rng`` values that are tensors are stored as tensors, the rest as JSON."""
+                    rng: dict[str, Any] | None = None, meta: dict[str, Any] | None = None,
+                    extra: dict[str, dict[str, Any]] | None = None) -> Path:
+    """Write atomically. ``rng`` values and the values of each ``extra`` section (e.g. ``{"method": state}``)
+    that are tensors are stored as tensors, the rest as JSON."""
     try:
         from safetensors.torch import save_file
     except ImportError as e:  # pragma: no cover
@@ -93,29 +78,22 @@ def save_checkpoint(path: str | Path, *, model: dict[str, Tensor], optimizer: di
     if optimizer is not None:
         ot, info["optimizer"] = _split_optimizer(optimizer)
         tensors.update(ot)
-    for k, v in (rng or {}).items():
-        if isinstance(v, Tensor):
-            tensors[f"rng/{k}"] = v.detach().cpu().contiguous()
-        else:
-            info["rng"][k] = v
+    sections = {"rng": rng or {}, **{f"extra/{name}": sec for name, sec in (extra or {}).items()}}
+    for sec, values in sections.items():
+        info.setdefault(sec, {})
+        for k, v in values.items():
+            if isinstance(v, Tensor):
+                tensors[f"{sec}/{k}"] = v.detach().cpu().contiguous()
+            else:
+                info[sec][k] = v
     info["sha256"] = _digest(tensors)
-    tmp = path.with_name(path.name + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(tmp), metadata={"spikeforge": json.dumps(info)})
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    write_hook("before-rename", tmp)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
+    header = {"spikeforge": json.dumps(info)}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``{"model", "optimizer", "rng", "meta"}`` from a checkpoint, after checking its hash."""
+    """``{"model", "optimizer", "rng", "meta", "extra"}`` from a checkpoint, after checking its hash."""
     from safetensors import SafetensorError, safe_open
     path = Path(path)
     if not path.is_file():
@@ -137,4 +115,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     rng = dict(info.get("rng", {}))
     rng.update({k[len("rng/"):]: v for k, v in tensors.items() if k.startswith("rng/")})
     optimizer = _join_optimizer(tensors, info["optimizer"]) if "optimizer" in info else None
-    return {"model": model, "optimizer": optimizer, "rng": rng, "meta": info.get("meta", {})}
+    extra: dict[str, dict[str, Any]] = {}
+    for sec in [k for k in info if k.startswith("extra/")]:
+        name = sec[len("extra/"):]
+        extra[name] = dict(info[sec])
+        extra[name].update({k[len(sec) + 1:]: v for k, v in tensors.items() if k.startswith(sec + "/")})
+    return {"model": model, "optimizer": optimizer, "rng": rng, "meta": info.get("meta", {}), "extra": extra}

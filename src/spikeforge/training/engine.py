@@ -1,4 +1,7 @@
-"""The training loop: ``fit(model, data, loss=..., optimizer=..., callbacks=..., batch_transform=...)``.
+"""The training loop: ``fit(model, data, loss=..., optimizer=..., callbacks=..., method=...)``.
+
+The loop owns the order of batches, the optimiser step, checkpoints and hooks; how one batch becomes
+gradients is the train-step strategy's (``steps.py``: BPTT by default, ``--method`` picks another).
 
 What it guarantees:
 
@@ -17,7 +20,6 @@ What it guarantees:
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -29,12 +31,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from ..data import DataBundle, batch_loader, to_time_first
 from .callbacks import Callback, CSVLogger, ProgressBar, StepInfo
 from .checkpoint import load_checkpoint, save_checkpoint
-from .datasets import DataBundle, to_time_first
-from .losses import accuracy, mean_ce
+from .losses import accuracy, count_correct, mean_ce
+from .steps import NonFiniteLoss, StepContext, TrainStep, autocast, get_method
 
 __all__ = ["fit", "Trainer", "FitResult", "NonFiniteError", "evaluate"]
 
@@ -100,25 +103,19 @@ def evaluate(model: nn.Module, dataset: Dataset, kind: str, T: int, encoding: st
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     total, correct, loss_sum = 0, 0, 0.0
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        generator=torch.Generator().manual_seed(seed))
+    loader = batch_loader(dataset, kind, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                          generator=torch.Generator().manual_seed(seed))
     dev = next(model.parameters()).device
-    with torch.no_grad(), _autocast(amp, dev):
+    with torch.no_grad(), autocast(amp, dev.type):
         for x, y in loader:
             x_seq = to_time_first(x.to(dev), kind, T, encoding, gen if dev.type == "cpu" else None)
             out = model(x_seq)
             y = y.to(dev)
             loss_sum += float(loss(out, y, {})) * len(y)
-            correct += int((out.float().mean(0).argmax(-1) == y).sum())
+            correct += count_correct(out, y)
             total += len(y)
     model.train(was)
     return {"loss": loss_sum / max(total, 1), "accuracy": correct / max(total, 1)}
-
-
-def _autocast(amp: str, device: torch.device) -> Any:
-    if amp == "off":
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 def _first_nonfinite_layer(model: nn.Module, x_seq: Tensor) -> str:
@@ -150,7 +147,7 @@ class Trainer:
                  run_dir: str | Path | None = None, ckpt_every: int | None = None, grad_clip: float | None = None,
                  amp: str = "off", skip_nonfinite: bool = False, seed: int = 0, max_steps: int | None = None,
                  num_workers: int = 0, progress: bool = True, config: dict[str, Any] | None = None,
-                 eval_every: int = 1) -> None:
+                 eval_every: int = 1, method: str | TrainStep = "bptt") -> None:
         self.rank, self.world = _rank()
         self.model = model
         self.ddp_model: nn.Module = model
@@ -175,6 +172,12 @@ class Trainer:
         self.csv = CSVLogger(self.run_dir / "metrics.csv") if self.run_dir is not None and self.rank == 0 else None
         self.callbacks = [self.progress, *([self.csv] if self.csv else []), *callbacks]
         self.device = next(model.parameters()).device
+        self.method = get_method(method)
+        reason = self.method.check(model)
+        if reason is not None:
+            raise ValueError(f"method {self.method.name!r} cannot train this model: {reason}")
+        # AMP's loss scaling: only fp16 needs it (bf16 has float32's range); disabled it is a pass-through
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
 
     # -- checkpoints -------------------------------------------------------------------------------------
     def ckpt_path(self, name: str) -> Path:
@@ -189,14 +192,15 @@ class Trainer:
                "numpy": _np_state(), "python": _py_state()}
         meta = {"step": s.step, "epoch": s.epoch, "pos": s.pos, "best_val": s.best_val, "skipped": s.skipped,
                 "history": s.history, "ep_losses": s.ep_losses, "ep_accs": s.ep_accs, "ep_seen": s.ep_seen,
-                "csv_rows": len(self.csv.rows) if self.csv else 0, "config": self.config}
+                "csv_rows": len(self.csv.rows) if self.csv else 0, "config": self.config,
+                "method": self.method.name, "scaler": self.scaler.state_dict()}
         save_checkpoint(self.ckpt_path(name), model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
-                        rng=rng, meta=meta)
+                        rng=rng, meta=meta, extra={"method": self.method.state_dict()})
 
     def resume(self, path: str | Path | None = None) -> bool:
         """Continue from ``last`` (or ``path``); returns False when there is nothing to resume."""
         p = Path(path) if path is not None else self.ckpt_path("last")
-        for stale in p.parent.glob("*.tmp"):       # a write that was killed before its rename
+        for stale in p.parent.glob(".*.tmp"):      # a write that was killed before its rename
             stale.unlink()
         if not p.is_file():
             return False
@@ -210,6 +214,11 @@ class Trainer:
         np.random.set_state(_np_unstate(r["numpy"]))  # noqa: NPY002  (the legacy global stream, see _np_state)
         random.setstate(_py_unstate(r["python"]))
         m = ck["meta"]
+        if m.get("method", self.method.name) != self.method.name:
+            raise ValueError(f"checkpoint {p} was trained with method {m['method']!r}, not {self.method.name!r}")
+        self.method.load_state_dict(ck["extra"].get("method", {}))
+        if m.get("scaler"):
+            self.scaler.load_state_dict(m["scaler"])
         self.state = TrainState(m["step"], m["epoch"], m["pos"], m["best_val"], m["skipped"], m["history"],
                                 m["ep_losses"], m["ep_accs"], m["ep_seen"])
         if self.csv is not None:
@@ -231,31 +240,38 @@ class Trainer:
             g["lr"] = lr * base / self.base_lrs[0]
         return lr
 
+    def hooks(self, name: str, *args: Any) -> None:
+        """Call ``name`` on every callback (``on_batch_start``, ``on_after_backward``, ...)."""
+        for cb in self.callbacks:
+            getattr(cb, name)(self, *args)
+
     def train_step(self, x: Tensor, y: Tensor) -> tuple[float, float, bool]:
         x, y = x.to(self.device), y.to(self.device)
         x_seq = to_time_first(x, self.data.kind, self.T, self.encoding, self.encoder_gen)
-        aux: dict[str, Any] = {"inputs": x_seq, "model": self.model, "step": self.state.step}
-        with _autocast(self.amp, self.device):
-            if self.batch_transform is not None:
-                views = self.batch_transform(x_seq, y)
-                views = views if isinstance(views, (list, tuple)) else [views]
-                outs = [self.ddp_model(v) for v in views]
-                out, aux["views"] = outs[0], outs
-            else:
-                out = self.ddp_model(x_seq)
-            loss = self.loss(out, y, aux)
+        batch = (x_seq, y)
+        self.hooks("on_batch_start", batch)
+        ddp = self.ddp_model if self.world > 1 else None
+        ctx = StepContext(self.loss, self.optimizer, self.scaler, self.hooks, ddp, self.model, self.amp,
+                          self.state.step, self.batch_transform)
         self.optimizer.zero_grad(set_to_none=True)
-        if not bool(torch.isfinite(loss)):
-            return self._nonfinite(f"loss is {float(loss)}", x_seq)
-        loss.backward()
+        try:
+            out = self.method(self.ddp_model, batch, ctx)
+        except NonFiniteLoss as e:
+            return self._nonfinite(str(e), x_seq)
+        self.scaler.unscale_(self.optimizer)
         bad = [n for n, p in self.model.named_parameters()
                if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
-        if bad:
+        if bad and not self.scaler.is_enabled():
             return self._nonfinite(f"gradient of {bad[0]} is not finite", x_seq)
+        self.hooks("on_after_backward")
         if self.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.optimizer.step()
-        return float(loss.detach()), accuracy(out.detach(), y), True
+        self.scaler.step(self.optimizer)      # fp16: skips a step whose unscaled gradients overflowed
+        self.scaler.update()
+        if bad:
+            self.state.skipped += 1
+            return math.nan, math.nan, False
+        return float(out.loss), accuracy(out.outputs, y), True
 
     def _nonfinite(self, what: str, x_seq: Tensor) -> tuple[float, float, bool]:
         self.optimizer.zero_grad(set_to_none=True)
@@ -274,8 +290,9 @@ class Trainer:
         while s.epoch < self.epochs:
             batches = self._batches(s.epoch)
             # the loader's own generator: creating an iterator must not draw from torch's global RNG
-            loader = DataLoader(self.data.train, batch_sampler=_Batches(batches[s.pos:]), num_workers=self.num_workers,
-                                generator=torch.Generator().manual_seed(self.seed + s.epoch))
+            loader = batch_loader(self.data.train, self.data.kind, batch_sampler=_Batches(batches[s.pos:]),
+                                  num_workers=self.num_workers,
+                                  generator=torch.Generator().manual_seed(self.seed + s.epoch))
             self.progress.start_epoch(s.epoch, len(batches), s.pos)
             t0 = time.perf_counter()
             for x, y in loader:
@@ -293,7 +310,6 @@ class Trainer:
                     cb.on_step_end(self, info)
                 if self.ckpt_every and s.step % self.ckpt_every == 0:
                     self.save("last")
-                _pause_hook(s.step)
                 if self.stop or (self.max_steps is not None and s.step >= self.max_steps):
                     break
             self.progress.end_epoch()
@@ -333,13 +349,6 @@ class Trainer:
         m["skipped_steps"] = s.skipped
         m["seconds"], m["samples_per_s"] = seconds, seen * self.world / max(seconds, 1e-9)
         return m
-
-
-def _pause_hook(step: int) -> None:
-    """Tests set ``SPIKEFORGE_PAUSE_AT_STEP=<n>`` to stop the process after step n and kill it there."""
-    if os.environ.get("SPIKEFORGE_PAUSE_AT_STEP") == str(step):
-        print(f"PAUSED-AT-STEP {step}", flush=True)
-        time.sleep(3600)
 
 
 def _np_state() -> list[Any]:

@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["mean_ce", "mse_rate", "tet", "LOSSES", "get_loss"]
+from ..core import Registry
+
+__all__ = ["mean_ce", "mse_rate", "tet", "LOSSES", "get_loss", "accuracy", "count_correct"]
 
 Loss = Callable[[Tensor, Tensor, dict[str, Any]], Tensor]
 
@@ -35,18 +37,23 @@ def tet(outputs: Tensor, targets: Tensor, aux: dict[str, Any] | None = None) -> 
     return F.cross_entropy(outputs.float().reshape(T * B, K), targets.repeat(T))
 
 
-LOSSES: dict[str, Loss] = {"ce": mean_ce, "mse_rate": mse_rate, "tet": tet}
+LOSSES: Registry[Loss] = Registry("loss")
+LOSSES.register("ce", mean_ce, summary="cross-entropy of the output averaged over time (the default)")
+LOSSES.register("mse_rate", mse_rate, summary="mean squared error between output firing rate and one-hot target")
+LOSSES.register("tet", tet, summary="cross-entropy at every step, averaged (TET, Deng et al. 2022)")
 
 
 def get_loss(name: str | Loss) -> Loss:
-    if callable(name):
-        return name
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
-    return LOSSES[name]
+    """A registered loss by name (``UnknownNameError`` lists them), or the callable itself."""
+    return name if callable(name) else LOSSES[name]
+
+
+def count_correct(outputs: Tensor, targets: Tensor) -> int:
+    """How many samples the time-averaged output ``[T, B, K]`` classifies right (top-1)."""
+    with torch.no_grad():
+        return int((outputs.float().mean(0).argmax(-1) == targets).sum())
 
 
 def accuracy(outputs: Tensor, targets: Tensor) -> float:
     """Top-1 accuracy of the time-averaged output."""
-    with torch.no_grad():
-        return float((outputs.float().mean(0).argmax(-1) == targets).float().mean())
+    return count_correct(outputs, targets) / max(len(targets), 1)

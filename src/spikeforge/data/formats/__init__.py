@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from ...core import atomic_write
 from ..events import Events, check_events
-from ._io import Source, as_events, atomic_write, load_bytes, read_file
+from ._io import Source, as_events, load_bytes, read_file
 from .errors import EventFormatError
 from .registry import ALIASES, FORMATS, HEAD_BYTES, FormatSpec, detect_format, get_format
 

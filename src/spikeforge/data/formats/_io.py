@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 
@@ -18,7 +16,7 @@ from ..events import Events
 from .errors import EventFormatError
 
 __all__ = ["Source", "load_bytes", "read_file", "text_header", "header_value", "to_int",
-           "first_outside", "check_inside", "atomic_write", "as_events"]
+           "first_outside", "check_inside", "as_events"]
 
 Source = str | os.PathLike | bytes | bytearray | memoryview
 
@@ -27,8 +25,6 @@ Source = str | os.PathLike | bytes | bytearray | memoryview
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _MAX_LINE = 1 << 16
 _O_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0)     # O_BINARY exists on Windows only
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)                                        # read once, at import
 
 
 def read_file(path: str, limit: int = -1) -> bytes:
@@ -139,41 +135,3 @@ def as_events(events: Events | np.ndarray, sensor_size: tuple[int, ...] | None,
         raise ValueError(f"write {fmt}: a bare event array needs sensor_size=(W, H, 2)")
     W, H = int(sensor_size[0]), int(sensor_size[1])
     return Events(arr, (W, H, 2))
-
-
-def atomic_write(path: str | os.PathLike, chunks: Iterable[bytes | memoryview],
-                 overwrite: bool = False) -> Path:
-    """Write ``chunks`` to a temp file beside ``path``, fsync, then rename over it.
-
-    A crash leaves either the old file or nothing, never a truncated one. Without ``overwrite`` an
-    existing file is an error (checked again at rename time through a hard link where the file
-    system allows it, so a concurrent writer cannot be clobbered).
-    """
-    target = Path(os.fspath(path))
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)            # mkstemp's 0600 would outlive the rename
-        with os.fdopen(fd, "wb") as f:
-            for c in chunks:
-                f.write(c)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, target)
-        else:
-            try:
-                os.link(tmp, target)
-            except FileExistsError:
-                msg = f"{target} exists; pass overwrite=True to replace it"
-                raise FileExistsError(msg) from None
-            except OSError:  # no hard links here (some network / FAT file systems)
-                os.replace(tmp, target)
-            else:
-                os.unlink(tmp)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return target

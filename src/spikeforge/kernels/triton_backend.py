@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..neurons.scan import State, StepFn
+from ..core import State, StepFn
 from .driver import Call, KernelCache, fused_scan, plan_for
 from .spec import COMPILE_COUNT, KernelSpec, Layout, layout
 from .trace import KernelTraceError
@@ -81,7 +81,7 @@ class TritonLauncher:
                 out_states: list[Tensor], ck: list[Tensor], keep: bool) -> None:
         ck_args = ck if keep else [s] * len(states)
         c.kernel.module.fwd[(c.n_blocks,)](x, s, *states, *out_states, *ck_args, *arrays, self._scalars(c), c.T, c.N,
-                                           x.stride(0), c.K, STORE_CK=keep, BLOCK=c.B, **self._opts())
+                                           x.stride(0), c.K, STORE_CK=keep, BLOCK=c.block, **self._opts())
 
     def backward(self, c: Call, x: Tensor, gs: Tensor, gx: Tensor, ck: list[Tensor], fin: list[Tensor],
                  has_fin: bool, g0: list[Tensor], arrays: list[Tensor], garr: list[Tensor], partials: Tensor) -> None:
@@ -89,7 +89,7 @@ class TritonLauncher:
         ws = torch.empty((c.K, ns, c.N), dtype=c.dtype, device=c.device)
         ng = len(c.layout.grad_scalars)
         c.kernel.module.bwd[(c.n_blocks,)](x, gs, gx, *ck, *fin, *g0, *arrays, *garr, partials, ws, self._scalars(c),
-                                           c.T, c.N, x.stride(0), c.K, HAS_FIN=has_fin, NG=max(ng, 1), BLOCK=c.B,
+                                           c.T, c.N, x.stride(0), c.K, HAS_FIN=has_fin, NG=max(ng, 1), BLOCK=c.block,
                                            **self._opts())
 
 

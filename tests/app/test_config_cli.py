@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from spikeforge.app import ConfigError, load_config
 from spikeforge.cli import main
-from spikeforge.config import ConfigError, load_config
 from tests.training.conftest import run_cli
 
 BAD = [
@@ -36,7 +36,7 @@ def test_bad_config_one_line_exit_2_nothing_written(tmp_path: Path, capsys: pyte
 
 def test_exit_code_through_the_real_command(tmp_path: Path) -> None:
     r = run_cli("train", "--model", "nope", "--run-dir", str(tmp_path / "r"))
-    assert r.returncode == 2 and "model: 'nope' is unknown" in r.stderr
+    assert r.returncode == 2 and "model: unknown model 'nope'" in r.stderr
     assert not (tmp_path / "r").exists()
 
 
@@ -51,11 +51,10 @@ def test_yaml_then_flags(tmp_path: Path) -> None:
 
 
 def test_model_args_reach_the_factory_and_the_saved_config(tmp_path: Path) -> None:
+    from spikeforge.app import data_from_config, model_from_config
     from spikeforge.cli import _model_args
-    from spikeforge.training.datasets import build_dataset
-    from spikeforge.training.run import make_model
     cfg = load_config(None, {"model": "spiking_cnn_tiny", "model_args": _model_args(["width=8"])})
-    model = make_model(cfg, build_dataset(cfg))
+    model = model_from_config(cfg, data_from_config(cfg))
     assert model.block1[0].out_channels == 8 and model.block2[0].out_channels == 16
     assert load_config(None, {"model_args": cfg.to_dict()["model_args"]}).model_args == {"width": 8}
 
@@ -71,12 +70,11 @@ def test_refuses_to_overwrite_an_existing_run(tmp_path: Path, capsys: pytest.Cap
 
 def test_every_neuron_and_surrogate_name_builds() -> None:
     """The CLI's --neuron / --surrogate names all make a neuron (surrogates without ``alpha`` included)."""
-    from spikeforge.config import TrainConfig
+    from spikeforge.app import TrainConfig, neuron_from_config, registries
     from spikeforge.surrogate import SURROGATES
-    from spikeforge.training.run import _registries, make_neuron
-    for neuron in _registries()["neurons"]:
+    for neuron in registries()["neuron"]:
         for sg in SURROGATES:
-            m = make_neuron(TrainConfig(neuron=neuron, surrogate=sg, alpha=3.0))
+            m = neuron_from_config(TrainConfig(neuron=neuron, surrogate=sg, alpha=3.0))
             assert m.surrogate.name == sg
             if "alpha" in m.surrogate.params():
                 assert m.surrogate.alpha == 3.0

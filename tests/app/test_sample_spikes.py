@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from spikeforge.config import TrainConfig
-from spikeforge.training.datasets import build_dataset, to_time_first
-from spikeforge.training.run import make_model, sample_spikes
+from spikeforge.app import TrainConfig, data_from_config, model_from_config, sample_spikes
+from spikeforge.data import to_time_first
 
 
 def test_sample_spikes_equal_the_layers_outputs_for_the_first_test_sample() -> None:
     torch.manual_seed(0)
     cfg = TrainConfig(dataset="digits", model="spiking_cnn_tiny", T=4, encoding="rate", v_threshold=0.2)
-    data = build_dataset(cfg)
-    model = make_model(cfg, data).train()
+    data = data_from_config(cfg)
+    model = model_from_config(cfg, data).train()
     got = sample_spikes(model, data, cfg)
     assert model.training and list(got) == ["sn1", "sn2"]
     x, _ = data.test[0]

@@ -1,7 +1,9 @@
 """The training configuration: one dataclass, loaded from YAML and overridden from the command line.
 
 Validation happens here, before anything is written: a bad value raises ``ConfigError`` naming the
-field, the value and the valid choices (the CLI prints that one line and exits with code 2).
+field, the value and the valid choices (the CLI prints that one line and exits with code 2). Names
+(model, dataset, neuron, surrogate, loss, method) are checked against their registries, with the closest
+registered names suggested.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..core import UnknownNameError
 
 __all__ = ["TrainConfig", "ConfigError", "load_config"]
 
@@ -43,7 +47,9 @@ class TrainConfig:
     schedule: str = "cosine"        # cosine | constant
     warmup_epochs: float = 0.0
     grad_clip: float | None = None
-    loss: str = "ce"                # ce (mean output over T) | mse_rate | tet
+    loss: str = "ce"                # a registered loss: ce (mean output over T) | mse_rate | tet
+    method: str = "bptt"            # a registered learning method (train-step strategy)
+    memory: str = "default"         # what the neurons keep for backward: default | lean
     amp: str = "off"                # off | bf16 | fp16
     val_fraction: float = 0.1
     seed: int = 0
@@ -61,19 +67,15 @@ class TrainConfig:
 
     CHOICES = {
         "encoding": ("direct", "rate", "latency"), "optimizer": ("sgd", "adamw"),
-        "schedule": ("cosine", "constant"), "loss": ("ce", "mse_rate", "tet"), "amp": ("off", "bf16", "fp16"),
+        "schedule": ("cosine", "constant"), "amp": ("off", "bf16", "fp16"), "memory": ("default", "lean"),
     }
 
-    def validate(self, models: list[str] | None = None, datasets: list[str] | None = None,
-                 neurons: list[str] | None = None, surrogates: list[str] | None = None) -> TrainConfig:
-        """Check every field; ``models``/``datasets``/``neurons``/``surrogates`` are the registered names."""
-        for name, allowed in self.CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}")
-        for name, registry in (("model", models), ("dataset", datasets), ("neuron", neurons),
-                               ("surrogate", surrogates)):
-            if registry is not None and getattr(self, name) not in registry:
-                raise ConfigError(f"{name}: {getattr(self, name)!r} is unknown; valid: {', '.join(sorted(registry))}")
+    def validate(self, registries: dict[str, list[str]] | None = None) -> TrainConfig:
+        """Check every field. ``registries`` maps a field (``model``, ``dataset``, ``neuron``, ``surrogate``,
+        ``loss``, ``method``) to its valid names; an unknown name gets the closest ones suggested."""
+        for name, valid in [*self.CHOICES.items(), *(registries or {}).items()]:
+            if getattr(self, name) not in valid:
+                raise ConfigError(f"{name}: {UnknownNameError(name, getattr(self, name), list(valid))}")
         positive_ints = ("T", "epochs", "batch_size")
         for name in positive_ints:
             v = getattr(self, name)
@@ -105,6 +107,29 @@ class TrainConfig:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+# one line per field: the CLI's --help and the README's flag table read these
+FIELD_HELP: dict[str, str] = {
+    "dataset": "dataset by name", "model": "model from the zoo by name", "data_root": "folder of a dataset's files",
+    "neuron": "spiking neuron of every layer", "tau": "membrane time constant, in steps",
+    "v_threshold": "firing threshold", "surrogate": "surrogate gradient of the spike",
+    "alpha": "surrogate sharpness (where the surrogate has one)",
+    "detach_reset": "stop the gradient through the reset", "T": "time steps per sample",
+    "encoding": "how static images become spikes", "epochs": "training epochs", "batch_size": "samples per step",
+    "lr": "peak learning rate", "optimizer": "optimiser", "momentum": "SGD momentum",
+    "weight_decay": "decoupled weight decay", "schedule": "learning-rate schedule",
+    "warmup_epochs": "linear warm-up, in epochs", "grad_clip": "clip the gradient norm to this",
+    "loss": "loss over the outputs [T, B, K]", "method": "how the model learns (train-step strategy)",
+    "memory": "what the neurons keep for backward (lean: recompute more, store less)",
+    "amp": "automatic mixed precision", "val_fraction": "share of the training split held out for validation",
+    "seed": "seed of weights, split, order and encoding", "num_workers": "DataLoader worker processes",
+    "run_dir": "the run folder (default runs/<dataset>-<model>-seed<N>-<time>)",
+    "ckpt_every": "also checkpoint every N steps (always at each epoch end)",
+    "skip_nonfinite": "skip and count steps with a NaN/Inf loss or gradient instead of stopping",
+    "max_steps": "stop after N steps", "limit_train": "train on the first N samples only",
+    "threads": "torch threads (restored when the run ends)", "progress": "show the progress bar",
+    "eval_every": "evaluate val/test every N epochs (and after the last)",
+}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -154,5 +179,5 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     values.update({k.replace("-", "_"): v for k, v in (overrides or {}).items() if v is not None})
     unknown = sorted(set(values) - set(_FIELDS) - {"CHOICES"})
     if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown field; valid fields: {', '.join(sorted(_FIELDS))}")
+        raise ConfigError(f"{unknown[0]}: {UnknownNameError('field', unknown[0], list(_FIELDS))}")
     return TrainConfig(**{k: _coerce(k, v) for k, v in values.items()})

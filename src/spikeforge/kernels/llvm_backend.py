@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..neurons.scan import State, StepFn
-from .driver import Call, KernelCache, fused_scan, plan_for
+from ..core import State, StepFn
+from .driver import INTEGER_DTYPES, Call, KernelCache, fused_scan, integer_reason, plan_for
 from .llvm_kernels import ALIGNED_FLAG, CompiledKernel, compile_kernel, omp_trampoline, vector_width
 from .spec import KernelSpec, Layout
 from .trace import KernelTraceError
@@ -124,7 +124,7 @@ def _aligned(c: Call, out: Tensor) -> int:
     """``ALIGNED_FLAG`` if every row slice a kernel writes of ``out`` ``[T, N]`` starts on a vector boundary:
     the base is aligned, rows are whole vectors, and blocks are (``block_size`` rounds them to ``W``)."""
     vec_bytes = c.kernel.width * out.element_size()
-    ok = out.data_ptr() % vec_bytes == 0 and c.N % c.kernel.width == 0 and c.B % c.kernel.width == 0
+    ok = out.data_ptr() % vec_bytes == 0 and c.N % c.kernel.width == 0 and c.block % c.kernel.width == 0
     return ALIGNED_FLAG if ok else 0
 
 
@@ -174,18 +174,18 @@ class LLVMLauncher:
         ck_ptrs = [_ptr(t) for t in ck] if keep else [_ptr(s)] * len(states)
         ptrs = [_ptr(x), _ptr(s), *map(_ptr, states), *map(_ptr, out_states), *ck_ptrs, *map(_ptr, arrays)]
         one_value = sum(4 << k for k, st in enumerate(states) if st.numel() == 1 and c.N > 1)
-        ints = [c.T, c.N, 0, 0, c.B, c.K, x.stride(0), (1 if keep else 0) | one_value | _aligned(c, s)]
+        ints = [c.T, c.N, 0, 0, c.block, c.K, x.stride(0), (1 if keep else 0) | one_value | _aligned(c, s)]
         _run(c.kernel.fwd, c.n_blocks, ints, ptrs, c.scalars, addr=c.kernel.fwd_addr)
 
     def backward(self, c: Call, x: Tensor, gs: Tensor, gx: Tensor, ck: list[Tensor], fin: list[Tensor],
                  has_fin: bool, g0: list[Tensor], arrays: list[Tensor], garr: list[Tensor], partials: Tensor) -> None:
         ns = len(ck)
         nt = max(1, min(torch.get_num_threads(), c.n_blocks))
-        work = [_work(nt_i, c.K * ns * c.B, c.dtype) for nt_i in range(nt)]
+        work = [_work(nt_i, c.K * ns * c.block, c.dtype) for nt_i in range(nt)]
         ptrs = [_ptr(x), _ptr(gs), _ptr(gx), *map(_ptr, ck), *map(_ptr, fin), *map(_ptr, g0), *map(_ptr, arrays),
                 *map(_ptr, garr), _ptr(partials), 0]
         gs_one = 4 if gs.numel() != c.T * c.N else 0
-        ints = [c.T, c.N, 0, 0, c.B, c.K, x.stride(0), (2 if has_fin else 0) | gs_one | _aligned(c, gx)]
+        ints = [c.T, c.N, 0, 0, c.block, c.K, x.stride(0), (2 if has_fin else 0) | gs_one | _aligned(c, gx)]
         _run(c.kernel.bwd, c.n_blocks, ints, ptrs, c.scalars, work, addr=c.kernel.bwd_addr)
 
 
@@ -198,19 +198,26 @@ class CPUBackend:
         self.launcher = LLVMLauncher()
 
     def handles(self, x_seq: Tensor) -> bool:
-        return x_seq.device.type == "cpu" and x_seq.dtype.is_floating_point
+        return x_seq.device.type == "cpu" and (x_seq.dtype.is_floating_point or x_seq.dtype in INTEGER_DTYPES)
 
     def why_not(self, step_fn: StepFn, x_seq: Tensor, state: State, params: Any) -> str | None:
+        """``None`` if the call can run fused. Integer calls (int32/int64 input and state, chip simulation)
+        run when every op the forward uses is exact in integers (``driver.INTEGER_OPS``) and every value it
+        reads is an integer; the rest decline here and run on the torch reference."""
         if x_seq.device.type != "cpu":
             return f"input is on {x_seq.device}"
-        if not x_seq.dtype.is_floating_point:
-            return f"dtype {x_seq.dtype} runs on the torch reference (integer simulation)"
+        if not (x_seq.dtype.is_floating_point or x_seq.dtype in INTEGER_DTYPES):
+            return f"dtype {x_seq.dtype} runs on the torch reference"
         if any(s.device.type != "cpu" for s in state):
             return "state is not on the CPU"
         if x_seq.numel() == 0:
             return "empty input"
         try:
             plan_for(step_fn, state, params)
+            if x_seq.dtype in INTEGER_DTYPES:
+                if any(s.dtype != x_seq.dtype for s in state):
+                    return f"integer state: the state's dtypes {[s.dtype for s in state]} differ from the input's"
+                return integer_reason(step_fn, state, params)
         except KernelTraceError as e:
             return str(e)
         return None

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from spikeforge.analysis import peak_memory_bytes, run_report, side_by_side
-from spikeforge.analysis.cli_report import add_report_parser, run
-from spikeforge.config import TrainConfig
-from spikeforge.training.run import train
+from spikeforge.analysis import side_by_side
+from spikeforge.app import TrainConfig, run_report, train
+from spikeforge.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -46,25 +43,11 @@ def test_report_writes_json_and_plots(checkpoint: Path, tmp_path: Path) -> None:
 
 
 def test_cli_report(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ap = argparse.ArgumentParser(prog="spikeforge")
-    add_report_parser(ap.add_subparsers(dest="command"))
-    args = ap.parse_args(["report", str(checkpoint), "--dataset", "digits", "--out-dir", str(tmp_path),
-                          "--convention", "neurobench", "--count-batches", "1", "--max-samples", "32",
-                          "--batch-size", "32", "--no-plots", "--no-progress", "--e-mac", "3.7"])
-    assert args.report_cmd(args) == 0
+    assert main(["report", str(checkpoint), "--dataset", "digits", "--out-dir", str(tmp_path),
+                 "--convention", "neurobench", "--count-batches", "1", "--max-samples", "32",
+                 "--batch-size", "32", "--no-plots", "--no-progress", "--e-mac", "3.7"]) == 0
     out = capsys.readouterr().out
     assert "spikingformer_tiny on digits" in out and "neurobench counting" in out and "spike-driven" in out
     assert json.loads((tmp_path / "report.json").read_text())["energy"]["e_mac_pj"] == 3.7
-    bad = ap.parse_args(["report", str(tmp_path / "missing.safetensors"), "--no-progress"])
-    assert run(bad) == 2 and "does not exist" in capsys.readouterr().err
-
-
-def test_peak_memory_counts_what_the_forward_allocates() -> None:
-    class Big(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            a = x * 2            # 4 MiB alive ...
-            b = a + 1            # ... with 4 more: the peak
-            return b.sum()       # 4 bytes more
-
-    x = torch.ones(1024, 1024)
-    assert peak_memory_bytes(Big(), x) == 2 * 4 * 2**20 + 4         # a, b and the 0-d sum
+    assert main(["report", str(tmp_path / "missing.safetensors"), "--no-progress"]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,20 @@
+"""Workflows: what a command does, from a config or a checkpoint to files a user reads.
+
+* ``train(cfg)`` → a run folder (``config.json``, checkpoints, ``metrics.csv``, TensorBoard, ``summary.json``);
+* ``evaluate_checkpoint(path)`` → test accuracy; ``run_report(path)`` → ``report.json`` and plots;
+* ``rebuild(path)`` → the config, data and model of a checkpoint (the one place that rebuilds a model);
+* ``list_names(kind)`` → what ``spikeforge list`` prints.
+
+``spikeforge.cli`` only parses arguments and calls these.
+"""
+
+from .build import Rebuilt, data_from_config, model_from_config, neuron_from_config, rebuild, registries, validate
+from .config import FIELD_HELP, ConfigError, TrainConfig, load_config
+from .evaluate import evaluate_checkpoint
+from .listing import LISTS, list_names
+from .report import run_report
+from .train import layer_firing_rates, sample_spikes, threads, train
+
+__all__ = ["TrainConfig", "ConfigError", "load_config", "FIELD_HELP", "validate", "registries", "neuron_from_config",
+           "model_from_config", "data_from_config", "rebuild", "Rebuilt", "train", "evaluate_checkpoint",
+           "run_report", "layer_firing_rates", "sample_spikes", "threads", "LISTS", "list_names"]

@@ -1,0 +1,25 @@
+"""``spikeforge list KIND``: every registered name of a kind with its one-line summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core import Registry
+from ..data import DATASETS
+from ..models import MODELS
+from ..neurons import NEURONS
+from ..surrogate import SURROGATES
+from ..training import LOSSES, METHODS
+
+__all__ = ["LISTS", "list_names"]
+
+LISTS: dict[str, Registry[Any]] = {"models": MODELS, "datasets": DATASETS, "neurons": NEURONS,
+                                   "surrogates": SURROGATES, "losses": LOSSES, "methods": METHODS}
+
+
+def list_names(kind: str) -> list[tuple[str, str]]:
+    """``(name, summary)`` of every registered ``kind`` (a key of ``LISTS``), sorted by name. Neurons carry
+    their kind in the summary (``[scan]`` or ``[parallel]``)."""
+    reg = LISTS[kind]
+    tag = (lambda n: f"[{reg.info(n)['kind']}] ") if kind == "neurons" else (lambda n: "")
+    return [(n, tag(n) + reg.summary(n).replace("``", "")) for n in reg]

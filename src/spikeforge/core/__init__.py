@@ -1,0 +1,26 @@
+"""The bottom layer every other package may use: nothing here imports another spikeforge package.
+
+* ``backend``: the step-function types (``State``, ``StepFn``), the scan-backend protocol and registry;
+* ``ste``: straight-through rounding (``round_ste``, ``floor_ste``) and the integer floor shift;
+* ``io``: atomic file writes and the cache root (``$SPIKEFORGE_CACHE``);
+* ``names``: registries by name with "did you mean" errors (models, datasets, neurons, losses, methods).
+"""
+
+from .backend import (
+    Backend,
+    BackendFallbackWarning,
+    State,
+    StepFn,
+    available_backends,
+    get_backend,
+    register_backend,
+    resolve_backend,
+)
+from .io import atomic_write, cache_root, fsync_dir, temp_path, temp_writer_pid
+from .names import Registry, UnknownNameError, did_you_mean
+from .ste import floor_ste, round_ste, shift_right
+
+__all__ = ["State", "StepFn", "Backend", "BackendFallbackWarning", "register_backend", "get_backend",
+           "resolve_backend", "available_backends", "round_ste", "floor_ste", "shift_right", "atomic_write",
+           "fsync_dir", "temp_path", "temp_writer_pid", "cache_root", "Registry", "UnknownNameError",
+           "did_you_mean"]
