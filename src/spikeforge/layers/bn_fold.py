@@ -13,6 +13,7 @@ without batch norms (conversion to an SNN, integer inference, export) calls ``fo
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -56,14 +57,14 @@ def fold_bn(layer: nn.Module, bn: _BatchNorm, name: str = "layer") -> nn.Module:
     if bn.num_features != out_features:
         raise ValueError(f"{name}: the batch norm has {bn.num_features} channels, the layer outputs {out_features}")
     scale, shift = bn_affine(bn, name)
-    w = layer.weight.detach()
-    b = layer.bias.detach().double() if layer.bias is not None else torch.zeros_like(shift)
+    weight, bias = cast(Tensor, layer.weight), cast("Tensor | None", layer.bias)
+    w = weight.detach()
+    b = bias.detach().double() if bias is not None else torch.zeros_like(shift)
     folded = copy.deepcopy(layer)
-    if folded.bias is None:
-        folded.bias = nn.Parameter(torch.empty(out_features, dtype=w.dtype, device=w.device))
-    with torch.no_grad():
-        folded.weight.copy_((w.double() * scale.view(-1, *([1] * (w.dim() - 1)))).to(w.dtype))
-        folded.bias.copy_((b * scale + shift).to(w.dtype))
+    new_w = (w.double() * scale.view(-1, *([1] * (w.dim() - 1)))).to(w.dtype)
+    new_b = (b * scale + shift).to(w.dtype)
+    folded.weight = nn.Parameter(new_w, requires_grad=weight.requires_grad)
+    folded.bias = nn.Parameter(new_b, requires_grad=weight.requires_grad)
     return folded
 
 
