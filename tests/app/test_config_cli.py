@@ -21,6 +21,11 @@ BAD = [
     (["--lr", "abc"], "lr", "float"),
     (["--model-arg", "widht=8"], "model_args", "widht"),
     (["--model-arg", "width"], "model_args", "KEY=VALUE"),
+    (["--model", "spiking_cnn_tny"], "model", "did you mean 'spiking_cnn_tiny'"),
+    (["--loss", "tte"], "loss", "did you mean 'tet'?"),
+    (["--method", "bpt"], "method", "did you mean 'bptt'? (choose from: bptt)"),
+    (["--surrogate", "sigmiod"], "surrogate", "did you mean 'sigmoid'"),
+    (["--memory", "cheap"], "memory", "choose from: default, lean"),
 ]
 
 

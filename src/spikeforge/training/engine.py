@@ -169,6 +169,8 @@ class Trainer:
         self.encoder_gen = torch.Generator().manual_seed(seed + 17)
         self.state = TrainState()
         self.progress = ProgressBar(progress and self.rank == 0)
+        if self.run_dir is not None and self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.csv = CSVLogger(self.run_dir / "metrics.csv") if self.run_dir is not None and self.rank == 0 else None
         self.callbacks = [self.progress, *([self.csv] if self.csv else []), *callbacks]
         self.device = next(model.parameters()).device
