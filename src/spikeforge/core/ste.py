@@ -7,6 +7,7 @@ they compute. Quantisation-aware training (MINT), integer chip simulation and th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -16,44 +17,37 @@ from torch.overrides import handle_torch_function, has_torch_function_unary
 __all__ = ["round_ste", "floor_ste", "shift_right"]
 
 
-class _RoundSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
-        return torch.round(x)
+def _straight_through(name: str, op: Callable[[Tensor], Tensor], doc: str) -> Callable[[Tensor], Tensor]:
+    """``op`` forward, the identity gradient backward; integers pass unchanged; a tensor-like argument
+    receives the call through ``__torch_function__`` (under the public ``name``)."""
 
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
-        return grad
+    class _STE(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
+            return op(x)
 
+        @staticmethod
+        def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
+            return grad
 
-class _FloorSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
-        return torch.floor(x)
+    def ste(x: Tensor) -> Tensor:
+        if has_torch_function_unary(x):
+            return handle_torch_function(ste, (x,), x)  # type: ignore[no-any-return]
+        if not x.is_floating_point():
+            return x
+        out: Tensor = _STE.apply(x)  # type: ignore[no-untyped-call]
+        return out
 
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
-        return grad
-
-
-def round_ste(x: Tensor) -> Tensor:
-    """``round(x)`` forward (half to even, as ``torch.round``), identity gradient backward; integers pass."""
-    if has_torch_function_unary(x):
-        return handle_torch_function(round_ste, (x,), x)  # type: ignore[no-any-return]
-    if not x.is_floating_point():
-        return x
-    out: Tensor = _RoundSTE.apply(x)  # type: ignore[no-untyped-call]
-    return out
+    ste.__name__ = ste.__qualname__ = name
+    ste.__doc__ = doc
+    return ste
 
 
-def floor_ste(x: Tensor) -> Tensor:
-    """``floor(x)`` forward, identity gradient backward; integers pass."""
-    if has_torch_function_unary(x):
-        return handle_torch_function(floor_ste, (x,), x)  # type: ignore[no-any-return]
-    if not x.is_floating_point():
-        return x
-    out: Tensor = _FloorSTE.apply(x)  # type: ignore[no-untyped-call]
-    return out
+round_ste = _straight_through("round_ste", torch.round,
+                              "``round(x)`` forward (half to even, as ``torch.round``), identity gradient backward; "
+                              "integers pass.")
+floor_ste = _straight_through("floor_ste", torch.floor,
+                              "``floor(x)`` forward, identity gradient backward; integers pass.")
 
 
 def shift_right(x: Tensor, k: int) -> Tensor:

@@ -33,7 +33,7 @@ from .pool import POOL
 from .spec import KernelSpec, Layout
 from .trace import KernelTraceError, flatten_params, trace_step
 
-__all__ = ["Plan", "plan_for", "spec_for", "Launcher", "KernelCache", "fused_scan", "MEMORY_MODES"]
+__all__ = ["Plan", "plan_for", "spec_for", "Launcher", "KernelCache", "fused_scan", "MEMORY_MODES", "FusedBackend"]
 
 MEMORY_MODES = ("default", "lean")
 
@@ -328,3 +328,22 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
         spikes = spikes.permute(0, *(d + 1 for d in inv))
         final = [f.permute(inv) for f in final]
     return spikes, (type(state)(*final) if hasattr(state, "_fields") else tuple(final))
+
+
+class FusedBackend:
+    """What the fused backends share: ``scan`` through a launcher, and "can the step be traced" as the last
+    check of ``why_not`` (subclasses check the device and dtype first, then call ``_untraceable``)."""
+
+    name = "fused"
+    launcher: Launcher
+
+    def _untraceable(self, step_fn: StepFn, state: State, params: Any) -> str | None:
+        try:
+            plan_for(step_fn, state, params)
+        except KernelTraceError as e:
+            return str(e)
+        return None
+
+    def scan(self, step_fn: StepFn, x_seq: Tensor, state: State, params: Any,
+             memory: str = "default") -> tuple[Tensor, State]:
+        return fused_scan(self.launcher, step_fn, x_seq, state, params, memory)

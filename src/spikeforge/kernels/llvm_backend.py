@@ -22,10 +22,9 @@ import torch
 from torch import Tensor
 
 from ..core import State, StepFn
-from .driver import INTEGER_DTYPES, Call, KernelCache, fused_scan, integer_reason, plan_for
+from .driver import INTEGER_DTYPES, Call, FusedBackend, KernelCache, integer_reason
 from .llvm_kernels import ALIGNED_FLAG, CompiledKernel, compile_kernel, omp_trampoline, vector_width
 from .spec import KernelSpec, Layout
-from .trace import KernelTraceError
 
 __all__ = ["CPUBackend", "LLVMLauncher"]
 
@@ -189,7 +188,7 @@ class LLVMLauncher:
         _run(c.kernel.bwd, c.n_blocks, ints, ptrs, c.scalars, work, addr=c.kernel.bwd_addr)
 
 
-class CPUBackend:
+class CPUBackend(FusedBackend):
     """Fused kernels compiled with LLVM (llvmlite) from the step function's op list."""
 
     name = "cpu"
@@ -212,16 +211,9 @@ class CPUBackend:
             return "state is not on the CPU"
         if x_seq.numel() == 0:
             return "empty input"
-        try:
-            plan_for(step_fn, state, params)
-            if x_seq.dtype in INTEGER_DTYPES:
-                if any(s.dtype != x_seq.dtype for s in state):
-                    return f"integer state: the state's dtypes {[s.dtype for s in state]} differ from the input's"
-                return integer_reason(step_fn, state, params)
-        except KernelTraceError as e:
-            return str(e)
-        return None
-
-    def scan(self, step_fn: StepFn, x_seq: Tensor, state: State, params: Any,
-             memory: str = "default") -> tuple[Tensor, State]:
-        return fused_scan(self.launcher, step_fn, x_seq, state, params, memory)
+        reason = self._untraceable(step_fn, state, params)
+        if reason is not None or x_seq.dtype not in INTEGER_DTYPES:
+            return reason
+        if any(s.dtype != x_seq.dtype for s in state):
+            return f"integer state: the state's dtypes {[s.dtype for s in state]} differ from the input's"
+        return integer_reason(step_fn, state, params)

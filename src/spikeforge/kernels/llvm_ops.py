@@ -200,131 +200,111 @@ def _pow(b: ir.IRBuilder, L: Lanes, u: ir.Value, c: ir.Value, const: float | Non
 
 
 _CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "=="}
+_ICMP = {**_CMP, "ne": "!="}
+# min/max/clamp as one compare and a select: (predicate, left operand, right operand), picking a[1] if it holds
+_SELECT = {"minimum": ("<", 1, 0), "maximum": (">", 1, 0), "clamp_min": ("<", 0, 1), "clamp_max": (">", 0, 1)}
+Value = Any          # an llvmlite IR value (llvmlite ships no type hints)
+OpEmitter = Callable[[Any, list[Any]], Value]
 
 
-def emit_graph(b: ir.IRBuilder, g: Graph, L: Lanes, env: dict[str, ir.Value],
-               outputs: list[str]) -> dict[str, ir.Value]:
-    """Emit the live nodes of ``g`` with inputs from ``env`` (already of lane type); return the outputs."""
-    val: dict[int, ir.Value] = {}
-    consts: dict[int, float] = {}
-    binops: dict[str, Callable[[Any, Any], ir.Value]] = {"add": b.fadd, "sub": b.fsub, "mul": b.fmul,
-                                                         "div": b.fdiv}
+def _walk(b: ir.IRBuilder, g: Graph, L: Lanes, env: dict[str, Value], outputs: list[str],
+          emit: OpEmitter) -> dict[str, Value]:
+    """Emit the live nodes of ``g`` in order: inputs from ``env``, bool constants and logic here, every other
+    node through ``emit(node, args)`` (the arithmetic of one lane type); returns the named outputs."""
+    val: dict[int, Value] = {}
     for i in g.live():
         n = g.nodes[i]
-        op, a = n.op, [val.get(j) for j in n.args]
-        if op == "input":
+        a = [val.get(j) for j in n.args]
+        if n.op == "input":
             v = env[n.attr[0]]
-        elif op == "const":
-            if isinstance(n.attr[0], bool):
-                v = ir.Constant(L.bty, int(n.attr[0])) if L.width == 1 else \
-                    ir.Constant(L.bty, [ir.Constant(ir.IntType(1), int(n.attr[0]))] * L.width)
-            else:
-                consts[i] = n.attr[0]
-                v = L.c(n.attr[0])
-        elif op in binops:
-            v = binops[op](a[0], a[1])
-        elif op == "rdiv":
-            v = b.fmul(b.fdiv(L.c(1.0), a[0]), a[1])
-        elif op == "recip":
-            v = b.fdiv(L.c(1.0), a[0])
-        elif op == "neg":
-            v = b.fneg(a[0])
-        elif op == "abs":
-            v = _intrinsic(b, "fabs", L, a[0])
-        elif op == "exp":
-            v = _exp(b, L, a[0])
-        elif op == "log":
-            v = _log(b, L, a[0])
-        elif op == "tanh":
-            v = _tanh(b, L, a[0])
-        elif op == "sigmoid":
-            v = b.fdiv(L.c(1.0), b.fadd(L.c(1.0), _exp(b, L, b.fneg(a[0]))))
-        elif op in ("round", "round_ste"):
-            v = _intrinsic(b, "roundeven", L, a[0])
-        elif op in ("floor", "floor_ste"):
-            v = _intrinsic(b, "floor", L, a[0])
-        elif op == "shr":                       # ⌊x·2^-k⌋: the scaling by a power of two is exact
-            v = _intrinsic(b, "floor", L, b.fmul(a[0], L.c(2.0 ** -n.attr[0])))
-        elif op == "detach":
-            v = a[0]
-        elif op == "float":
-            v = b.select(a[0], L.c(1.0), L.c(0.0))      # one masked move (uitofp of i1 is three ops)
-        elif op == "pow":
-            v = _pow(b, L, a[0], a[1], consts.get(n.args[1]))
-        elif op == "minimum":
-            v = b.select(b.fcmp_ordered("<", a[1], a[0]), a[1], a[0])
-        elif op == "maximum":
-            v = b.select(b.fcmp_ordered(">", a[1], a[0]), a[1], a[0])
-        elif op == "clamp_min":
-            v = b.select(b.fcmp_ordered("<", a[0], a[1]), a[1], a[0])
-        elif op == "clamp_max":
-            v = b.select(b.fcmp_ordered(">", a[0], a[1]), a[1], a[0])
-        elif op in _CMP:
-            v = b.fcmp_ordered(_CMP[op], a[0], a[1])
-        elif op == "ne":
-            v = b.fcmp_unordered("!=", a[0], a[1])
-        elif op == "and":
+        elif n.op == "const" and isinstance(n.attr[0], bool):
+            one = ir.Constant(ir.IntType(1), int(n.attr[0]))
+            v = one if L.width == 1 else ir.Constant(L.bty, [one] * L.width)
+        elif n.op == "and":
             v = b.and_(a[0], a[1])
-        elif op == "or":
+        elif n.op == "or":
             v = b.or_(a[0], a[1])
-        elif op == "not":
+        elif n.op == "not":
             v = b.not_(a[0])
-        elif op == "where":
+        elif n.op == "where":
             v = b.select(a[0], a[1], a[2])
+        elif n.op == "detach":
+            v = a[0]
         else:
-            raise NotImplementedError(f"the LLVM backend has no lowering for op {op!r} (lower spikes first)")
+            v = emit(n, a)
         val[i] = v
     return {k: val[g.outputs[k]] for k in outputs}
 
 
-_ICMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+def emit_graph(b: ir.IRBuilder, g: Graph, L: Lanes, env: dict[str, Value],
+               outputs: list[str]) -> dict[str, Value]:
+    """Emit the live nodes of ``g`` with inputs from ``env`` (already of lane type); return the outputs."""
+    binops: dict[str, Callable[[Any, Any], Value]] = {"add": b.fadd, "sub": b.fsub, "mul": b.fmul, "div": b.fdiv}
+    unary: dict[str, Callable[[Any], Value]] = {
+        "recip": lambda u: b.fdiv(L.c(1.0), u), "neg": b.fneg, "abs": lambda u: _intrinsic(b, "fabs", L, u),
+        "exp": lambda u: _exp(b, L, u), "log": lambda u: _log(b, L, u), "tanh": lambda u: _tanh(b, L, u),
+        "sigmoid": lambda u: b.fdiv(L.c(1.0), b.fadd(L.c(1.0), _exp(b, L, b.fneg(u)))),
+        "round": lambda u: _intrinsic(b, "roundeven", L, u), "round_ste": lambda u: _intrinsic(b, "roundeven", L, u),
+        "floor": lambda u: _intrinsic(b, "floor", L, u), "floor_ste": lambda u: _intrinsic(b, "floor", L, u),
+        "float": lambda u: b.select(u, L.c(1.0), L.c(0.0)),     # one masked move (uitofp of i1 is three ops)
+    }
+
+    def emit(n: Any, a: list[Any]) -> Value:
+        op = n.op
+        if op == "const":
+            return L.c(n.attr[0])
+        if op in binops:
+            return binops[op](a[0], a[1])
+        if op in unary:
+            return unary[op](a[0])
+        if op == "rdiv":
+            return b.fmul(b.fdiv(L.c(1.0), a[0]), a[1])
+        if op == "shr":                       # ⌊x·2^-k⌋: the scaling by a power of two is exact
+            return _intrinsic(b, "floor", L, b.fmul(a[0], L.c(2.0 ** -n.attr[0])))
+        if op == "pow":
+            c = g.nodes[n.args[1]]
+            return _pow(b, L, a[0], a[1], c.attr[0] if c.op == "const" else None)
+        if op in _SELECT:                     # torch's NaN and tie behaviour: which operand a comparison keeps
+            pred, i, j = _SELECT[op]
+            return b.select(b.fcmp_ordered(pred, a[i], a[j]), a[1], a[0])
+        if op in _CMP:
+            return b.fcmp_ordered(_CMP[op], a[0], a[1])
+        if op == "ne":
+            return b.fcmp_unordered("!=", a[0], a[1])
+        raise NotImplementedError(f"the LLVM backend has no lowering for op {op!r} (lower spikes first)")
+
+    return _walk(b, g, L, env, outputs, emit)
 
 
-def emit_graph_int(b: ir.IRBuilder, g: Graph, L: IntLanes, env: dict[str, ir.Value],
-                   outputs: list[str]) -> dict[str, ir.Value]:
+def emit_graph_int(b: ir.IRBuilder, g: Graph, L: IntLanes, env: dict[str, Value],
+                   outputs: list[str]) -> dict[str, Value]:
     """Emit the live nodes of ``g`` in integer arithmetic (two's complement, wrapping as torch's integer ops
     do). Only the ops of ``driver.INTEGER_OPS`` occur (checked before compiling): rounding is the identity,
     ``shr`` an arithmetic shift (⌊x / 2^k⌋), ``float(bool)`` 0 or 1."""
-    val: dict[int, ir.Value] = {}
-    binops: dict[str, Callable[[Any, Any], ir.Value]] = {"add": b.add, "sub": b.sub, "mul": b.mul}
-    for i in g.live():
-        n = g.nodes[i]
-        op, a = n.op, [val.get(j) for j in n.args]
-        if op == "input":
-            v = env[n.attr[0]]
-        elif op == "const":
-            if isinstance(n.attr[0], bool):
-                v = ir.Constant(L.bty, int(n.attr[0])) if L.width == 1 else \
-                    ir.Constant(L.bty, [ir.Constant(ir.IntType(1), int(n.attr[0]))] * L.width)
-            else:
-                v = L.ci(int(n.attr[0]))
-        elif op in binops:
-            v = binops[op](a[0], a[1])
-        elif op == "neg":
-            v = b.neg(a[0])
-        elif op == "abs":
-            v = b.select(b.icmp_signed("<", a[0], L.ci(0)), b.neg(a[0]), a[0])
-        elif op in ("round", "round_ste", "floor", "floor_ste", "detach"):
-            v = a[0]
-        elif op == "shr":
-            v = b.ashr(a[0], L.ci(n.attr[0]))
-        elif op == "float":
-            v = b.select(a[0], L.ci(1), L.ci(0))
-        elif op in ("minimum", "clamp_max"):
-            v = b.select(b.icmp_signed("<", a[1], a[0]), a[1], a[0])
-        elif op in ("maximum", "clamp_min"):
-            v = b.select(b.icmp_signed(">", a[1], a[0]), a[1], a[0])
-        elif op in _ICMP:
-            v = b.icmp_signed(_ICMP[op], a[0], a[1])
-        elif op == "and":
-            v = b.and_(a[0], a[1])
-        elif op == "or":
-            v = b.or_(a[0], a[1])
-        elif op == "not":
-            v = b.not_(a[0])
-        elif op == "where":
-            v = b.select(a[0], a[1], a[2])
-        else:
-            raise NotImplementedError(f"no exact integer lowering for op {op!r}")
-        val[i] = v
-    return {k: val[g.outputs[k]] for k in outputs}
+    binops: dict[str, Callable[[Any, Any], Value]] = {"add": b.add, "sub": b.sub, "mul": b.mul}
+
+    def emit(n: Any, a: list[Any]) -> Value:
+        op = n.op
+        if op == "const":
+            return L.ci(int(n.attr[0]))
+        if op in binops:
+            return binops[op](a[0], a[1])
+        if op == "neg":
+            return b.neg(a[0])
+        if op == "abs":
+            return b.select(b.icmp_signed("<", a[0], L.ci(0)), b.neg(a[0]), a[0])
+        if op in ("round", "round_ste", "floor", "floor_ste"):
+            return a[0]
+        if op == "shr":
+            return b.ashr(a[0], L.ci(n.attr[0]))
+        if op == "float":
+            return b.select(a[0], L.ci(1), L.ci(0))
+        if op in ("minimum", "clamp_max"):
+            return b.select(b.icmp_signed("<", a[1], a[0]), a[1], a[0])
+        if op in ("maximum", "clamp_min"):
+            return b.select(b.icmp_signed(">", a[1], a[0]), a[1], a[0])
+        if op in _ICMP:
+            return b.icmp_signed(_ICMP[op], a[0], a[1])
+        raise NotImplementedError(f"no exact integer lowering for op {op!r}")
+
+    return _walk(b, g, L, env, outputs, emit)

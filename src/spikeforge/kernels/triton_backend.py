@@ -16,9 +16,8 @@ import torch
 from torch import Tensor
 
 from ..core import State, StepFn
-from .driver import Call, KernelCache, fused_scan, plan_for
+from .driver import Call, FusedBackend, KernelCache
 from .spec import COMPILE_COUNT, KernelSpec, Layout, layout
-from .trace import KernelTraceError
 
 __all__ = ["TritonBackend", "TritonLauncher", "triton_available", "interpreting"]
 
@@ -93,7 +92,7 @@ class TritonLauncher:
                                            **self._opts())
 
 
-class TritonBackend:
+class TritonBackend(FusedBackend):
     """Fused GPU kernels (Triton); CPU tensors only under ``TRITON_INTERPRET=1``."""
 
     name = "triton"
@@ -112,12 +111,4 @@ class TritonBackend:
             return reason
         if not x_seq.dtype.is_floating_point:
             return f"dtype {x_seq.dtype} runs on the torch reference"
-        try:
-            plan_for(step_fn, state, params)
-        except KernelTraceError as e:
-            return str(e)
-        return None
-
-    def scan(self, step_fn: StepFn, x_seq: Tensor, state: State, params: Any,
-             memory: str = "default") -> tuple[Tensor, State]:
-        return fused_scan(self.launcher, step_fn, x_seq, state, params, memory)
+        return self._untraceable(step_fn, state, params)
