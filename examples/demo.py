@@ -48,7 +48,7 @@ def main() -> None:
           + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
     print("wrote:")
     for p in (run_dir / "checkpoints" / "last.safetensors", run_dir / "checkpoints" / "best.safetensors",
-              run_dir / "metrics.csv", raster, run_dir / "config.json", run_dir / "tb"):
+              run_dir / "metrics.csv", raster, run_dir / "config.json", run_dir / "summary.json", run_dir / "tb"):
         print(f"  {p}")
 
 

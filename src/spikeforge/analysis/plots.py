@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core import atomic_write
+
 __all__ = ["raster_png", "bars_png"]
 
 
@@ -60,6 +62,8 @@ def bars_png(values: Mapping[str, float], path: str | Path, ylabel: str, title: 
 def _save(plt: Any, fig: Any, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:     # the temp file's name ends in .tmp: the format comes from the target's suffix
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png"))
+    finally:
+        plt.close(fig)
     return path

@@ -100,16 +100,6 @@ class Graph:
         h.update(repr(sorted(self.outputs.items())).encode())
         return h.hexdigest()[:24]
 
-    def pretty(self) -> str:
-        lines = []
-        for i in self.live():
-            n = self.nodes[i]
-            what = ", ".join(f"%{a}" for a in n.args)
-            extra = f" {_attr_key(n.attr)}" if n.attr else ""
-            lines.append(f"%{i} = {n.op}({what}){extra}")
-        lines += [f"out {k} = %{v}" for k, v in self.outputs.items()]
-        return "\n".join(lines)
-
 
 def _attr_key(attr: tuple[Any, ...]) -> str:
     def one(a: Any) -> str:

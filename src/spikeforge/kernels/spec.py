@@ -74,11 +74,8 @@ class Layout:
     # ints: T, N, blk_lo, blk_hi, B, K, x_stride, flags
     INTS = 8
 
-    def fwd_ptrs(self) -> int:   # x, s, state_in*, state_out*, ckpt*, arrays*
-        return 2 + 3 * self.n_state + len(self.arrays)
-
-    def bwd_ptrs(self) -> int:   # x, gs, gx, ckpt*, gstate_final*, gstate0*, arrays*, garrays*, partials, work
-        return 3 + 3 * self.n_state + len(self.arrays) + len(self.grad_arrays) + 2
+    # pointer slots, forward: x, s, state_in*, state_out*, ckpt*, arrays*
+    # backward: x, gs, gx, ckpt*, gstate_final*, gstate0*, arrays*, garrays*, partials, work
 
 
 def layout(spec: KernelSpec) -> Layout:

@@ -239,12 +239,11 @@ def _symbolize(params: Any, g: Graph, prefix: str = "p") -> Any:
 
 @dataclass
 class Traced:
-    """A traced step: the graph (outputs ``spike``, ``state0``…), the input names and the static key."""
+    """A traced step: the graph (inputs ``x``, ``state0``…, the parameters; outputs ``spike``, ``state0``…) and
+    the number of state variables."""
 
     graph: Graph
     n_state: int
-    static_key: tuple[Any, ...]
-    surrogates: dict[str, Surrogate]
 
 
 def trace_step(step_fn: Callable[..., Any], state: tuple[Tensor, ...], params: Any) -> Traced:
@@ -253,7 +252,7 @@ def trace_step(step_fn: Callable[..., Any], state: tuple[Tensor, ...], params: A
     x = Sym(g, g.input("x"))
     syms: list[Any] = [Sym(g, g.input(f"state{i}")) for i in range(len(state))]
     st: Any = type(state)(*syms) if hasattr(state, "_fields") else tuple(syms)
-    static, _ = flatten_params(params)
+    flatten_params(params)            # raises, naming the field, on a parameter of an unsupported type
     sym_params = _symbolize(params, g)
     spike, new_state = step_fn(x, st, sym_params)
     outs = [spike, *new_state]
@@ -264,9 +263,4 @@ def trace_step(step_fn: Callable[..., Any], state: tuple[Tensor, ...], params: A
         if isinstance(o, Sym) and o.is_bool:
             node = g.add("float", (node,))
         g.outputs[name] = node
-    sgs = {}
-    for f in dataclasses.fields(params):
-        v = getattr(params, f.name)
-        if isinstance(v, Surrogate):
-            sgs[f"p.{f.name}"] = v
-    return Traced(g, len(state), (step_fn.__module__, step_fn.__qualname__, static, type(state).__name__), sgs)
+    return Traced(g, len(state))

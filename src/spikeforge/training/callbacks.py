@@ -69,8 +69,6 @@ class FiringRates(SpikeRecorder):
 class CSVLogger(Callback):
     """One row per epoch in ``run_dir/metrics.csv``; on resume, rows after the checkpoint are dropped."""
 
-    TIMING = ("seconds", "samples_per_s")
-
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.rows: list[dict[str, Any]] = []
