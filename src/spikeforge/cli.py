@@ -5,7 +5,8 @@ Flags follow one rule (printed by ``spikeforge train --help``): ``--method`` pic
 ``--loss`` the loss, ``--memory`` how the backward pass stores state; compression flags (``--quantize``,
 ``--prune``, ``--rewire``: not in this version yet) are hooks that compose with any method. Every flag
 that takes a name lists its choices; an unknown name gets "did you mean" and the list, exit code 2, and
-nothing is written.
+nothing is written. Every error in what the user gave (a ``UserError``) is one line and exit code 2; a run
+that fails (non-finite or diverging loss, too many skipped steps) is one line and exit code 1.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from typing import Any
 
 from .app import FIELD_HELP, LISTS, ConfigError, TrainConfig, load_config, registries
-from .core import UnknownNameError
+from .core import UnknownNameError, UserError
 
 __all__ = ["main"]
 
@@ -67,7 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a model", description=f"Train a model.\n\n{RULE}",
                         epilog=_epilog("train"), formatter_class=fmt)
     tr.add_argument("--config", default=None, help="YAML file with any of the fields below (flags win)")
-    tr.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    tr.add_argument("--resume", default=None, metavar="RUN_DIR",
+                    help="continue a run from its newest checkpoint (flags may change only --epochs, --max-steps, "
+                         "--eval-every, --ckpt-every, --progress, --threads, --num-workers, --skip-nonfinite, "
+                         "--max-skipped, --data-root)")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="start over in --run-dir even if it holds a run (removes only the run's own files)")
     _add_config_flags(tr)
     ev = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's test split", epilog=_epilog("eval"),
                         formatter_class=fmt)
@@ -99,14 +105,21 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _one_line(e: BaseException) -> str:
+    return " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from .training import CheckpointError
+    from .training import RunFailed
     try:
         return int({"train": _train, "eval": _eval, "report": _report, "list": _list}[args.command](args))
-    except (ConfigError, CheckpointError, UnknownNameError) as e:
-        print(f"spikeforge: error: {e}", file=sys.stderr)
+    except UserError as e:
+        print(f"spikeforge: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except RunFailed as e:
+        print(f"spikeforge: the run failed: {_one_line(e)}", file=sys.stderr)
+        return 1
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -117,16 +130,30 @@ def _train(args: argparse.Namespace) -> int:
         overrides["extra"] = {"source": args.source}
     if args.model_arg:
         overrides["model_args"] = _model_args(args.model_arg)
-    cfg = load_config(args.config, overrides) if args.resume is None else TrainConfig()
-    result, model, data = train(cfg, resume=args.resume)
+    if args.resume is None:
+        result, model, data = train(load_config(args.config, overrides), overwrite=args.overwrite)
+    else:
+        if args.overwrite:
+            raise ConfigError("overwrite: --overwrite and --resume exclude each other")
+        changes = load_config(args.config, overrides).to_dict()      # what the flags and the file set
+        given = {k: changes[k] for k in (*overrides, *_file_fields(args.config))}
+        result, model, data = train(resume=args.resume, changes=given)
     last = result.history[-1] if result.history else {}
     if last:
         print(f"last epoch {last['epoch']}: test accuracy {100 * last['test_accuracy']:.2f}%, "
               f"val accuracy {100 * last.get('val_accuracy', float('nan')):.2f}%")
-    rates = layer_firing_rates(model, data, TrainConfig(**{**cfg.to_dict(), "run_dir": None}))
+    rates = layer_firing_rates(model, data, TrainConfig(**{**result.config, "run_dir": None}))
     print("firing rates per layer: " + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
     print(f"run folder: {result.run_dir}")
     return 0
+
+
+def _file_fields(path: str | None) -> list[str]:
+    """The fields a YAML config file sets (read again after ``load_config`` validated it)."""
+    if path is None:
+        return []
+    import yaml
+    return [k.replace("-", "_") for k in (yaml.safe_load(open(path)) or {})]
 
 
 def _model_args(items: list[str]) -> dict[str, Any]:
@@ -152,8 +179,13 @@ def _eval(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from .analysis import EnergyModel, format_report
     from .app import run_report
-    if args.batch_size < 1 or args.count_batches < 1:
-        raise ConfigError("--batch-size and --count-batches must be >= 1")
+    for flag, value in (("--batch-size", args.batch_size), ("--count-batches", args.count_batches),
+                        ("--max-samples", args.max_samples)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag}: must be >= 1, got {value}")
+    for flag, value in (("--e-ac", args.e_ac), ("--e-mac", args.e_mac)):
+        if not (value >= 0 and value < float("inf")):
+            raise ConfigError(f"{flag}: an energy per operation must be a finite number >= 0 (pJ), got {value}")
     try:
         rep = run_report(args.checkpoint, args.dataset, args.out_dir, data_root=args.data_root,
                          convention=args.convention, energy_model=EnergyModel(args.e_ac, args.e_mac),

@@ -66,11 +66,12 @@ def test_model_args_reach_the_factory_and_the_saved_config(tmp_path: Path) -> No
 
 def test_refuses_to_overwrite_an_existing_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
-    run.mkdir()
+    (run / "checkpoints").mkdir(parents=True)          # what a run leaves (a folder of unrelated files is no run)
     (run / "notes.txt").write_text("mine")
     assert main(["train", "--run-dir", str(run), "--model", "spiking_mlp_tiny", "--epochs", "1"]) == 2
     assert "already holds a run" in capsys.readouterr().err
-    assert (run / "notes.txt").read_text() == "mine" and sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+    assert (run / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "notes.txt"]
 
 
 def test_every_neuron_and_surrogate_name_builds() -> None:

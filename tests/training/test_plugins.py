@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from spikeforge.data import build_dataset
 from spikeforge.models import create_model
-from spikeforge.training import Callback, NonFiniteError, fit, mean_ce
+from spikeforge.training import Callback, NonFiniteError, TooManySkipped, fit, mean_ce
 
 
 def _data(limit: int = 256):
@@ -87,5 +87,9 @@ def test_nonfinite_can_be_skipped_and_counted() -> None:
     torch.manual_seed(0)
     model = create_model("spiking_mlp_tiny", in_channels=1, num_classes=10, img_size=8, T=4)
     res = fit(model, _data(), T=4, encoding="direct", callbacks=[PoisonAt(3)], epochs=1, batch_size=32,
-              progress=False, skip_nonfinite=True)
+              progress=False, skip_nonfinite=True, max_skipped=1.0)
     assert res.skipped_steps == 5 and res.history[-1]["skipped_steps"] == 5     # steps 4..8 of 8
+    model = create_model("spiking_mlp_tiny", in_channels=1, num_classes=10, img_size=8, T=4)
+    with pytest.raises(TooManySkipped, match=r"^5 of 8 steps were skipped as non-finite, more than the allowed 10%"):
+        fit(model, _data(), T=4, encoding="direct", callbacks=[PoisonAt(3)], epochs=1, batch_size=32,
+            progress=False, skip_nonfinite=True)

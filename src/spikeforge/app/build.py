@@ -6,21 +6,30 @@ checkpoint (``rebuild``), for ``eval``, ``report`` and every later workflow (con
 
 from __future__ import annotations
 
+import inspect
+import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
 
-from ..data import DATASETS, DataBundle, build_dataset
+from ..core import UserError
+from ..data import DATASETS, DataBundle, build_dataset, time_first_collate, to_time_first
 from ..models import MODELS, create_model
 from ..neurons import NEURONS
 from ..surrogate import SURROGATES, get_surrogate
 from ..training import LOSSES, METHODS, CheckpointError, load_checkpoint
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, load_config
 
 __all__ = ["registries", "validate", "neuron_from_config", "model_from_config", "data_from_config", "Rebuilt",
-           "rebuild"]
+           "rebuild", "one_sample", "check_input"]
+
+# what the data and the config decide; --model-arg may not override them
+DERIVED = {"in_channels": "the dataset", "num_classes": "the dataset", "img_size": "the dataset", "T": "--T",
+           "neuron": "--neuron"}
 
 
 def registries() -> dict[str, list[str]]:
@@ -55,19 +64,96 @@ def neuron_from_config(cfg: TrainConfig) -> nn.Module:
 
 
 def data_from_config(cfg: TrainConfig) -> DataBundle:
-    return build_dataset(cfg.dataset, T=cfg.T, root=cfg.data_root, val_fraction=cfg.val_fraction, seed=cfg.seed,
-                         limit_train=cfg.limit_train, progress=cfg.progress, options=dict(cfg.extra))
+    """The named dataset's bundle; a missing or malformed data folder raises a ``UserError`` naming it."""
+    try:
+        return build_dataset(cfg.dataset, T=cfg.T, root=cfg.data_root, val_fraction=cfg.val_fraction, seed=cfg.seed,
+                             limit_train=cfg.limit_train, progress=cfg.progress, options=dict(cfg.extra))
+    except UserError:
+        raise
+    except (RuntimeError, OSError) as e:
+        raise ConfigError(f"dataset: {e}") from None
+
+
+def _factory_params(name: str) -> dict[str, inspect.Parameter]:
+    """The keywords a registered model takes: the factory's own, and — where it passes ``**kwargs`` on to the
+    class it returns — that class's."""
+    factory = MODELS[name]
+    params = dict(inspect.signature(factory).parameters)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        try:
+            cls = typing.get_type_hints(factory).get("return")
+        except (NameError, TypeError):
+            cls = None
+        if isinstance(cls, type):
+            params = {k: v for k, v in params.items() if v.kind is not inspect.Parameter.VAR_KEYWORD}
+            params.update((k, v) for k, v in inspect.signature(cls).parameters.items() if k not in params)
+    return params
+
+
+def _check_model_args(name: str, args: dict[str, Any]) -> None:
+    """Each ``--model-arg`` is a keyword of the model's factory and has the kind of value its default has."""
+    params = _factory_params(name)
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for key, value in args.items():
+        if key in DERIVED:
+            raise ConfigError(f"model_args: {key} is set by {DERIVED[key]}, not by --model-arg")
+        if key not in params:
+            if takes_any:
+                continue
+            raise ConfigError(f"model_args: {name} has no argument {key!r} (its arguments: "
+                              f"{', '.join(k for k in params if k not in DERIVED)})")
+        default = params[key].default
+        if isinstance(default, bool) or default is None or default is inspect.Parameter.empty:
+            continue
+        if isinstance(default, int) and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"model_args: {key}={value!r}: {name} expects an integer (default {default})")
+        if isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(f"model_args: {key}={value!r}: {name} expects a number (default {default})")
+        if isinstance(default, (int, float)) and default > 0 and not value > 0:
+            raise ConfigError(f"model_args: {key}={value!r}: {name} expects a value > 0 (default {default})")
+        if isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"model_args: {key}={value!r}: {name} expects a string (default {default!r})")
 
 
 def model_from_config(cfg: TrainConfig, data: DataBundle) -> nn.Module:
+    """The zoo model of the config, built for the dataset; bad ``--model-arg`` values raise ``ConfigError``."""
+    _check_model_args(cfg.model, cfg.model_args)
     base = dict(in_channels=data.in_channels, num_classes=data.num_classes, img_size=data.img_size, T=cfg.T,
                 neuron=neuron_from_config(cfg))
     try:
         return create_model(cfg.model, **{**base, **cfg.model_args})
-    except TypeError as e:
-        if cfg.model_args and "argument" in str(e):
-            raise ConfigError(f"model_args: {cfg.model_args} not accepted by model {cfg.model!r} ({e})") from None
-        raise
+    except (TypeError, ValueError, RuntimeError) as e:
+        what = f" with model_args {cfg.model_args}" if cfg.model_args else ""
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"model: {cfg.model} cannot be built for {data.name}{what} ({first})") from None
+
+
+def one_sample(data: DataBundle, split: Dataset) -> Tensor:
+    """The first sample of ``split`` as a batch of one, as the loaders deliver it (frames time-first)."""
+    if data.kind == "frames":
+        return time_first_collate([split[0]])[0]
+    return split[0][0].unsqueeze(0)  # type: ignore[no-any-return]
+
+
+def check_input(model: nn.Module, data: DataBundle, cfg: TrainConfig) -> None:
+    """Run one sample through the model (evaluation mode, no gradient, nothing changed) and check that the
+    output is ``[T, 1, num_classes]``; a shape the model cannot take raises ``ConfigError`` naming it."""
+    x = to_time_first(one_sample(data, data.test), data.kind, cfg.T, cfg.encoding, torch.Generator().manual_seed(0))
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except (RuntimeError, ValueError, IndexError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"model: {cfg.model} cannot take {data.name}'s input of shape {tuple(x.shape)} "
+                          f"[T, B, C, H, W] ({first})") from None
+    finally:
+        model.train(was)
+    if not isinstance(out, Tensor) or out.dim() != 3 or out.shape[1] != 1 or out.shape[2] != data.num_classes:
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ConfigError(f"model: {cfg.model} returns {shape} for one sample of {data.name}; expected "
+                          f"[T, 1, {data.num_classes}]")
 
 
 @dataclass
@@ -87,16 +173,25 @@ def rebuild(checkpoint: str | Path, **overrides: Any) -> Rebuilt:
     Raises ``CheckpointError`` for a file that is not a valid spikeforge checkpoint or stores no config.
     """
     ck = load_checkpoint(checkpoint)
-    saved = dict(ck["meta"].get("config") or {})
-    if not saved:
+    saved = ck["meta"].get("config") if isinstance(ck["meta"], dict) else None
+    if not isinstance(saved, dict) or not saved:
         raise CheckpointError(f"checkpoint {checkpoint} stores no training config (meta.config)")
-    saved.update({k: v for k, v in overrides.items() if v is not None})
-    saved.pop("run_dir", None)
+    saved = {k: v for k, v in saved.items() if k != "run_dir"}
     try:
-        cfg = validate(TrainConfig(**saved))
-    except TypeError as e:
-        raise CheckpointError(f"checkpoint {checkpoint}: its saved config does not match this version ({e})") from None
+        cfg = validate(load_config(None, saved))
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint {checkpoint}: its saved config is invalid ({e})") from None
+    for k, v in overrides.items():
+        if v is not None:
+            setattr(cfg, k, v)
+    validate(cfg)
     data = data_from_config(cfg)
     model = model_from_config(cfg, data)
-    model.load_state_dict(ck["model"])
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {checkpoint}: its weights do not fit {cfg.model} on {cfg.dataset} "
+                              f"({first})") from None
+    check_input(model, data, cfg)
     return Rebuilt(cfg, data, model, ck)

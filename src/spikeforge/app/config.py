@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core import UnknownNameError
+from ..core import UnknownNameError, UserError
 
 __all__ = ["TrainConfig", "ConfigError", "load_config"]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value is invalid; the message names the field and what is allowed."""
 
 
@@ -57,6 +58,7 @@ class TrainConfig:
     run_dir: str | None = None
     ckpt_every: int | None = None
     skip_nonfinite: bool = False
+    max_skipped: float = 0.1        # a run that skips more than this share of its steps fails
     max_steps: int | None = None
     limit_train: int | None = None  # use the first N training samples (debugging, overfit tests)
     threads: int | None = None
@@ -87,8 +89,18 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
                 raise ConfigError(f"{name}: must be an integer >= 1 or unset, got {v!r}")
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{f.name}: must be a finite number, got {v!r}")
         if not self.lr > 0:
             raise ConfigError(f"lr: must be > 0, got {self.lr!r}")
+        if not 0 <= self.max_skipped <= 1:
+            raise ConfigError(f"max_skipped: must be a share in [0, 1], got {self.max_skipped!r}")
+        for name in ("v_threshold", "alpha", "warmup_epochs", "weight_decay", "momentum"):
+            if getattr(self, name) < 0 or (name in ("v_threshold", "alpha") and getattr(self, name) == 0):
+                raise ConfigError(f"{name}: must be {'> 0' if name in ('v_threshold', 'alpha') else '>= 0'}, "
+                                  f"got {getattr(self, name)!r}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction: must be in [0, 1), got {self.val_fraction!r}")
         if not self.tau > 0:
@@ -126,6 +138,7 @@ FIELD_HELP: dict[str, str] = {
     "run_dir": "the run folder (default runs/<dataset>-<model>-seed<N>-<time>)",
     "ckpt_every": "also checkpoint every N steps (always at each epoch end)",
     "skip_nonfinite": "skip and count steps with a NaN/Inf loss or gradient instead of stopping",
+    "max_skipped": "the run fails if it skips more than this share of its steps",
     "max_steps": "stop after N steps", "limit_train": "train on the first N samples only",
     "threads": "torch threads (restored when the run ends)", "progress": "show the progress bar",
     "eval_every": "evaluate val/test every N epochs (and after the last)",

@@ -1,8 +1,10 @@
 """The train workflow: from a ``TrainConfig`` to a finished run folder (what ``spikeforge train`` calls).
 
-Everything is validated before the run folder is created, so a bad config writes nothing. The folder
-holds ``config.json``/``config.yaml``, ``checkpoints/``, ``metrics.csv``, ``tb/`` (TensorBoard) and, when
-the run ends, ``summary.json`` (accuracies, wall time, method, the files written) for scripts.
+Everything is validated before the run folder is created — the config, the folder itself, and one sample
+through the model — so a bad input writes nothing. The run holds its folder's lock while it works
+(``rundir``). The folder holds ``config.json``/``config.yaml``, ``checkpoints/``, ``metrics.csv``, ``tb/``
+(TensorBoard) and, when the run ends, ``summary.json`` (accuracies, skipped steps, wall time, method, the
+files written, and ``failed`` with the reason if the run stopped on a divergence) for scripts.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,22 +22,24 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..core import atomic_write
-from ..data import DataBundle, time_first_collate, to_time_first
+from ..core import FolderLock, atomic_write, check_free
+from ..data import DataBundle, to_time_first
 from ..training import (
     FiringRates,
     FitResult,
+    RunFailed,
     TensorBoardLogger,
     Trainer,
     constant,
     cosine_warmup,
     evaluate,
+    find_checkpoint,
     get_loss,
-    load_checkpoint,
     optimizer_factory,
 )
-from .build import data_from_config, model_from_config, validate
+from .build import check_input, data_from_config, model_from_config, one_sample, validate
 from .config import ConfigError, TrainConfig
+from .rundir import apply_changes, check_target, clear_run, default_run_dir, holds_run, saved_config
 
 __all__ = ["train", "layer_firing_rates", "sample_spikes", "threads"]
 
@@ -52,51 +57,104 @@ def threads(n: int | None) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
-def _run_dir(cfg: TrainConfig) -> Path:
-    if cfg.run_dir:
-        return Path(cfg.run_dir)
-    return Path("runs") / f"{cfg.dataset}-{cfg.model}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
 def _init_distributed() -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
-def train(cfg: TrainConfig, resume: str | Path | None = None, callbacks: list[Any] | None = None,
-          loss: Any = None, optimizer: Any = None, batch_transform: Any = None
-          ) -> tuple[FitResult, nn.Module, DataBundle]:
-    """Run a whole training; ``resume`` is a run folder to continue. Returns the result, model and data.
+def train(cfg: TrainConfig | None = None, resume: str | Path | None = None, *, changes: dict[str, Any] | None = None,
+          overwrite: bool = False, callbacks: list[Any] | None = None, loss: Any = None, optimizer: Any = None,
+          batch_transform: Any = None) -> tuple[FitResult, nn.Module, DataBundle]:
+    """Run a whole training. Returns the result (``result.config``: the run's effective config), model, data.
 
-    ``cfg.threads`` sets torch's thread count for the run; the previous count is restored on return."""
+    Args:
+        cfg: the run's config (not needed with ``resume``).
+        resume: a run folder to continue with its saved config, from its newest valid checkpoint (or from
+            the start, if it was stopped before writing one).
+        changes: with ``resume``, config fields to change; only ``rundir.SAFE_ON_RESUME`` may differ from
+            the saved values, any other difference raises ``ConfigError``.
+        overwrite: start over in ``cfg.run_dir`` even if it holds a run (the run's own files are removed
+            first; nothing else in the folder is touched).
+
+    ``cfg.threads`` sets torch's thread count for the run; the previous count is restored on return.
+    Raises ``ConfigError`` (and other ``UserError``s) before anything is written, ``RunFailed`` when the run
+    stops on a non-finite or diverging loss or skips too many steps (``summary.json`` says so).
+    """
     if resume is not None:
         rd = Path(resume)
-        ck = rd / "checkpoints" / "last.safetensors"
-        if not ck.is_file():
-            raise ConfigError(f"resume: {rd} has no checkpoints/last.safetensors to continue from")
-        saved = load_checkpoint(ck)["meta"]["config"]
-        cfg = TrainConfig(**{k: v for k, v in saved.items() if k != "run_dir"}, run_dir=str(rd))
+        if not rd.is_dir() or not holds_run(rd):
+            raise ConfigError(f"resume: {rd} holds no run (no config.json or checkpoints/ in it)")
+        cfg = apply_changes(saved_config(rd), changes or {}, rd)
+    elif cfg is None:
+        raise ConfigError("train: give a config, or resume= a run folder")
     validate(cfg)
     with threads(cfg.threads):
-        return _train(cfg, resume, callbacks, loss, optimizer, batch_transform)
+        return _train(cfg, resume is not None, overwrite, callbacks, loss, optimizer, batch_transform)
 
 
-def _train(cfg: TrainConfig, resume: str | Path | None, callbacks: list[Any] | None, loss: Any, optimizer: Any,
+def _train(cfg: TrainConfig, resume: bool, overwrite: bool, callbacks: list[Any] | None, loss: Any, optimizer: Any,
            batch_transform: Any) -> tuple[FitResult, nn.Module, DataBundle]:
     t_start = time.perf_counter()
     _init_distributed()
     rank = dist.get_rank() if dist.is_initialized() else 0
-    run_dir = _run_dir(cfg)
-    if resume is None and run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"run_dir: {run_dir} already holds a run; pass --resume {run_dir} to continue it, "
-                          "or choose another --run-dir")
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
+    check_target(run_dir)
+    if rank == 0 and not resume and not overwrite and holds_run(run_dir):
+        raise _holds_run(run_dir)
     torch.manual_seed(cfg.seed)
     data = data_from_config(cfg)
     model = model_from_config(cfg, data)
+    check_input(model, data, cfg)                # a wrong shape fails here, before anything is written
     cfg.run_dir = str(run_dir)
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_config(run_dir, cfg)
+    lock: FolderLock | None = None
+    try:
+        checkpoint = None
+        if rank == 0:
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"run_dir: cannot create {run_dir} ({e.strerror})") from None
+            lock = FolderLock(run_dir, "run folder")
+            if resume:
+                checkpoint, unreadable = find_checkpoint(run_dir / "checkpoints")
+                if unreadable:
+                    print(f"spikeforge: warning: {'; '.join(unreadable)}", file=sys.stderr)
+                if checkpoint is None:   # stopped before its first checkpoint: start over from its config
+                    clear_run(run_dir)
+                    print(f"spikeforge: {run_dir} has no checkpoint yet; starting the run over from its config",
+                          file=sys.stderr)
+            elif overwrite:
+                clear_run(run_dir)
+            elif holds_run(run_dir):     # a run finished here between the first check and the lock
+                raise _holds_run(run_dir)
+            _write_config(run_dir, cfg)
+        trainer = _trainer(cfg, model, data, run_dir, rank, callbacks, loss, optimizer, batch_transform)
+        if checkpoint is not None:
+            trainer.resume(checkpoint)
+        try:
+            result = trainer.fit()
+        except RunFailed as e:
+            if rank == 0:
+                _write_summary(run_dir, cfg, trainer.result(), time.perf_counter() - t_start, failed=str(e))
+            raise
+        result.config = cfg.to_dict()
+        if rank == 0:
+            _write_summary(run_dir, cfg, result, time.perf_counter() - t_start)
+        return result, model, data
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _holds_run(run_dir: Path) -> ConfigError:
+    """The error for a folder that holds a run: ``LockHeld`` naming the process if one still works there."""
+    check_free(run_dir, "run folder")
+    return ConfigError(f"run_dir: {run_dir} already holds a run; pass --resume {run_dir} to continue it, "
+                       "--overwrite to start it over, or choose another --run-dir")
+
+
+def _trainer(cfg: TrainConfig, model: nn.Module, data: DataBundle, run_dir: Path, rank: int,
+             callbacks: list[Any] | None, loss: Any, optimizer: Any, batch_transform: Any) -> Trainer:
     steps_per_epoch = -(-len(data.train) // cfg.batch_size)  # type: ignore[arg-type]
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
     sched = (cosine_warmup(cfg.lr, total, int(cfg.warmup_epochs * steps_per_epoch)) if cfg.schedule == "cosine"
@@ -105,19 +163,13 @@ def _train(cfg: TrainConfig, resume: str | Path | None, callbacks: list[Any] | N
     if rank == 0:
         with contextlib.suppress(ImportError):
             cbs.append(TensorBoardLogger(run_dir / "tb"))
-    trainer = Trainer(model, data, T=cfg.T, encoding=cfg.encoding, loss=loss or get_loss(cfg.loss),
-                      optimizer=optimizer or optimizer_factory(cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay),
-                      lr_schedule=sched, epochs=cfg.epochs, batch_size=cfg.batch_size, callbacks=cbs,
-                      batch_transform=batch_transform, run_dir=run_dir, ckpt_every=cfg.ckpt_every,
-                      grad_clip=cfg.grad_clip, amp=cfg.amp, skip_nonfinite=cfg.skip_nonfinite, seed=cfg.seed,
-                      max_steps=cfg.max_steps, num_workers=cfg.num_workers, progress=cfg.progress,
-                      config=cfg.to_dict(), eval_every=cfg.eval_every, method=cfg.method)
-    if resume is not None:
-        trainer.resume()
-    result = trainer.fit()
-    if rank == 0:
-        _write_summary(run_dir, cfg, result, time.perf_counter() - t_start)
-    return result, model, data
+    return Trainer(model, data, T=cfg.T, encoding=cfg.encoding, loss=loss or get_loss(cfg.loss),
+                   optimizer=optimizer or optimizer_factory(cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay),
+                   lr_schedule=sched, epochs=cfg.epochs, batch_size=cfg.batch_size, callbacks=cbs,
+                   batch_transform=batch_transform, run_dir=run_dir, ckpt_every=cfg.ckpt_every,
+                   grad_clip=cfg.grad_clip, amp=cfg.amp, skip_nonfinite=cfg.skip_nonfinite, seed=cfg.seed,
+                   max_steps=cfg.max_steps, num_workers=cfg.num_workers, progress=cfg.progress,
+                   config=cfg.to_dict(), eval_every=cfg.eval_every, method=cfg.method, max_skipped=cfg.max_skipped)
 
 
 def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
@@ -129,16 +181,19 @@ def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
     atomic_write(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=True))
 
 
-def _write_summary(run_dir: Path, cfg: TrainConfig, result: FitResult, seconds: float) -> None:
-    """``summary.json``: the numbers a script wants from a finished run, without parsing the CSV."""
+def _write_summary(run_dir: Path, cfg: TrainConfig, result: FitResult, seconds: float,
+                   failed: str | None = None) -> None:
+    """``summary.json``: the numbers a script wants from a run, without parsing the CSV."""
     last = result.history[-1] if result.history else {}
-    files = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file() and "tb" not in p.parts)
-    doc = {"test_accuracy": last.get("test_accuracy"), "best_val_accuracy":
-           result.best_val if result.best_val != float("-inf") else None,
-           "val_accuracy": last.get("val_accuracy"), "epochs": len(result.history), "steps": last.get("step"),
+    files = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*")
+                   if p.is_file() and "tb" not in p.parts and not p.name.startswith("."))
+    doc = {"status": "failed" if failed else "finished", "failed": failed,
+           "test_accuracy": last.get("test_accuracy"),
+           "best_val_accuracy": result.best_val if result.best_val != float("-inf") else None,
+           "val_accuracy": last.get("val_accuracy"), "epochs": len(result.history), "steps": result.steps,
            "skipped_steps": result.skipped_steps, "wall_seconds": round(seconds, 3), "method": cfg.method,
            "model": cfg.model, "dataset": cfg.dataset, "T": cfg.T, "run_dir": str(run_dir),
-           "files": [*files, "summary.json"]}
+           "files": sorted({*files, "summary.json"})}
     atomic_write(run_dir / "summary.json", json.dumps(doc, indent=2))
 
 
@@ -154,7 +209,7 @@ def layer_firing_rates(model: nn.Module, data: DataBundle, cfg: TrainConfig, n: 
 def sample_spikes(model: nn.Module, data: DataBundle, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """The spike trains of every spiking layer for the first test sample (for a raster plot)."""
     from ..analysis import record
-    x, y = time_first_collate([data.test[0]]) if data.kind == "frames" else (data.test[0][0].unsqueeze(0), None)
+    x = one_sample(data, data.test)
     was = model.training
     model.eval()
     try:

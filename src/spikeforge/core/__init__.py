@@ -2,7 +2,8 @@
 
 * ``backend``: the step-function types (``State``, ``StepFn``), the scan-backend protocol and registry;
 * ``ste``: straight-through rounding (``round_ste``, ``floor_ste``) and the integer floor shift;
-* ``io``: atomic file writes and the cache root (``$SPIKEFORGE_CACHE``);
+* ``io``: atomic file writes and the cache root (``$SPIKEFORGE_CACHE``); ``lock``: a folder held by one process;
+* ``errors``: ``UserError``, the base of every error in what a user gave (the CLI's exit code 2);
 * ``names``: registries by name with "did you mean" errors (models, datasets, neurons, losses, methods).
 """
 
@@ -16,11 +17,13 @@ from .backend import (
     register_backend,
     resolve_backend,
 )
+from .errors import UserError
 from .io import atomic_write, cache_root, fsync_dir, temp_path, temp_writer_pid
+from .lock import FolderLock, LockHeld, check_free, hold
 from .names import Registry, UnknownNameError, did_you_mean
 from .ste import floor_ste, round_ste, shift_right
 
 __all__ = ["State", "StepFn", "Backend", "BackendFallbackWarning", "register_backend", "get_backend",
            "resolve_backend", "available_backends", "round_ste", "floor_ste", "shift_right", "atomic_write",
            "fsync_dir", "temp_path", "temp_writer_pid", "cache_root", "Registry", "UnknownNameError",
-           "did_you_mean"]
+           "did_you_mean", "UserError", "FolderLock", "LockHeld", "hold", "check_free"]

@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar, overload
 
+from .errors import UserError
+
 __all__ = ["Registry", "UnknownNameError", "did_you_mean"]
 
 T = TypeVar("T")
@@ -24,7 +26,7 @@ def did_you_mean(name: str, choices: list[str] | tuple[str, ...]) -> list[str]:
     return [lowered[m] for m in difflib.get_close_matches(str(name).lower(), list(lowered), n=3, cutoff=0.5)]
 
 
-class UnknownNameError(ValueError):
+class UnknownNameError(UserError, ValueError):
     """A name that is not registered; the message suggests close names and lists every choice."""
 
     def __init__(self, kind: str, name: object, choices: list[str]) -> None:

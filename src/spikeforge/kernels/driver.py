@@ -275,6 +275,9 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
     xs = x_seq.permute(0, *(d + 1 for d in perm)) if perm is not None else x_seq
     T, step_shape = xs.shape[0], xs.shape[1:]
     N = math.prod(step_shape)
+    if N == 0:                 # an empty batch: nothing to compute (the result still joins the autograd graph)
+        return x_seq * 0, type(state)(*(s.expand(logical).clone() for s in state)) if hasattr(state, "_fields") \
+            else tuple(s.expand(logical).clone() for s in state)
     x = xs.to(dtype).reshape(T, N)
     if x.stride(1) != 1:
         x = x.contiguous()

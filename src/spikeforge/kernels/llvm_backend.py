@@ -209,8 +209,6 @@ class CPUBackend(FusedBackend):
             return f"dtype {x_seq.dtype} runs on the torch reference"
         if any(s.device.type != "cpu" for s in state):
             return "state is not on the CPU"
-        if x_seq.numel() == 0:
-            return "empty input"
         reason = self._untraceable(step_fn, state, params)
         if reason is not None or x_seq.dtype not in INTEGER_DTYPES:
             return reason

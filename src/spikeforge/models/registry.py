@@ -18,7 +18,7 @@ import fnmatch
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from torch import Tensor, nn
+from torch import Tensor, fx, nn
 
 from ..core import Registry
 from ..layers import TimeFold
@@ -47,8 +47,15 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build the registered model ``name``; keyword arguments override the variant's defaults. An unknown
-    name raises ``UnknownNameError`` (a ``ValueError``) with the closest registered names."""
-    return MODELS[name](**kwargs)
+    name raises ``UnknownNameError`` (a ``ValueError``) with the closest registered names; a size that is not a
+    positive integer (``in_channels``, ``img_size``, ``T``; ``num_classes`` may be 0: no head) a ``ValueError``."""
+    factory = MODELS[name]
+    for key in ("in_channels", "img_size", "T", "num_classes"):
+        if key in kwargs:
+            v, low = kwargs[key], 0 if key == "num_classes" else 1
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"{name}: {key} must be an integer >= {low}, got {v!r}")
+    return factory(**kwargs)
 
 
 class SpikingClassifier(nn.Module):
@@ -76,4 +83,15 @@ class SpikingClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``[B, C, H, W]`` or ``[T, B, C, H, W]`` -> logits ``[T, B, num_classes]``."""
+        self.check_input(x)
         return self.head(self.forward_features(x))
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise ``ValueError`` naming the expected shape if ``x`` is not ``[B, C, H, W]`` / ``[T, B, C, H, W]``
+        with ``C = in_channels``."""
+        if isinstance(x, fx.Proxy):
+            return
+        if x.dim() not in (4, 5) or x.shape[-3] != self.in_channels:
+            raise ValueError(f"{type(self).__name__} expects [B, {self.in_channels}, H, W] or "
+                             f"[T, B, {self.in_channels}, H, W] (in_channels={self.in_channels}), got shape "
+                             f"{tuple(x.shape)}")

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..surrogate import Sigmoid, Surrogate, get_surrogate
 from .dynamics import StateQuantizer
-from .scan import State, StepFn, scan, state_dtype
+from .scan import State, StepFn, available_backends, scan, state_dtype
 
 __all__ = ["SpikingNeuron", "GradientRule"]
 
@@ -114,6 +114,9 @@ class SpikingNeuron(nn.Module):
         self.v_reset = None if v_reset is None else float(v_reset)
         self.surrogate = get_surrogate(surrogate)
         self.detach_reset = bool(detach_reset)
+        if backend != "auto" and backend not in available_backends():
+            raise ValueError(f"{type(self).__name__}: unknown backend {backend!r}; choose 'auto' or one of "
+                             f"{available_backends()}")
         self.backend = backend
         if isinstance(grad, str) and grad != "surrogate":
             raise ValueError(f"grad must be 'surrogate' or a GradientRule object, got {grad!r}")
@@ -166,6 +169,9 @@ class SpikingNeuron(nn.Module):
                              f"2 dims, got {shape}; use .step(x, state) for a single step")
         if x_seq.shape[0] == 0:
             raise ValueError(f"{type(self).__name__}: the time axis of x_seq is empty (shape {tuple(x_seq.shape)})")
+        if x_seq.dtype == torch.bool or x_seq.dtype.is_complex:
+            raise TypeError(f"{type(self).__name__} expects a real-valued input (floating point, or integers for "
+                            f"chip simulation), got {x_seq.dtype}")
         if state is None:
             state = self.init_state(x_seq[0])
         else:

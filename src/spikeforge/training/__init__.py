@@ -10,14 +10,23 @@ Datasets by name are ``spikeforge.data.build_dataset``; the workflow from a conf
 """
 
 from .callbacks import Callback, CSVLogger, FiringRates, ProgressBar, StepInfo, TensorBoardLogger
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .engine import FitResult, NonFiniteError, Trainer, evaluate, fit
+from .checkpoint import (
+    CheckpointError,
+    CheckpointFallbackWarning,
+    find_checkpoint,
+    load_checkpoint,
+    newest_checkpoint,
+    save_checkpoint,
+)
+from .engine import DivergedError, FitResult, NonFiniteError, RunFailed, TooManySkipped, Trainer, evaluate, fit
 from .losses import LOSSES, accuracy, count_correct, get_loss, mean_ce, mse_rate, tet
 from .optim import constant, cosine_warmup, optimizer_factory
 from .steps import BPTT, METHODS, NonFiniteLoss, StepContext, StepOutput, TrainStep, get_method
 
-__all__ = ["fit", "Trainer", "FitResult", "NonFiniteError", "evaluate", "Callback", "StepInfo", "CSVLogger",
-           "TensorBoardLogger", "ProgressBar", "FiringRates", "save_checkpoint", "load_checkpoint", "CheckpointError",
+__all__ = ["fit", "Trainer", "FitResult", "RunFailed", "NonFiniteError", "DivergedError", "TooManySkipped",
+           "evaluate", "Callback", "StepInfo", "CSVLogger", "TensorBoardLogger", "ProgressBar", "FiringRates",
+           "save_checkpoint", "load_checkpoint", "CheckpointError", "find_checkpoint", "newest_checkpoint",
+           "CheckpointFallbackWarning",
            "LOSSES", "get_loss", "mean_ce", "mse_rate", "tet", "accuracy", "count_correct", "optimizer_factory",
            "cosine_warmup", "constant", "TrainStep", "BPTT", "StepContext", "StepOutput", "NonFiniteLoss",
            "METHODS", "get_method"]

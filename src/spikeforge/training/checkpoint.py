@@ -20,15 +20,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..core import atomic_write
+from ..core import UserError, atomic_write
 
-__all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError"]
+__all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "find_checkpoint", "newest_checkpoint",
+           "CheckpointFallbackWarning"]
 
 FORMAT = "spikeforge-ckpt-1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """The file is missing, truncated, corrupt, or not a spikeforge checkpoint; the message says which."""
+
+
+class CheckpointFallbackWarning(UserWarning):
+    """A checkpoint was unreadable and an older valid one is used instead."""
 
 
 def _digest(tensors: dict[str, Tensor]) -> str:
@@ -121,3 +126,42 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         extra[name] = dict(info[sec])
         extra[name].update({k[len(sec) + 1:]: v for k, v in tensors.items() if k.startswith(sec + "/")})
     return {"model": model, "optimizer": optimizer, "rng": rng, "meta": info.get("meta", {}), "extra": extra}
+
+
+def find_checkpoint(folder: str | Path, prefer: str = "last") -> tuple[Path | None, list[str]]:
+    """The checkpoint to continue from in ``folder`` and what was unreadable on the way: ``<prefer>.safetensors``
+    when it is valid, else the valid checkpoint with the highest step; ``None`` when there is no valid one."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None, []
+    first = folder / f"{prefer}.safetensors"
+    bad: list[str] = []
+    if first.is_file():
+        try:
+            load_checkpoint(first)
+            return first, []
+        except CheckpointError as e:
+            bad.append(str(e))
+    best: tuple[int, Path] | None = None
+    for p in sorted(folder.glob("*.safetensors")):
+        if p == first:
+            continue
+        try:
+            step = int(load_checkpoint(p)["meta"].get("step", -1))
+        except (CheckpointError, TypeError, ValueError) as e:
+            bad.append(str(e))
+            continue
+        if best is None or step > best[0]:
+            best = (step, p)
+    if bad:
+        bad.append(f"continuing from {best[1].name} (step {best[0]})" if best else "no valid checkpoint is left")
+    return (best[1] if best else None), bad
+
+
+def newest_checkpoint(folder: str | Path, prefer: str = "last") -> Path | None:
+    """``find_checkpoint``'s choice, with a ``CheckpointFallbackWarning`` naming what was unreadable."""
+    path, bad = find_checkpoint(folder, prefer)
+    if bad:
+        import warnings
+        warnings.warn("; ".join(bad), CheckpointFallbackWarning, stacklevel=2)
+    return path

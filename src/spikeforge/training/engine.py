@@ -11,8 +11,10 @@ What it guarantees:
   killed at any step and resumed ends with weights ``torch.equal`` to an uninterrupted run's.
 * **Nothing lost.** Checkpoints every ``ckpt_every`` steps and at every epoch end (``last``) plus the
   best on the *validation* split (``best``), written atomically (``checkpoint.py``).
-* **Non-finite values stop the run** naming the step and the first layer that produced them (or, with
-  ``skip_nonfinite``, the step is skipped and counted).
+* **Divergence is never success.** A non-finite loss or gradient stops the run naming the step and the
+  first layer that produced it (or, with ``skip_nonfinite``, the step is skipped and counted); a loss that
+  stays far above its starting value (``diverge_factor`` for ``diverge_steps`` steps) stops it too; a run
+  that skipped more than ``max_skipped`` of its steps ends with ``TooManySkipped``. All are ``RunFailed``.
 * **Data parallel** through PyTorch's DDP when launched by ``torchrun`` (each rank takes its slice of
   every global batch; only rank 0 writes).
 """
@@ -39,13 +41,26 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import accuracy, count_correct, mean_ce
 from .steps import NonFiniteLoss, StepContext, TrainStep, autocast, get_method
 
-__all__ = ["fit", "Trainer", "FitResult", "NonFiniteError", "evaluate"]
+__all__ = ["fit", "Trainer", "FitResult", "RunFailed", "NonFiniteError", "DivergedError", "TooManySkipped", "evaluate"]
 
 LossFn = Callable[[Tensor, Tensor, dict[str, Any]], Tensor]
 
 
-class NonFiniteError(FloatingPointError):
+class RunFailed(Exception):
+    """The run could not train to the end; the message (one line) says at which step and why."""
+
+
+class NonFiniteError(RunFailed, FloatingPointError):
     """A loss or gradient became NaN/Inf; the message names the step and the first layer."""
+
+
+class DivergedError(RunFailed):
+    """The loss stayed far above its starting value; the message names the step and the first layer whose
+    output exploded."""
+
+
+class TooManySkipped(RunFailed):
+    """More than the allowed share of steps were skipped as non-finite."""
 
 
 @dataclass
@@ -54,6 +69,8 @@ class FitResult:
     best_val: float
     skipped_steps: int
     run_dir: Path | None
+    steps: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,6 +85,8 @@ class TrainState:
     ep_losses: list[float] = field(default_factory=list)
     ep_accs: list[float] = field(default_factory=list)
     ep_seen: int = 0
+    loss0: float | None = None         # the starting loss (the largest of the first three), for divergence
+    high: int = 0                      # consecutive steps with the loss above diverge_factor × loss0
 
 
 def _rank() -> tuple[int, int]:
@@ -118,15 +137,25 @@ def evaluate(model: nn.Module, dataset: Dataset, kind: str, T: int, encoding: st
     return {"loss": loss_sum / max(total, 1), "accuracy": correct / max(total, 1)}
 
 
-def _first_nonfinite_layer(model: nn.Module, x_seq: Tensor) -> str:
-    """Re-run the forward with hooks: the first module (in call order) whose output is not finite."""
+def _first_bad_layer(model: nn.Module, x_seq: Tensor, limit: float = math.inf) -> str:
+    """Re-run the forward with hooks: the first module (in call order) whose output is not finite or exceeds
+    ``limit`` in magnitude, with the value; else the module with the largest output magnitude."""
     found: list[str] = []
+    largest: list[tuple[float, str]] = []
     handles = []
     for name, m in model.named_modules():
         def hook(mod: nn.Module, inp: Any, out: Any, name: str = name) -> None:
             t = out[0] if isinstance(out, tuple) else out
-            if not found and isinstance(t, Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                found.append(name or type(mod).__name__)
+            if found or not isinstance(t, Tensor) or not t.is_floating_point() or not t.numel():
+                return
+            label = name or type(mod).__name__
+            if not bool(torch.isfinite(t).all()):
+                found.append(f"first non-finite output in layer '{label}'")
+                return
+            big = float(t.detach().abs().max())
+            if big > limit:
+                found.append(f"first output beyond {limit:.0e} in layer '{label}' (|x| up to {big:.3g})")
+            largest.append((big, label))
         handles.append(m.register_forward_hook(hook))
     try:
         with torch.no_grad():
@@ -134,7 +163,12 @@ def _first_nonfinite_layer(model: nn.Module, x_seq: Tensor) -> str:
     finally:
         for h in handles:
             h.remove()
-    return found[0] if found else "none in the forward pass"
+    if found:
+        return found[0]
+    if math.isinf(limit):
+        return "no non-finite output in the forward pass"
+    big, label = max(largest) if largest else (0.0, "none")
+    return f"largest output in layer '{label}' (|x| up to {big:.3g})"
 
 
 class Trainer:
@@ -147,7 +181,8 @@ class Trainer:
                  run_dir: str | Path | None = None, ckpt_every: int | None = None, grad_clip: float | None = None,
                  amp: str = "off", skip_nonfinite: bool = False, seed: int = 0, max_steps: int | None = None,
                  num_workers: int = 0, progress: bool = True, config: dict[str, Any] | None = None,
-                 eval_every: int = 1, method: str | TrainStep = "bptt") -> None:
+                 eval_every: int = 1, method: str | TrainStep = "bptt", max_skipped: float = 0.1,
+                 diverge_factor: float | None = 50.0, diverge_steps: int = 5) -> None:
         self.rank, self.world = _rank()
         self.model = model
         self.ddp_model: nn.Module = model
@@ -165,6 +200,7 @@ class Trainer:
         self.ckpt_every, self.grad_clip, self.amp = ckpt_every, grad_clip, amp
         self.skip_nonfinite, self.seed, self.max_steps = skip_nonfinite, seed, max_steps
         self.num_workers, self.config, self.eval_every = num_workers, config or {}, eval_every
+        self.max_skipped, self.diverge_factor, self.diverge_steps = max_skipped, diverge_factor, diverge_steps
         self.stop = False          # a callback may set it: the run ends after the current step
         self.encoder_gen = torch.Generator().manual_seed(seed + 17)
         self.state = TrainState()
@@ -194,6 +230,7 @@ class Trainer:
                "numpy": _np_state(), "python": _py_state()}
         meta = {"step": s.step, "epoch": s.epoch, "pos": s.pos, "best_val": s.best_val, "skipped": s.skipped,
                 "history": s.history, "ep_losses": s.ep_losses, "ep_accs": s.ep_accs, "ep_seen": s.ep_seen,
+                "loss0": s.loss0, "high": s.high,
                 "csv_rows": len(self.csv.rows) if self.csv else 0, "config": self.config,
                 "method": self.method.name, "scaler": self.scaler.state_dict()}
         save_checkpoint(self.ckpt_path(name), model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
@@ -222,7 +259,7 @@ class Trainer:
         if m.get("scaler"):
             self.scaler.load_state_dict(m["scaler"])
         self.state = TrainState(m["step"], m["epoch"], m["pos"], m["best_val"], m["skipped"], m["history"],
-                                m["ep_losses"], m["ep_accs"], m["ep_seen"])
+                                m["ep_losses"], m["ep_accs"], m["ep_seen"], m.get("loss0"), m.get("high", 0))
         if self.csv is not None:
             self.csv.restore(m["csv_rows"])
         return True
@@ -261,27 +298,46 @@ class Trainer:
         except NonFiniteLoss as e:
             return self._nonfinite(str(e), x_seq)
         self.scaler.unscale_(self.optimizer)
-        bad = [n for n, p in self.model.named_parameters()
-               if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
-        if bad and not self.scaler.is_enabled():
-            return self._nonfinite(f"gradient of {bad[0]} is not finite", x_seq)
+        if not self.scaler.is_enabled():      # under fp16 the scaler skips overflowing steps by design
+            bad = [n for n, p in self.model.named_parameters()
+                   if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+            if bad:
+                return self._nonfinite(f"gradient of {bad[0]} is not finite", x_seq)
         self.hooks("on_after_backward")
         if self.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.scaler.step(self.optimizer)      # fp16: skips a step whose unscaled gradients overflowed
+        self.scaler.step(self.optimizer)
         self.scaler.update()
-        if bad:
-            self.state.skipped += 1
-            return math.nan, math.nan, False
-        return float(out.loss), accuracy(out.outputs, y), True
+        loss = float(out.loss)
+        self._watch_divergence(loss, x_seq)
+        return loss, accuracy(out.outputs, y), True
+
+    def _watch_divergence(self, loss: float, x_seq: Tensor) -> None:
+        """Stop the run when the loss has stayed above ``diverge_factor`` × its starting value (the largest of
+        the first three losses) for ``diverge_steps`` steps in a row."""
+        s = self.state
+        if self.diverge_factor is None:
+            return
+        if s.step < 3:
+            s.loss0 = loss if s.loss0 is None else max(s.loss0, loss)
+            return
+        if s.loss0 is None or s.loss0 <= 0 or loss <= self.diverge_factor * s.loss0:
+            s.high = 0
+            return
+        s.high += 1
+        if s.high >= self.diverge_steps:
+            where = _first_bad_layer(self.model, x_seq, limit=1e6)
+            raise DivergedError(f"step {s.step}: the loss ({loss:.3g}) has stayed above {self.diverge_factor:g}× its "
+                                f"starting value ({s.loss0:.3g}) for {s.high} steps; {where} (lower --lr, or set "
+                                "--grad-clip)")
 
     def _nonfinite(self, what: str, x_seq: Tensor) -> tuple[float, float, bool]:
         self.optimizer.zero_grad(set_to_none=True)
         if self.skip_nonfinite:
             self.state.skipped += 1
             return math.nan, math.nan, False
-        layer = _first_nonfinite_layer(self.model, x_seq)
-        raise NonFiniteError(f"step {self.state.step}: {what}; first non-finite output in layer '{layer}' "
+        where = _first_bad_layer(self.model, x_seq)
+        raise NonFiniteError(f"step {self.state.step}: {what}; {where} "
                              "(rerun with --skip-nonfinite to skip such steps and count them)")
 
     # -- the loop --------------------------------------------------------------------------------------
@@ -329,7 +385,15 @@ class Trainer:
                 break
         for cb in self.callbacks:
             cb.on_fit_end(self)
-        return FitResult(s.history, s.best_val, s.skipped, self.run_dir)
+        if s.step and s.skipped / s.step > self.max_skipped:
+            raise TooManySkipped(f"{s.skipped} of {s.step} steps were skipped as non-finite, more than the allowed "
+                                 f"{self.max_skipped:.0%} (--max-skipped); the run did not train")
+        return self.result()
+
+    def result(self) -> FitResult:
+        """What the run has produced so far."""
+        s = self.state
+        return FitResult(s.history, s.best_val, s.skipped, self.run_dir, s.step, dict(self.config))
 
     def _epoch_metrics(self, losses: list[float], accs: list[float], seen: int, seconds: float) -> dict[str, Any]:
         s = self.state

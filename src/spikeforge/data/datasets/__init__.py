@@ -19,7 +19,7 @@ from .es_imagenet import ESImageNet
 from .hardvs import HARDVS
 from .nmnist import NMNIST, NCaltech101
 from .prophesee import NCARS, NavGesture
-from .registry import DATASETS, DataBundle, DataRequest, build_dataset, list_datasets
+from .registry import DATASETS, DataBundle, DataRequest, DatasetUnavailable, build_dataset, list_datasets
 from .static import load_digits28, load_fashion_mnist, load_mnist5k, read_idx
 
 __all__ = [
@@ -27,5 +27,5 @@ __all__ = [
     "NMNIST", "NCaltech101", "DVS128Gesture", "CIFAR10DVS", "SHD", "SSC", "SpeechCommands",
     "ASLDVS", "DVSLip", "NCARS", "NavGesture", "ESImageNet", "HARDVS", "Bullying10K",
     "EmulatedNMNIST", "load_digits28", "load_mnist5k", "load_fashion_mnist", "read_idx",
-    "load_object_npy", "DATASETS", "DataBundle", "DataRequest", "build_dataset", "list_datasets",
+    "load_object_npy", "DATASETS", "DataBundle", "DataRequest", "DatasetUnavailable", "build_dataset", "list_datasets",
 ]

@@ -18,13 +18,14 @@ from typing import Any, ClassVar
 import numpy as np
 from torch.utils.data import Dataset
 
+from ...core import UserError
 from ..events import Events
 
 __all__ = ["DatasetLayoutError", "EventFolderDataset", "natural_key", "list_files",
            "split_per_class", "resolve_root"]
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(UserError, FileNotFoundError):
     """The root folder is missing or not laid out as the original release.
 
     The message names the dataset, the root, what is wrong, the expected layout and where the data

@@ -19,9 +19,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from ...core import Registry, cache_root
+from ...core import Registry, UserError, cache_root
 
-__all__ = ["DataBundle", "DataRequest", "DATASETS", "build_dataset", "list_datasets"]
+__all__ = ["DataBundle", "DataRequest", "DATASETS", "build_dataset", "list_datasets", "DatasetUnavailable"]
+
+
+class DatasetUnavailable(UserError, RuntimeError):
+    """A named dataset cannot be built here: its files or the package it reads are missing (the message says
+    which, and how to get them)."""
 
 
 @dataclass
@@ -97,7 +102,7 @@ def _digits(req: DataRequest) -> DataBundle:
     try:
         from sklearn.datasets import load_digits
     except ImportError as e:
-        raise RuntimeError("dataset 'digits' needs scikit-learn: pip install 'spikeforge[data]'") from e
+        raise DatasetUnavailable("dataset 'digits' needs scikit-learn: pip install 'spikeforge[data]'") from e
     from .emulated import stratified_every_kth
     d = load_digits()
     x = torch.tensor(d.images / 16.0, dtype=torch.float32).unsqueeze(1)      # [N, 1, 8, 8]
@@ -113,9 +118,8 @@ def _fashion(req: DataRequest) -> DataBundle:
     try:
         xtr, ytr = load_fashion_mnist(train=True, root=req.root)
         xte, yte = load_fashion_mnist(train=False, root=req.root)
-    except (FileNotFoundError, OSError) as e:
-        raise RuntimeError(f"dataset 'fashion-mnist': {e}. Install it with: apt-get install dataset-fashion-mnist "
-                           "(or pass --data-root to a folder of the four IDX files)") from None
+    except (OSError, ValueError) as e:     # the loader's message says where it looked and how to get the files
+        raise DatasetUnavailable(f"dataset 'fashion-mnist': {e}") from None
 
     def t(a: np.ndarray) -> Tensor:
         a = np.asarray(a, dtype=np.float32)
@@ -160,7 +164,7 @@ def _event_dataset(cls_name: str, num_classes: int, summary: str) -> Builder:
     def build(req: DataRequest) -> DataBundle:
         from .. import datasets as D
         if not req.root:
-            raise RuntimeError(f"dataset {cls_name}: --data-root is required (the folder of the original release)")
+            raise DatasetUnavailable(f"dataset {cls_name}: --data-root is required (the original release's folder)")
         cls = getattr(D, cls_name)
         (xtr, ytr), (xte, yte) = [_frames_of(cls(req.root, train=tr), req.T, cls_name, 2, req.progress,
                                              req.limit_train) for tr in (True, False)]

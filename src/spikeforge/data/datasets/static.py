@@ -132,7 +132,7 @@ def _fashion(train: bool, root: str) -> tuple[np.ndarray, np.ndarray]:
         raise FileNotFoundError(
             f"Fashion-MNIST: {stems[0]}[.gz] / {stems[1]}[.gz] not found in {folder}. Install the "
             "Debian package: sudo apt-get install dataset-fashion-mnist (files land in "
-            f"{FASHION_MNIST_DIR}), or pass root= a folder holding the four IDX files from "
+            f"{FASHION_MNIST_DIR}), or point root= (--data-root) at a folder holding the four IDX files from "
             "https://github.com/zalandoresearch/fashion-mnist")
     images, labels = (read_idx(p) for p in found if p is not None)
     if images.shape[0] != labels.shape[0]:

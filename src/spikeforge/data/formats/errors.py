@@ -14,10 +14,12 @@ import importlib
 from types import ModuleType
 from typing import Any
 
+from ...core import UserError
+
 __all__ = ["EventFormatError", "require_extra"]
 
 
-class EventFormatError(ValueError):
+class EventFormatError(UserError, ValueError):
     """Malformed event file: names ``source`` (the path), ``offset`` (byte) and ``expected``.
 
     Attributes:
