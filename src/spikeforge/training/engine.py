@@ -85,7 +85,7 @@ class TrainState:
     ep_losses: list[float] = field(default_factory=list)
     ep_accs: list[float] = field(default_factory=list)
     ep_seen: int = 0
-    loss0: float | None = None         # the starting loss (the largest of the first three), for divergence
+    loss0: float | None = None         # the loss of the first step (before any update), for divergence
     high: int = 0                      # consecutive steps with the loss above diverge_factor × loss0
 
 
@@ -306,22 +306,27 @@ class Trainer:
         self.hooks("on_after_backward")
         if self.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.scaler.step(self.optimizer)
+        try:
+            self.scaler.step(self.optimizer)
+        except RuntimeError as e:             # e.g. an update that overflows float32 (--lr 1e38)
+            first = str(e).strip().splitlines()[0]
+            raise RunFailed(f"step {self.state.step}: the optimiser step failed ({first}); the learning rate "
+                            f"{self.optimizer.param_groups[0]['lr']:.3g} is likely far too large") from None
         self.scaler.update()
         loss = float(out.loss)
         self._watch_divergence(loss, x_seq)
         return loss, accuracy(out.outputs, y), True
 
     def _watch_divergence(self, loss: float, x_seq: Tensor) -> None:
-        """Stop the run when the loss has stayed above ``diverge_factor`` × its starting value (the largest of
-        the first three losses) for ``diverge_steps`` steps in a row."""
+        """Stop the run when the loss has stayed above ``diverge_factor`` × its starting value (the first
+        step's, at least 1) for ``diverge_steps`` steps in a row."""
         s = self.state
         if self.diverge_factor is None:
             return
-        if s.step < 3:
-            s.loss0 = loss if s.loss0 is None else max(s.loss0, loss)
+        if s.loss0 is None:
+            s.loss0 = loss
             return
-        if s.loss0 is None or s.loss0 <= 0 or loss <= self.diverge_factor * s.loss0:
+        if loss <= self.diverge_factor * max(s.loss0, 1.0):
             s.high = 0
             return
         s.high += 1
