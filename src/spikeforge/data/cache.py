@@ -13,9 +13,14 @@ old tensors (Tonic's ``DiskCachedDataset`` docs). Here:
   goes to ``manifest.json`` (also atomic, flushed every second during :meth:`CachedDataset.build`),
   or to a ``NNNNNNNN.json`` sidecar when the entry was made lazily by ``__getitem__`` (so DataLoader
   workers never race on the manifest); :meth:`CachedDataset.build` folds sidecars in.
-* **Checked on read.** Every read verifies size and sha256 against the record. A missing, truncated,
-  corrupt or unrecorded entry, or a leftover temp file, is rebuilt (or removed) and reported with a
-  :class:`CacheRepairWarning`; counts are in :attr:`CachedDataset.report`.
+* **Checked on read.** Every read verifies size and sha256 against the record, and the record itself
+  (label, shape, dtypes, size, hash) against its own checksum, so nothing the cache returns is unchecked.
+  A missing, truncated, corrupt, altered or unrecorded entry, or a leftover temp file, is rebuilt (or
+  removed) and reported with a :class:`CacheRepairWarning` — one per read repair, one summary with counts
+  per :meth:`CachedDataset.build`; counts are in :attr:`CachedDataset.report`.
+* **One builder at a time.** :meth:`CachedDataset.build` holds the cache folder's lock
+  (``spikeforge.core.hold``): a second builder waits, then finds the work done. Pool workers die with the
+  process that started them.
 * **Compact.** Integer-valued tensors are stored as the smallest of uint8/uint16/int8/int16 that
   holds them *losslessly*, and given back in their original dtype (or ``load_dtype``).
 * **Parallel.** :meth:`CachedDataset.build` pre-processes missing entries in chunks with a process
@@ -30,6 +35,7 @@ import io
 import json
 import multiprocessing as mp
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -41,12 +47,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..core import atomic_write, temp_writer_pid
+from ..core import atomic_write, hold, temp_writer_pid
 from .cache_key import cache_key, describe, qualname
 
 __all__ = ["CachedDataset", "CacheRepairWarning", "CacheReport", "describe", "cache_key", "CACHE_FORMAT"]
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2          # 2: every record carries a checksum of itself ("check")
 _COMPACT = (np.uint8, np.uint16, np.int8, np.int16)
 
 
@@ -114,6 +120,12 @@ def _to_numpy(out: Any, index: int) -> np.ndarray:
                     f"for sample {index}")
 
 
+def _record_check(index: int, rec: dict[str, Any]) -> str:
+    """sha256 of an entry's record (every field but the check itself) and its index."""
+    body = {k: rec[k] for k in rec if k != "check"}
+    return hashlib.sha256(json.dumps([index, body], sort_keys=True).encode()).hexdigest()[:32]
+
+
 def _make_entries(spec: tuple[Any, ...], indices: Sequence[int]) -> list[tuple[int, dict[str, Any]]]:
     """Compute, store and describe entries ``indices`` (runs in workers and inline)."""
     dataset, transform, folder = spec
@@ -127,19 +139,43 @@ def _make_entries(spec: tuple[Any, ...], indices: Sequence[int]) -> list[tuple[i
         np.save(buf, stored, allow_pickle=False)
         data = buf.getvalue()
         atomic_write(Path(folder) / f"{i:08d}.npy", data, sync_dir=False)    # flush() syncs the folder
-        out.append((i, {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
-                        "shape": list(arr.shape), "dtype": str(stored.dtype),
-                        "orig_dtype": str(arr.dtype), "label": _jsonable_label(label)}))
+        rec = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "shape": list(arr.shape),
+               "dtype": str(stored.dtype), "orig_dtype": str(arr.dtype), "label": _jsonable_label(label)}
+        rec["check"] = _record_check(i, rec)
+        out.append((i, rec))
     return out
 
 
 _WORKER_SPEC: tuple[Any, ...] = ()
 
 
-def _init_worker(spec: tuple[Any, ...]) -> None:
+def _init_worker(spec: tuple[Any, ...], parent: int) -> None:
     global _WORKER_SPEC
     _WORKER_SPEC = spec
     torch.set_num_threads(1)
+    _die_with(parent)
+
+
+def _die_with(parent: int) -> None:
+    """End this process when ``parent`` does (killed or not): the kernel's parent-death signal on Linux, and a
+    watchdog thread everywhere (a pool worker must not outlive the build that started it)."""
+    try:
+        import ctypes
+        import signal
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)          # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:                          # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="spikeforge-cache-watchdog").start()
 
 
 def _worker(indices: list[int]) -> list[tuple[int, dict[str, Any]]]:
@@ -259,6 +295,8 @@ class CachedDataset(Dataset):
             return None, "file missing"
         if len(data) != rec["size"]:
             return None, f"truncated or resized: {len(data)} bytes, manifest says {rec['size']}"
+        if rec.get("check") != _record_check(index, rec):
+            return None, "record altered (its label, shape or dtypes no longer match its checksum)"
         if hashlib.sha256(data).hexdigest() != rec["sha256"]:
             return None, "sha256 mismatch (corrupt)"
         arr = np.load(io.BytesIO(data), allow_pickle=False)
@@ -273,12 +311,13 @@ class CachedDataset(Dataset):
                 atomic_write(self.dir / f"{i:08d}.json", json.dumps(rec), sync_dir=False)
         self.report.built += len(made)
 
-    def _note_rebuild(self, index: int, reason: str) -> None:
+    def _note_rebuild(self, index: int, reason: str, warn: bool = True) -> None:
         if reason != "missing":
             kind = self.report.rebuilt_unrecorded if reason == "unrecorded" else \
                 self.report.rebuilt_corrupt
             kind.append(index)
-            self._warn(f"entry {index} ({self._path(index).name}): {reason}; rebuilt")
+            if warn:
+                self._warn(f"entry {index} ({self._path(index).name}): {reason}; rebuilt")
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -308,17 +347,41 @@ class CachedDataset(Dataset):
         """
         workers = self.workers if workers is None else workers
         progress = self.progress if progress is None else progress
+        with hold(self.dir, "cache", wait=True):     # another builder of this cache finishes first
+            return self._build(workers, progress)
+
+    def _reload(self) -> None:
+        """The manifest and sidecars as they are now (another builder may have written them meanwhile)."""
+        if self.manifest_path.is_file():
+            try:
+                m = json.loads(self.manifest_path.read_text())
+                if m.get("material") == json.loads(json.dumps(self.material)):
+                    self.entries.update({int(k): v for k, v in m["entries"].items()})
+            except (ValueError, KeyError, TypeError, OSError):
+                pass
         self._load_sidecars()
-        todo = []
+
+    def _build(self, workers: int, progress: bool) -> CacheReport:
+        self._reload()
+        todo, reasons = [], []
         for i in range(len(self)):
             rec, path = self.entries.get(i), self._path(i)
-            if rec is not None and path.is_file() and path.stat().st_size == rec["size"]:
+            if rec is not None and path.is_file() and path.stat().st_size == rec.get("size") and \
+                    rec.get("check") == _record_check(i, rec):
                 continue
             reason = ("unrecorded" if path.exists() else "missing") if rec is None else (
-                "file missing" if not path.exists() else "truncated or resized")
+                "file missing" if not path.exists() else "record altered" if rec.get("check") != _record_check(i, rec)
+                else "truncated or resized")
             self.entries.pop(i, None)
-            self._note_rebuild(i, reason)
+            self._note_rebuild(i, reason, warn=False)
+            if reason != "missing":
+                reasons.append(reason)
             todo.append(i)
+        if reasons:
+            counts = ", ".join(f"{reasons.count(r)} {r}" for r in sorted(set(reasons)))
+            which = sorted([*self.report.rebuilt_corrupt, *self.report.rebuilt_unrecorded])
+            shown = ", ".join(str(i) for i in which[:8]) + (" …" if len(which) > 8 else "")
+            self._warn(f"rebuilding {len(reasons)} damaged or unrecorded entries ({counts}): {shown}")
         chunks = [todo[k:k + self.chunk_size] for k in range(0, len(todo), self.chunk_size)]
         from tqdm.auto import tqdm
 
@@ -336,7 +399,7 @@ class CachedDataset(Dataset):
             else:
                 ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
                 with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=ctx,
-                                         initializer=_init_worker, initargs=(spec,)) as pool:
+                                         initializer=_init_worker, initargs=(spec, os.getpid())) as pool:
                     for fut in as_completed([pool.submit(_worker, c) for c in chunks]):
                         made = fut.result()
                         self._record(made, sidecar=False)

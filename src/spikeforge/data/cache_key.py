@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import marshal
+import types
 from typing import Any
 
 import numpy as np
@@ -29,13 +30,21 @@ def describe(obj: Any) -> Any:
 
     Dataclasses give their type and fields; ``cache_params()`` is used when defined; containers,
     ``functools.partial`` and ``Compose``-like ``.transforms`` recurse; arrays give shape, dtype and
-    sha256; functions give their name and a hash of their bytecode and constants (so editing a
-    function body changes the key); other objects give their type and ``vars()``.
+    sha256; functions give their name, a hash of their bytecode and constants (so editing a function body
+    changes the key), their defaults, the values their closure captured and the module-level values they
+    read (so two closures over different values, or a changed global, differ); other objects give their
+    type and ``vars()``.
 
     Raises:
-        ValueError: the object has no stable description (e.g. a repr with a memory address);
-            give it a ``cache_params()`` method or pass ``key=`` to :class:`CachedDataset`.
+        ValueError: the object — or a value a function captured or reads — has no stable description
+            (e.g. a repr with a memory address); make the transform a class (a dataclass of its
+            parameters), give it a ``cache_params()`` method, or pass ``key=`` to :class:`CachedDataset`.
     """
+    return _describe(obj, set())
+
+
+def _describe(obj: Any, seen: set[int]) -> Any:
+    describe = functools.partial(_describe, seen=seen)  # noqa: F811  (recursion keeps the guard)
     if obj is None or isinstance(obj, (bool, int, str)):
         return obj
     if isinstance(obj, float):
@@ -67,8 +76,7 @@ def describe(obj: Any) -> Any:
                 "kwargs": describe(obj.keywords)}
     code = getattr(obj, "__code__", None)
     if code is not None:
-        return {"function": qualname(obj), "code": _code_hash(code),
-                "defaults": describe(getattr(obj, "__defaults__", None))}
+        return _describe_function(obj, code, seen)
     if isinstance(getattr(obj, "transforms", None), (list, tuple)):
         return {"type": qualname(type(obj)), "transforms": describe(list(obj.transforms))}
     if hasattr(obj, "__dict__"):
@@ -78,6 +86,50 @@ def describe(obj: Any) -> Any:
         raise ValueError(f"cache: cannot derive a stable key from {text}: make it a dataclass, give "
                          "it a cache_params() method returning its parameters, or pass key=")
     return {"type": qualname(type(obj)), "repr": text}
+
+
+def _describe_function(fn: Any, code: Any, seen: set[int]) -> Any:
+    if id(fn) in seen:                     # recursion (a function calling itself or its caller)
+        return {"function": qualname(fn)}
+    seen.add(id(fn))
+    d: dict[str, Any] = {"function": qualname(fn), "code": _code_hash(code),
+                         "defaults": _describe(getattr(fn, "__defaults__", None), seen),
+                         "kwdefaults": _describe(getattr(fn, "__kwdefaults__", None), seen)}
+    captured = {}
+    for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or ()):
+        try:
+            value = cell.cell_contents
+        except ValueError:                 # an empty cell (not yet assigned)
+            continue
+        captured[name] = _described(value, seen, f"variable {name!r} captured by {qualname(fn)}")
+    if captured:
+        d["closure"] = captured
+    env = getattr(fn, "__globals__", {})
+    read = {}
+    for name in sorted(_names(code)):
+        if name not in env or isinstance(env[name], types.ModuleType):
+            continue
+        read[name] = _described(env[name], seen, f"global {name!r} read by {qualname(fn)}")
+    if read:
+        d["globals"] = read
+    return d
+
+
+def _described(value: Any, seen: set[int], what: str) -> Any:
+    try:
+        return _describe(value, seen)
+    except ValueError as e:
+        raise ValueError(f"cache: cannot derive a stable key from the {what} ({e}); make the transform a "
+                         "class holding its parameters (a dataclass), or pass key=") from None
+
+
+def _names(code: Any) -> set[str]:
+    """Every global name a code object (and the functions nested in it) reads."""
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names |= _names(c)
+    return names
 
 
 def _code_hash(code: Any) -> str:
