@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from spikeforge.data.formats import aedat2, read_events
+from spikeforge.data.formats import EventFormatError, aedat2, read_events
 from tests.conftest import real_file
 from tests.data.test_formats_common import assert_same, raises_at, random_events
 
@@ -83,20 +83,31 @@ def test_bad_inputs():
     with raises_at(0, "AEDAT 2.0 magic"):
         aedat2.decode(b"#!AER-DAT3.1\r\n")
     with raises_at(15, "AEChip of a supported chip", "com.example.weird"):
-        aedat2.decode(b"#!AER-DAT2.0\n# AEChip: com.example.Weird\n")
+        aedat2.decode(b"#!AER-DAT2.0\n# AEChip: com.example.Weird\n#End Of ASCII Header\n")
     with pytest.raises(ValueError, match="chip must be one of"):
-        aedat2.decode(b"#!AER-DAT2.0\n", chip="davis9000")
+        aedat2.decode(b"#!AER-DAT2.0\n#End Of ASCII Header\n", chip="davis9000")
+    with raises_at(13, "'#End Of ASCII Header' line that closes the header", "cut inside its header"):
+        aedat2.decode(b"#!AER-DAT2.0\n")                       # 13 bytes: a header with nothing after it
+    with raises_at(len(HEAD) + 8, "timestamps in order", "t=3 after t=9"):
+        aedat2.decode(HEAD + body((0, 9), (0, 3)))
 
 
 def test_round_trip_both_chips():
     for chip, (W, H) in (("dvs128", (128, 128)), ("davis346", (346, 260))):
-        ev = random_events(700, W, H, t_max=2**31, sort=False, seed=1)  # no jump > 2**31
+        ev = random_events(700, W, H, t_max=2**31, seed=1)
         back = aedat2.decode(b"".join(aedat2.encode(ev, chip=chip, creation_time_ms=7)))
         assert_same(back.events, ev.events)
         assert back.meta["chip"] == chip and back.meta["creation_time_ms"] == 7
 
 
 def test_real_header_only_file():
-    ev = read_events(real_file("sample_aedat_header.aedat"))
+    """The real file is the first 599 bytes of a recording: cut inside its preferences block, before the
+    header's closing line. Strict reading says so; salvage reads the header and no events."""
+    path = real_file("sample_aedat_header.aedat")
+    with pytest.raises(EventFormatError, match=r"byte 599: expected the '#End Of ASCII Header' line that closes "
+                                               r"the header, got the end of the file"):
+        read_events(path)
+    ev = read_events(path, strict=False)
     assert ev.meta["version"] == "2.0" and ev.meta["creation_time_ms"] == 1695355587880
     assert len(ev) == 0 and ev.meta["chip"] == "davis346" and ev.sensor_size == (346, 260, 2)
+    assert ev.meta["dropped"] == {"header_cut": 1}

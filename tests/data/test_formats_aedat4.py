@@ -53,6 +53,7 @@ def test_empty_stream_and_empty_packet():
 
 def test_hand_assembled_two_streams_imu_skipped_and_table_ignored():
     a, b = random_events(5, 64, 48, seed=1), random_events(7, 64, 48, seed=2)
+    b.events["t"] += a.events["t"][-1]                 # the second packet continues in time
     imu = b"\xde\xad\xbe\xef" * 9                   # never decompressed or parsed
     body = (packet(0, aedat4.event_packet(raw_events(a))) + packet(2, imu)
             + packet(0, aedat4.event_packet(raw_events(b))))

@@ -80,8 +80,14 @@ def test_asl_mat_flips_y_and_maps_polarity():
 
 
 def test_asl_mat_errors():
-    with raises_at(None, "integers in", "x"):
+    with raises_at(None, "coordinates inside the 240×180 sensor", "x=240"):
         asl_mat.decode(asl_bytes(x=[240], y=[0], ts=[1], pol=[1]))
+    with raises_at(None, "times >= 0", "ts=-5"):
+        asl_mat.decode(asl_bytes(x=[1], y=[0], ts=[-5], pol=[1]))
+    with raises_at(None, "integers in", "ts"):
+        asl_mat.decode(asl_bytes(x=[1], y=[0], ts=[1.5], pol=[1]))
+    salvaged = asl_mat.decode(asl_bytes(x=[240, 3], y=[0, 4], ts=[1, 2], pol=[1, 1]), strict=False)
+    assert salvaged.events["x"].tolist() == [3] and salvaged.meta["dropped"] == {"outside_sensor": 1}
     with raises_at(None, "x, y, ts, pol", "missing"):
         asl_mat.decode(asl_bytes(x=[1], y=[0], ts=[1]))
     with raises_at(None, "equal length"):

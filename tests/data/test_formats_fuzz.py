@@ -110,8 +110,18 @@ def check_reader(name: str, data: bytes) -> None:
     except EventFormatError as e:
         assert e.source == "<fuzz>" and (e.offset is None or 0 <= e.offset <= len(data)), str(e)
         return
-    check_events(ev.events, ev.sensor_size, source=name)
+    check_invariants(name, ev)
     assert ev.events.nbytes <= RATIO.get(name, 8) * len(data) + 4096
+
+
+def check_invariants(name: str, ev) -> None:
+    """No silent change: whatever decodes satisfies every guarantee of its format — coordinates inside the
+    sensor, polarity 0/1, times >= 0, and in order where the format stores them in order."""
+    check_events(ev.events, ev.sensor_size, source=name)
+    t = ev.events["t"]
+    assert not t.size or int(t.min()) >= 0, f"{name}: negative time {int(t.min())}"
+    if get_format(name).ordered and t.size > 1:
+        assert bool(np.all(np.diff(t) >= 0)), f"{name}: times out of order"
 
 
 READERS = ["nmnist", "aedat2", "aedat3", "aedat4", "dat", "evt2", "evt3", "asl_mat", "dvslip_npy"]
@@ -185,7 +195,7 @@ def _check_shd(data: bytes) -> None:
         ev = hdf5_spikes.decode(data, "<fuzz>", index=0)
     except EventFormatError:
         return
-    check_events(ev.events, ev.sensor_size, source="hdf5_spikes")
+    check_invariants("hdf5_spikes", ev)
 
 
 @_FAST

@@ -20,17 +20,28 @@ def rec(x: int, y: int, p: int, t: int) -> bytes:
 
 
 def test_hand_made_records_decode_field_by_field():
-    data = bytes([0, 0, 0x80, 0, 0]) + bytes([33, 33, 0x7F, 0xFF, 0xFF]) + bytes([7, 9, 0x01, 2, 3])
+    data = bytes([0, 0, 0x80, 0, 0]) + bytes([7, 9, 0x01, 2, 3]) + bytes([33, 33, 0x7F, 0xFF, 0xFF])
     ev = nmnist_bin.decode(data)
     assert ev.sensor_size == (34, 34, 2)
-    assert ev.events["x"].tolist() == [0, 33, 7] and ev.events["y"].tolist() == [0, 33, 9]
+    assert ev.events["x"].tolist() == [0, 7, 33] and ev.events["y"].tolist() == [0, 9, 33]
     assert ev.events["p"].tolist() == [1, 0, 0]
-    assert ev.events["t"].tolist() == [0, 2**23 - 1, 0x010203]
+    assert ev.events["t"].tolist() == [0, 0x010203, 2**23 - 1]
 
 
-def test_x_255_grows_the_default_sensor():
+def test_beyond_34x34_the_sensor_is_the_atis_frame_not_the_events_extent():
     ev = nmnist_bin.decode(rec(255, 3, 1, 5))
-    assert ev.sensor_size == (256, 4, 2) and ev.events["x"][0] == 255
+    assert ev.sensor_size == (304, 240, 2) and ev.events["x"][0] == 255
+    with raises_at(0, "inside the 304×240 sensor", "x=255, y=250"):
+        nmnist_bin.decode(rec(255, 250, 1, 5))
+
+
+def test_out_of_order_times_and_salvage():
+    data = rec(1, 1, 1, 50) + rec(2, 2, 0, 40) + rec(3, 3, 1, 60) + rec(40, 3, 1, 70)
+    with raises_at(5, "timestamps in order", "t=40 after t=50"):
+        nmnist_bin.decode(data)
+    ev = nmnist_bin.decode(data, sensor_size=(34, 34), strict=False)
+    assert ev.events["t"].tolist() == [50, 60]
+    assert ev.meta["dropped"] == {"outside_sensor": 1, "backward_time": 1}
 
 
 def test_overflow_marker_is_dropped_and_shifts_later_times():
@@ -62,7 +73,7 @@ def test_event_outside_given_sensor_names_its_offset():
 
 
 def test_round_trip_random():
-    ev = random_events(1000, 34, 34, t_max=2**23, sort=False, seed=3)
+    ev = random_events(1000, 34, 34, t_max=2**23, seed=3)
     back = nmnist_bin.decode(b"".join(nmnist_bin.encode(ev)))
     assert_same(back.events, ev.events)
 

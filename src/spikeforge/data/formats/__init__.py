@@ -6,8 +6,12 @@
 
 Every reader returns :class:`~spikeforge.data.events.Events` in the one convention (t µs int64,
 x right, y down, p 1 = ON) and raises :class:`EventFormatError` (a ``ValueError``) naming the file,
-the byte offset and what it expected on malformed input. Writers are atomic (temp file + rename)
-and refuse to overwrite unless ``overwrite=True``.
+the byte offset and what it expected on malformed input — including input that decodes but breaks what
+the format guarantees: a header cut short or inconsistent with the layout, coordinates outside the declared
+or known sensor, negative times, times out of order where the format stores them in order, impossible time
+jumps. ``strict=False`` salvages what it can and records what it dropped in ``meta["dropped"]``. Writers are
+atomic (temp file + rename), refuse to overwrite unless ``overwrite=True``, and refuse unsorted events for a
+format that stores them in time order.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ def read_events(source: Source, format: str | None = None, **options: Any) -> Ev
         format: a name from :func:`available_formats` or an alias (``"shd"``, ``"aedat31"`` …);
             default: detected from the magic bytes, then the extension.
         **options: passed to the format's decoder, e.g. ``sensor_size=(W, H)`` (most formats),
-            ``chip="davis346"`` (aedat2), ``stream=`` (aedat4), ``index=`` (hdf5_spikes).
+            ``strict=False`` (salvage: drop what breaks the format's guarantees, counted in
+            ``meta["dropped"]``), ``chip="davis346"`` (aedat2), ``stream=`` (aedat4), ``index=`` (hdf5_spikes).
 
     Returns:
         :class:`Events`: ``events`` (``EVENT_DTYPE [N]``), ``sensor_size (W, H, 2)``, ``meta``.
@@ -60,6 +65,8 @@ def read_events(source: Source, format: str | None = None, **options: Any) -> Ev
         spec = spec or detect_format(data[:HEAD_BYTES])
         return spec.module.decode(data, name, **options)
     name = str(os.fspath(source))
+    if os.path.isdir(name):
+        raise EventFormatError(name, None, "an event file", "a folder", spec.name if spec else None, "path")
     if spec is None and os.path.splitext(name)[1].lower() in _LAZY_EXT:
         spec = detect_format(read_file(name, HEAD_BYTES), name)
     if spec is not None and spec.opens_path:       # HDF5: h5py reads only what it needs
@@ -100,4 +107,10 @@ def write_events(path: str | os.PathLike, events: Events | np.ndarray, format: s
                          f"{available_formats(writable=True)}")
     ev = as_events(events, sensor_size, spec.name)
     check_events(ev.events, ev.sensor_size, source=f"write_events({p})")
+    t = ev.events["t"]
+    if spec.ordered and t.size > 1 and bool(np.any(t[1:] < t[:-1])):
+        i = int(np.flatnonzero(t[1:] < t[:-1])[0]) + 1
+        raise ValueError(f"write_events({p}): {spec.name} stores events in time order, but event {i} has "
+                         f"t={int(t[i])} after t={int(t[i - 1])}; sort them first "
+                         "(events[np.argsort(events['t'], kind='stable')])")
     return atomic_write(p, spec.module.encode(ev, **options), overwrite=overwrite)

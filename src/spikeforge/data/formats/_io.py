@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from ..events import Events
 from .errors import EventFormatError
 
 __all__ = ["Source", "load_bytes", "read_file", "text_header", "header_value", "to_int",
-           "first_outside", "check_inside", "as_events"]
+           "first_outside", "check_inside", "as_events", "finish"]
 
 Source = str | os.PathLike | bytes | bytearray | memoryview
 
@@ -56,12 +56,15 @@ def load_bytes(src: Source) -> tuple[bytes, str]:
 
 
 def text_header(data: bytes, prefix: bytes, *, end_markers: tuple[bytes, ...] = (),
-                start: int = 0) -> tuple[list[str], int]:
+                start: int = 0, source: str | None = None, fmt: str | None = None) -> tuple[list[str], int]:
     """Split off the leading ``prefix`` text lines (``%`` or ``#``) of a binary file.
 
     A line ends at ``\\n``; the header ends at the first line that does not start with ``prefix``,
     is not text (a binary word that happens to begin with the prefix byte), is longer than 64 KiB,
     or right after a line starting with one of ``end_markers`` (e.g. ``% end``).
+
+    With ``source`` given, a header line that the file ends in before its ``\\n`` (a file cut inside its
+    header) raises ``EventFormatError``; without, it is taken as the last line (for sniffing a file's head).
 
     Returns:
         (lines without their prefix and line ending, byte offset of the body).
@@ -76,6 +79,10 @@ def text_header(data: bytes, prefix: bytes, *, end_markers: tuple[bytes, ...] = 
         raw = data[pos:stop].rstrip(b"\r\n")
         if _CONTROL.search(raw) is not None:
             break
+        if end < 0 and source is not None:
+            raise EventFormatError(source, n, "the end of the header line that starts at byte "
+                                   f"{pos} (a line ending)", "the end of the file: it was cut inside its header",
+                                   fmt)
         lines.append(raw[len(prefix):].decode("latin-1"))
         pos = stop
         if end_markers and raw.startswith(end_markers):
@@ -117,6 +124,52 @@ def check_inside(ev: np.ndarray, W: int, H: int, offset_of, source: str, fmt: st
     if i >= 0:
         raise EventFormatError(source, int(offset_of(i)), f"coordinates inside the {W}×{H} sensor",
                                f"x={int(ev['x'][i])}, y={int(ev['y'][i])} (event {i})", fmt)
+
+
+def finish(ev: np.ndarray, source: str, fmt: str, *, W: int, H: int, ordered: bool, strict: bool,
+           offset_of: Callable[[int], int] | None = None) -> tuple[np.ndarray, dict[str, int]]:
+    """Check what the format guarantees of decoded events: times ``>= 0``, non-decreasing where the format
+    writes them in order (``ordered``), coordinates inside the ``W × H`` sensor.
+
+    ``strict``: raise ``EventFormatError`` at the first violation, naming its byte (``offset_of``: event index →
+    byte, where the format has fixed places) or its event index. Otherwise drop every violating event — for
+    order, each event earlier than one kept before it — and return the counts by reason (for ``meta``).
+
+    Returns:
+        ``(events kept, {"negative_time": n, "outside_sensor": n, "backward_time": n})`` (only non-zero counts).
+    """
+    if ev.size == 0:
+        return ev, {}
+    t = ev["t"]
+    neg = t < 0
+    out = (ev["x"] >= W) | (ev["y"] >= H)
+    back = np.zeros(ev.size, dtype=bool)
+    if ordered:
+        back[1:] = t[1:] < np.maximum.accumulate(t)[:-1]
+    bad = neg | out | back
+    if not bad.any():
+        return ev, {}
+    if strict:
+        i = int(np.flatnonzero(bad)[0])
+        if neg[i]:
+            what, got = "a timestamp >= 0", f"t={int(t[i])}"
+        elif out[i]:
+            what, got = f"coordinates inside the {W}×{H} sensor", f"x={int(ev['x'][i])}, y={int(ev['y'][i])}"
+        else:
+            what = "timestamps in order (this format writes events in time order)"
+            got = f"t={int(t[i])} after t={int(np.max(t[:i]))}"
+        where = f"event {i}"
+        raise EventFormatError(source, None if offset_of is None else int(offset_of(i)), what, got, fmt, where)
+    dropped = {"negative_time": int(neg.sum()), "outside_sensor": int((out & ~neg).sum())}
+    keep = ~(neg | out)
+    kept = ev[keep]
+    if ordered and kept.size:
+        kt = kept["t"]
+        ok = np.ones(kept.size, dtype=bool)
+        ok[1:] = kt[1:] >= np.maximum.accumulate(kt)[:-1]
+        dropped["backward_time"] = int((~ok).sum())
+        kept = kept[ok]
+    return kept, {k: v for k, v in dropped.items() if v}
 
 
 def as_events(events: Events | np.ndarray, sensor_size: tuple[int, ...] | None,

@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ._io import text_header, to_int
 
-__all__ = ["ProphHeader", "parse_header", "raw_kind"]
+__all__ = ["ProphHeader", "parse_header", "raw_kind", "time_high_fillers"]
 
 # plugin-name fragment → (W, H), checked in order (Metavision HAL plugin names)
 _PLUGINS = (("gen31", (640, 480)), ("gen3", (640, 480)), ("gen41", (1280, 720)),
@@ -31,8 +33,10 @@ class ProphHeader:
     fields: dict[str, str] = field(default_factory=dict)
 
 
-def parse_header(data: bytes) -> ProphHeader:
-    lines, body = text_header(data, b"%", end_markers=(b"% end",))
+def parse_header(data: bytes, source: str | None = None, fmt: str | None = None) -> ProphHeader:
+    """The header's lines and fields; with ``source``, a header cut before its line end raises (see
+    ``text_header``)."""
+    lines, body = text_header(data, b"%", end_markers=(b"% end",), source=source, fmt=fmt)
     fields: dict[str, str] = {}
     for line in lines:
         parts = line.strip().split(None, 1)
@@ -69,6 +73,20 @@ def _geometry(fields: dict[str, str]) -> tuple[int, int] | None:
         if frag in plugin:
             return size
     return None
+
+
+def time_high_fillers(values: np.ndarray, max_step: int) -> tuple[np.ndarray, np.ndarray]:
+    """What an encoder writes so that no TIME_HIGH step exceeds ``max_step`` (as a camera, which writes one
+    every tick): for increasing absolute time-high ``values``, the filler values and, for each, the index of
+    the value it precedes. The first value needs none (a stream may start at any time)."""
+    v = np.asarray(values, dtype=np.int64)
+    if v.size == 0:
+        return v, v
+    prev = np.r_[v[0], v[:-1]]
+    counts = np.maximum(0, -(-(v - prev) // max_step) - 1)
+    idx = np.repeat(np.arange(v.size), counts)
+    k = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts) + 1
+    return np.repeat(prev, counts) + max_step * k, idx
 
 
 def raw_kind(head: bytes) -> str | None:

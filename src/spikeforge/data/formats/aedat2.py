@@ -15,18 +15,22 @@ The address layout depends on the chip (``# AEChip:`` header line, or ``chip=``)
 
   Addresses with bit 31 set are APS / IMU samples and are dropped.
 
-Timestamps are µs; a backward jump of more than 2**31 is a 32-bit counter wrap and is unrolled.
+Timestamps are µs; a backward jump of more than 2**31 is a 32-bit counter wrap and is unrolled; any
+other step back breaks the order jAER writes and is an error, as are events outside the sensor and a
+file cut inside its text header (``strict=False`` drops such events and counts them instead).
 One numba pass decodes, filters and checks (the body is a native-order view, byte-swapped in the
 kernel: numba has no big-endian arrays).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 
 from ..events import EVENT_DTYPE, Events
-from ._io import check_inside, header_value, text_header, to_int
+from ._io import finish, header_value, text_header, to_int
 from .errors import EventFormatError
 
 __all__ = ["NAME", "EXTENSIONS", "CHIPS", "decode", "encode", "sniff", "chip_from_header"]
@@ -34,6 +38,7 @@ __all__ = ["NAME", "EXTENSIONS", "CHIPS", "decode", "encode", "sniff", "chip_fro
 NAME = "aedat2"
 EXTENSIONS = (".aedat",)
 MAGIC = b"#!AER-DAT2"
+END_HEADER = "End Of ASCII Header"
 CHIPS = {"dvs128": (128, 128), "davis240": (240, 180), "davis346": (346, 260)}
 _APS = np.uint32(0x80000000)
 
@@ -78,9 +83,11 @@ def _dvs128(words, out):  # pragma: no cover - jitted
 
 
 @njit(cache=True, nogil=True)
-def _davis(words, W, H, out):  # pragma: no cover - jitted
-    """DAVIS records → events: drops APS samples (bit 31), checks the raw address against the
-    chip. Returns ``(events written, index of a bad record or -1)``."""
+def _davis(words, W, H, strict, out, kept):  # pragma: no cover - jitted
+    """DAVIS records → events: drops APS samples (bit 31), checks the raw address against the chip
+    (with ``strict`` off, skips records outside it). Returns ``(events written, index of a bad record or
+    -1, records skipped as outside)``; ``kept[j]`` is the record of event ``j``."""
+    skipped = 0
     n = 0
     wrap = np.int64(0)
     prev = np.int64(-1)
@@ -94,27 +101,33 @@ def _davis(words, W, H, out):  # pragma: no cover - jitted
         xr = (a >> 12) & 0x3FF
         yr = (a >> 22) & 0x1FF
         if xr >= W or yr >= H:
-            return n, i
+            if strict:
+                return n, i, skipped
+            skipped += 1
+            continue
         if ts < prev - (1 << 31):
             wrap += 1 << 32
         prev = ts
+        kept[n] = i
         e = out[n]
         e.t = ts + wrap
         e.x = W - 1 - xr
         e.y = H - 1 - yr
         e.p = (a >> 11) & 1
         n += 1
-    return n, -1
+    return n, -1, skipped
 
 
 def decode(data: bytes, source: str = "<bytes>", *, chip: str | None = None,
-           sensor_size: tuple[int, ...] | None = None) -> Events:
+           sensor_size: tuple[int, ...] | None = None, strict: bool = True) -> Events:
     """Decode AEDAT 2.0 bytes (one jitted pass; no Python loop per event).
 
     Args:
         chip: ``"dvs128"``, ``"davis240"`` or ``"davis346"``; default from the ``AEChip`` header
             line, else ``dvs128`` (CIFAR10-DVS files).
         sensor_size: overrides the chip's size (events outside it are an error).
+        strict: raise ``EventFormatError`` at the first event outside the sensor or out of time order
+            (default); ``False`` drops such events and counts them in ``meta["dropped"]``.
 
     Returns:
         :class:`Events` ``[N]``; ``meta`` has ``version``, ``creation_time_ms``, ``chip``,
@@ -123,10 +136,14 @@ def decode(data: bytes, source: str = "<bytes>", *, chip: str | None = None,
     if not data.startswith(MAGIC):
         raise EventFormatError(source, 0, "the AEDAT 2.0 magic '#!AER-DAT2.0'",
                                repr(bytes(data[:12])), NAME)
-    lines, body = text_header(data, b"#", end_markers=(b"#End Of ASCII Header",))
+    lines, body = text_header(data, b"#", end_markers=(b"#" + END_HEADER.encode(),), source=source, fmt=NAME)
     if not lines or not lines[0].startswith("!AER-DAT"):
         raise EventFormatError(source, 0, "a '#!AER-DAT2.0' text line", repr(bytes(data[:16])),
                                NAME)
+    cut = body == len(data) and not (lines and lines[-1].startswith(END_HEADER))
+    if cut and strict:       # no events follow, so the header must be whole: jAER closes it with END_HEADER
+        raise EventFormatError(source, len(data), f"the '#{END_HEADER}' line that closes the header",
+                               "the end of the file: it was cut inside its header", NAME)
     version = lines[0][len("!AER-DAT"):].strip()
     if not version.startswith("2"):
         raise EventFormatError(source, 0, "AEDAT version 2.x", version, NAME)
@@ -145,31 +162,34 @@ def decode(data: bytes, source: str = "<bytes>", *, chip: str | None = None,
     words = np.frombuffer(data, dtype="<u4", offset=body).reshape(-1, 2)   # kernel byte-swaps
     W, H = CHIPS[chip_name]
     out = np.empty(words.shape[0], dtype=EVENT_DTYPE)
+    kept: np.ndarray | None = None            # record of each event, where some were dropped (DAVIS)
     if chip_name == "dvs128":
         _dvs128(words, out)
-        n, bad = words.shape[0], -1
+        n, bad, outside = words.shape[0], -1, 0
     else:
-        n, bad = _davis(words, W, H, out)
+        kept = np.empty(words.shape[0], dtype=np.int64)
+        n, bad, outside = _davis(words, W, H, strict, out, kept)
     if bad >= 0:
         a = int.from_bytes(data[body + 8 * bad:body + 8 * bad + 4], "big")
         xr, yr = ((a >> 12) & 0x3FF, (a >> 22) & 0x1FF) if chip_name != "dvs128" else (0, 0)
         raise EventFormatError(source, body + 8 * bad, f"an address inside the {W}×{H} sensor "
                                f"of a {chip_name}", f"address {a:#010x} (raw x={xr}, y={yr})",
                                NAME)
-    dropped = words.shape[0] - n
-    if dropped:
+    aps = words.shape[0] - n - outside
+    if n < words.shape[0]:
         out = out[:n] if 2 * n >= words.shape[0] else out[:n].copy()
-    size = (W, H, 2)
-    if sensor_size is not None:
-        size = (int(sensor_size[0]), int(sensor_size[1]), 2)
-        if n and (int(out["x"].max()) >= size[0] or int(out["y"].max()) >= size[1]):
-            addr = np.frombuffer(data, dtype=">u4", offset=body)[0::2]
-            keep = np.flatnonzero((addr & _APS) == 0) if dropped else None
-            check_inside(out, size[0], size[1],
-                         lambda i: body + 8 * (i if keep is None else int(keep[i])), source, NAME)
+    size = (W, H, 2) if sensor_size is None else (int(sensor_size[0]), int(sensor_size[1]), 2)
+    out, dropped = finish(out, source, NAME, W=size[0], H=size[1], ordered=True, strict=strict,
+                          offset_of=lambda i: body + 8 * (i if kept is None else int(kept[i])))
+    if outside:
+        dropped = {"outside_sensor": outside + dropped.pop("outside_sensor", 0), **dropped}
     created = header_value(lines, "Creation time: System.currentTimeMillis()")
-    meta = {"format": NAME, "version": version, "chip": chip_name, "header": lines,
-            "creation_time_ms": to_int(created), "dropped_aps": int(dropped)}
+    meta: dict[str, Any] = {"format": NAME, "version": version, "chip": chip_name, "header": lines,
+            "creation_time_ms": to_int(created), "dropped_aps": int(aps)}
+    if cut:
+        dropped["header_cut"] = 1
+    if dropped:
+        meta["dropped"] = dropped
     return Events(out, size, meta)
 
 
@@ -197,7 +217,7 @@ def encode(ev: Events, *, chip: str = "dvs128", creation_time_ms: int | None = N
             "event\r\n# Timestamps tick is 1 us\r\n")
     if creation_time_ms is not None:
         head += f"# Creation time: System.currentTimeMillis() {int(creation_time_ms)}\r\n"
-    head += f"# AEChip: {chip_cls}\r\n"
+    head += f"# AEChip: {chip_cls}\r\n#{END_HEADER}\r\n"
     body = np.empty((a.size, 2), dtype=">u4")
     body[:, 0], body[:, 1] = addr, t
     return [head.encode("ascii"), body.tobytes()]

@@ -25,7 +25,7 @@ import struct
 import numpy as np
 
 from ..events import EVENT_DTYPE, Events
-from ._io import check_inside, header_value, smallest_size, text_header, to_int
+from ._io import finish, header_value, smallest_size, text_header, to_int
 from .errors import EventFormatError
 
 __all__ = ["NAME", "EXTENSIONS", "decode", "encode", "sniff", "packet_header"]
@@ -70,9 +70,12 @@ def _declared_size(lines: list[str]) -> tuple[int, int] | None:
     return None
 
 
-def decode(data: bytes, source: str = "<bytes>", *,
-           sensor_size: tuple[int, ...] | None = None) -> Events:
+def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...] | None = None,
+           strict: bool = True) -> Events:
     """Decode AEDAT 3.1 bytes (polarity events of every packet, in file order).
+
+    Events must lie inside the declared (or given) sensor and come in time order, as cAER writes them;
+    ``strict=False`` drops those that do not and counts them in ``meta["dropped"]``.
 
     Returns:
         :class:`Events` ``[N]``; ``meta`` has ``header`` lines, ``packets`` (count per event type)
@@ -81,7 +84,7 @@ def decode(data: bytes, source: str = "<bytes>", *,
     if not data.startswith(MAGIC):
         raise EventFormatError(source, 0, "the AEDAT 3.1 magic '#!AER-DAT3.1'",
                                repr(bytes(data[:12])), NAME)
-    lines, pos = text_header(data, b"#", end_markers=(END,))
+    lines, pos = text_header(data, b"#", end_markers=(END,), source=source, fmt=NAME)
     if not lines or not lines[-1].startswith(END[1:].decode()):
         raise EventFormatError(source, pos, "a '#!END-HEADER' line closing the text header",
                                repr(bytes(data[pos:pos + 16])), NAME)
@@ -149,8 +152,9 @@ def decode(data: bytes, source: str = "<bytes>", *,
         W, H = declared
     else:
         W, H = smallest_size(out)
-    check_inside(out, W, H, offset_of, source, NAME)
-    meta = {"format": NAME, "header": lines, "packets": packets, "invalid": int(d.size - idx.size)}
+    out, dropped = finish(out, source, NAME, W=W, H=H, ordered=True, strict=strict, offset_of=offset_of)
+    meta = {"format": NAME, "header": lines, "packets": packets, "invalid": int(d.size - idx.size),
+            **({"dropped": dropped} if dropped else {})}
     return Events(out, (W, H, 2), meta)
 
 

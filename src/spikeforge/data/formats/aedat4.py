@@ -28,7 +28,7 @@ import numpy as np
 
 from ..events import EVENT_DTYPE, Events
 from . import _flatbuffers as fb
-from ._io import smallest_size, to_int
+from ._io import finish, smallest_size, to_int
 from .errors import EventFormatError, require_extra
 
 __all__ = ["NAME", "EXTENSIONS", "COMPRESSION", "EVENT_STRUCT", "decode", "encode", "sniff",
@@ -150,8 +150,12 @@ def _event_elements(buf: bytes) -> bytes:
 
 
 def decode(data: bytes, source: str = "<bytes>", *, stream: int | None = None,
-           sensor_size: tuple[int, ...] | None = None) -> Events:
+           sensor_size: tuple[int, ...] | None = None, strict: bool = True) -> Events:
     """Decode the events of one stream (default: the lowest-id ``EVTS`` stream).
+
+    Events must have ``t >= 0``, lie inside the stream's declared (or the given) sensor and come in time
+    order, as DV writes them; errors name the byte of the packet that holds the first event that does not.
+    ``strict=False`` drops such events and counts them in ``meta["dropped"]``.
 
     Returns:
         :class:`Events` ``[N]``; ``meta`` has ``compression``, ``streams`` (id → XML attributes),
@@ -201,16 +205,27 @@ def decode(data: bytes, source: str = "<bytes>", *, stream: int | None = None,
         W, H = to_int(info["sizeX"]) or 0, to_int(info["sizeY"]) or 0
     else:
         W, H = smallest_size(raw)
+    ends = np.cumsum([n for _, n in where])
+
+    def packet_of(i: int) -> int:          # the byte where the packet holding event i starts
+        return where[int(np.searchsorted(ends, i, side="right"))][0]
+
     x, y = raw["x"], raw["y"]
-    if raw.size and (x.min() < 0 or y.min() < 0 or x.max() >= W or y.max() >= H):
-        i = int(np.flatnonzero((x < 0) | (y < 0) | (x >= W) | (y >= H))[0])
-        k = int(np.searchsorted(np.cumsum([n for _, n in where]), i, side="right"))
-        raise _err(source, where[k][0], f"coordinates inside the {W}×{H} sensor",
-                   f"x={int(x[i])}, y={int(y[i])} (event {i})")
+    negative = (x < 0) | (y < 0)
+    if negative.any():                     # int16 fields: a negative coordinate cannot be stored as ours
+        if strict:
+            i = int(np.flatnonzero(negative)[0])
+            raise _err(source, packet_of(i), f"coordinates inside the {W}×{H} sensor",
+                       f"x={int(x[i])}, y={int(y[i])} (event {i})")
+        keep = ~negative
+        raw, out, x, y = raw[keep], out[keep], x[keep], y[keep]
     out["x"], out["y"] = x, y
     out["p"] = raw["on"] != 0
+    out, dropped = finish(out, source, NAME, W=W, H=H, ordered=True, strict=strict, offset_of=packet_of)
+    if negative.any():
+        dropped["outside_sensor"] = dropped.get("outside_sensor", 0) + int(negative.sum())
     meta = {"format": NAME, "compression": COMPRESSION[comp], "streams": streams,
-            "stream": target, "packets": packets}
+            "stream": target, "packets": packets, **({"dropped": dropped} if dropped else {})}
     return Events(out, (W, H, 2), meta)
 
 

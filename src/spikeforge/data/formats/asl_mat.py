@@ -41,11 +41,13 @@ def _integers(a: np.ndarray, key: str, lo: int, hi: int, source: str) -> np.ndar
     return r
 
 
-def decode(data: bytes, source: str = "<bytes>", *, flip_y: bool = True) -> Events:
+def decode(data: bytes, source: str = "<bytes>", *, flip_y: bool = True, strict: bool = True) -> Events:
     """Decode one ASL-DVS sample.
 
     Args:
         flip_y: convert the file's bottom-up rows (``y = 179 − y``); False keeps them.
+        strict: raise ``EventFormatError`` for an event outside the 240×180 sensor or with ``ts < 0``
+            (default); ``False`` drops such events and counts them in ``meta["dropped"]``.
 
     Returns:
         :class:`Events` ``[N]`` on ``(240, 180, 2)``.
@@ -66,12 +68,24 @@ def decode(data: bytes, source: str = "<bytes>", *, flip_y: bool = True) -> Even
         raise EventFormatError(source, None, "x, y, ts, pol of equal length",
                                {k: c.size for k, c in cols.items()}, NAME, where="MAT variables")
     W, H = SENSOR
-    x = _integers(cols["x"], "x", 0, W, source)
-    y = _integers(cols["y"], "y", 0, H, source)
-    t = _integers(cols["ts"], "ts", -(1 << 62), 1 << 62, source)
+    wide = 1 << 62
+    x, y = (_integers(cols[k], k, -wide, wide, source) for k in ("x", "y"))
+    t = _integers(cols["ts"], "ts", -wide, wide, source)
     p = _integers(cols["pol"], "pol", -1, 2, source)
-    out = np.empty(n, dtype=EVENT_DTYPE)
+    dropped: dict[str, int] = {}
+    outside, negative = (x < 0) | (x >= W) | (y < 0) | (y >= H), t < 0
+    if strict and (outside.any() or negative.any()):
+        key, bad, what = (("x, y", outside, f"coordinates inside the {W}×{H} sensor") if outside.any()
+                          else ("ts", negative, "times >= 0"))
+        i = int(np.flatnonzero(bad)[0])
+        raise EventFormatError(source, None, what, f"event {i}: x={x[i]}, y={y[i]}, ts={t[i]}", NAME, where=key)
+    keep = ~(outside | negative)
+    if not keep.all():
+        dropped = {k: int(v) for k, v in (("outside_sensor", outside.sum()),
+                                          ("negative_time", (negative & ~outside).sum())) if v}
+        x, y, t, p = x[keep], y[keep], t[keep], p[keep]
+    out = np.empty(x.size, dtype=EVENT_DTYPE)
     out["t"], out["x"] = t, x
     out["y"] = (H - 1) - y if flip_y else y
     out["p"] = p > 0
-    return Events(out, (W, H, 2), {"format": NAME})
+    return Events(out, (W, H, 2), {"format": NAME, **({"dropped": dropped} if dropped else {})})

@@ -32,9 +32,12 @@ def sniff(head: bytes) -> bool:
     return head.startswith(MAGIC)
 
 
-def decode(data: bytes, source: str = "<bytes>", *,
-           sensor_size: tuple[int, ...] | None = None) -> Events:
-    """Decode a structured ``.npy`` event array (sensor 128×128 unless ``sensor_size`` is given)."""
+def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...] | None = None,
+           strict: bool = True) -> Events:
+    """Decode a structured ``.npy`` event array (sensor 128×128 unless ``sensor_size`` is given).
+
+    Every event must lie inside the sensor, with ``t >= 0`` and a polarity in {-1, 0, 1};
+    ``strict=False`` drops those that do not and counts them in ``meta["dropped"]``."""
     f = io.BytesIO(data)
     fmt = np.lib.format
     try:
@@ -60,8 +63,9 @@ def decode(data: bytes, source: str = "<bytes>", *,
                                f"{len(data) - body} bytes (truncated)", NAME)
     arr = np.frombuffer(data, dtype=dtype, count=n, offset=body)
     W, H = (int(sensor_size[0]), int(sensor_size[1])) if sensor_size is not None else SENSOR
-    cols = {}
-    for k, lo, hi in (("x", 0, W), ("y", 0, H), ("p", -1, 2), ("t", -(1 << 62), 1 << 62)):
+    cols, drop = {}, np.zeros(n, dtype=bool)
+    dropped: dict[str, int] = {}
+    for k, lo, hi in (("x", 0, W), ("y", 0, H), ("p", -1, 2), ("t", 0, 1 << 62)):
         c = arr[k]
         if c.dtype.kind not in "biuf" or c.ndim != 1:
             raise EventFormatError(source, 8, f"a numeric scalar field {k}", str(c.dtype), NAME)
@@ -69,17 +73,23 @@ def decode(data: bytes, source: str = "<bytes>", *,
             i = int(np.flatnonzero(~np.isfinite(c))[0])
             raise EventFormatError(source, body + i * dtype.itemsize, f"a finite {k}", c[i], NAME)
         r = np.rint(c).astype(np.int64) if c.dtype.kind == "f" else c.astype(np.int64)
-        bad = np.flatnonzero((r < lo) | (r >= hi)) if c.size else np.zeros(0, int)
-        if bad.size:
-            i = int(bad[0])
-            raise EventFormatError(source, body + i * dtype.itemsize,
-                                   f"{k} in [{lo}, {hi})" + (" (inside the sensor)" if k in "xy"
-                                                             else ""), c[i], NAME)
+        bad = (r < lo) | (r >= hi)
+        if bad.any():
+            if strict:
+                i = int(np.flatnonzero(bad)[0])
+                raise EventFormatError(source, body + i * dtype.itemsize,
+                                       f"{k} in [{lo}, {hi})" + (" (inside the sensor)" if k in "xy" else ""),
+                                       c[i], NAME)
+            reason = {"x": "outside_sensor", "y": "outside_sensor", "t": "negative_time", "p": "bad_polarity"}[k]
+            dropped[reason] = dropped.get(reason, 0) + int((bad & ~drop).sum())
+            drop |= bad
         cols[k] = r
-    out = np.empty(n, dtype=EVENT_DTYPE)
-    out["t"], out["x"], out["y"] = cols["t"], cols["x"], cols["y"]
-    out["p"] = cols["p"] > 0
-    return Events(out, (W, H, 2), {"format": NAME, "fortran_order": bool(fortran)})
+    keep = ~drop
+    out = np.empty(int(keep.sum()), dtype=EVENT_DTYPE)
+    out["t"], out["x"], out["y"] = cols["t"][keep], cols["x"][keep], cols["y"][keep]
+    out["p"] = cols["p"][keep] > 0
+    meta = {"format": NAME, "fortran_order": bool(fortran), **({"dropped": dropped} if dropped else {})}
+    return Events(out, (W, H, 2), meta)
 
 
 def encode(ev: Events) -> list[bytes]:

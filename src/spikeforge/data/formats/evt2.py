@@ -11,6 +11,11 @@ CD words before the first TIME_HIGH use time_high = 0 (as faery does). The 34-bi
 4.77 h: a TIME_HIGH smaller than the previous one adds 2**34 µs, so timestamps stay monotonic.
 The decoder keeps state (time_high), so it is one numba pass into an array sized by the word count.
 
+What the format guarantees is checked: the sensor writes a TIME_HIGH every 64 µs (real files step by 0 or
+1), so one that moves time by more than ``MAX_STEP`` (2**14 · 64 µs ≈ 1 s) — forwards, or backwards other
+than across the wrap — is a damaged word, not a pause; coordinates lie inside the declared sensor; events
+come in time order. ``strict=False`` skips damaged words and such events and counts them.
+
 Prophesee, "EVT 2.0 Format": https://docs.prophesee.ai/stable/data/encoding_formats/evt2.html
 """
 
@@ -20,8 +25,8 @@ import numpy as np
 from numba import njit
 
 from ..events import EVENT_DTYPE, Events
-from ._io import smallest_size
-from ._prophesee import parse_header
+from ._io import finish, smallest_size
+from ._prophesee import parse_header, time_high_fillers
 from .errors import EventFormatError
 
 __all__ = ["NAME", "EXTENSIONS", "decode", "encode", "sniff"]
@@ -29,7 +34,8 @@ __all__ = ["NAME", "EXTENSIONS", "decode", "encode", "sniff"]
 NAME = "evt2"
 EXTENSIONS = (".raw",)
 _UNBOUNDED = 1 << 11        # x, y are 11-bit: no sensor limit when the header declares none
-ERR_TYPE, ERR_OUTSIDE = 1, 2
+ERR_TYPE, ERR_OUTSIDE, ERR_JUMP = 1, 2, 3
+MAX_STEP = 1 << 14          # TIME_HIGH units (64 µs) one TIME_HIGH may advance: ≈ 1.05 s
 
 
 def sniff(head: bytes) -> bool:
@@ -38,8 +44,9 @@ def sniff(head: bytes) -> bool:
 
 
 @njit(cache=True, nogil=True)
-def _kernel(words, W, H, out):  # pragma: no cover - jitted
-    """One pass (at most one event per word). Returns (events, bad word or -1, error code)."""
+def _kernel(words, W, H, strict, out, skipped):  # pragma: no cover - jitted
+    """One pass (at most one event per word). Returns (events, bad word or -1, error code); with ``strict``
+    off, bad words are skipped and counted in ``skipped[code]`` instead."""
     n = 0
     th = np.int64(0)
     last = np.int64(-1)
@@ -51,7 +58,10 @@ def _kernel(words, W, H, out):  # pragma: no cover - jitted
             x = (w >> 11) & 0x7FF
             y = w & 0x7FF
             if x >= W or y >= H:
-                return n, i, ERR_OUTSIDE
+                if strict:
+                    return n, i, ERR_OUTSIDE
+                skipped[ERR_OUTSIDE] += 1
+                continue
             e = out[n]
             e.t = th | ((w >> 22) & 0x3F)
             e.x = x
@@ -60,25 +70,36 @@ def _kernel(words, W, H, out):  # pragma: no cover - jitted
             n += 1
         elif typ == 8:
             v = w & 0x0FFFFFFF
+            if last >= 0 and ((v - last) & 0x0FFFFFFF) > MAX_STEP:
+                if strict:
+                    return n, i, ERR_JUMP
+                skipped[ERR_JUMP] += 1
+                continue
             if v < last:
                 loops += 1
             last = v
             th = ((loops << 28) + v) << 6
         elif typ != 0xA and typ != 0xE and typ != 0xF:
-            return n, i, ERR_TYPE
+            if strict:
+                return n, i, ERR_TYPE
+            skipped[ERR_TYPE] += 1
     return n, -1, 0
 
 
-def decode(data: bytes, source: str = "<bytes>", *,
-           sensor_size: tuple[int, ...] | None = None) -> Events:
+def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...] | None = None,
+           strict: bool = True) -> Events:
     """Decode EVT 2.0 bytes (one jitted pass; the output is at most one event per word).
+
+    Args:
+        strict: raise ``EventFormatError`` at the first damaged word or event (default); ``False`` skips
+            them and counts them in ``meta["dropped"]``.
 
     Returns:
         :class:`Events` ``[N]``; ``meta`` has the ``header`` lines. Sensor size: ``sensor_size=``,
         else ``% geometry`` / ``% format`` / the camera plugin, else the smallest that holds the
         events.
     """
-    h = parse_header(data)
+    h = parse_header(data, source, NAME)
     if h.evt not in (None, "2.0"):
         raise EventFormatError(source, 0, "an EVT 2.0 header ('% evt 2.0')", f"evt {h.evt}", NAME)
     body = h.body
@@ -90,18 +111,27 @@ def decode(data: bytes, source: str = "<bytes>", *,
     size = (int(sensor_size[0]), int(sensor_size[1])) if sensor_size is not None else h.size
     W, H = size if size is not None else (_UNBOUNDED, _UNBOUNDED)
     out = np.empty(words.size, dtype=EVENT_DTYPE)
-    n, bad, code = _kernel(words, W, H, out)
+    skipped = np.zeros(4, dtype=np.int64)
+    n, bad, code = _kernel(words, W, H, strict, out, skipped)
     if bad >= 0:
         w = int(words[bad])
         if code == ERR_TYPE:
             raise EventFormatError(source, body + 4 * bad, "an EVT 2.0 word type in "
                                    "{0x0, 0x1, 0x8, 0xA, 0xE, 0xF}", hex(w >> 28), NAME)
+        if code == ERR_JUMP:
+            raise EventFormatError(source, body + 4 * bad, f"a TIME_HIGH within {MAX_STEP} steps of 64 µs of "
+                                   "the previous one (the sensor writes one every 64 µs)",
+                                   f"time_high {w & 0x0FFFFFFF}", NAME)
         raise EventFormatError(source, body + 4 * bad, f"coordinates inside the {W}×{H} sensor",
                                f"x={(w >> 11) & 0x7FF}, y={w & 0x7FF}", NAME)
     out = out[:n] if 2 * n >= words.size else out[:n].copy()
     if size is None:
         size = smallest_size(out)
-    return Events(out, (size[0], size[1], 2), {"format": NAME, "header": h.lines})
+    out, dropped = finish(out, source, NAME, W=size[0], H=size[1], ordered=True, strict=strict)
+    dropped = {**{k: int(skipped[c]) for k, c in (("outside_sensor", ERR_OUTSIDE), ("time_jump", ERR_JUMP),
+                                                  ("unknown_word", ERR_TYPE)) if skipped[c]}, **dropped}
+    meta = {"format": NAME, "header": h.lines, **({"dropped": dropped} if dropped else {})}
+    return Events(out, (size[0], size[1], 2), meta)
 
 
 def encode(ev: Events) -> list[bytes]:
@@ -122,5 +152,8 @@ def encode(ev: Events) -> list[bytes]:
     words = np.empty(a.size + th.size, dtype="<u4")
     slots = np.arange(a.size) + np.cumsum(new)          # each CD after its TIME_HIGH
     words[slots] = cd
-    words[np.flatnonzero(new) + np.arange(th.size)] = th
-    return [head.encode("ascii"), words.tobytes()]
+    th_at = np.flatnonzero(new) + np.arange(th.size)
+    words[th_at] = th
+    fill, before = time_high_fillers(hi[new], MAX_STEP)  # a gap is crossed in steps the reader accepts
+    words = np.insert(words, th_at[before], (np.uint32(8) << 28) | (fill & 0x0FFFFFFF).astype(np.uint32))
+    return [head.encode("ascii"), words.astype("<u4").tobytes()]

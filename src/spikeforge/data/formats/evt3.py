@@ -15,8 +15,13 @@ The decoder is stateful (y, base x, polarity, time)::
     t = (loops << 24) | (th << 12) | tl
 
 A vector word emits up to 12 events, so two numba passes run: a branch-free count, then the
-stateful fill into the exactly sized output (no Python loop per word). Events past the sensor
-are errors.
+stateful fill into the exactly sized output (no Python loop per word).
+
+What the format guarantees is checked: events inside the declared sensor and in time order, and no
+impossible time jump — the camera writes a TIME_HIGH every 4096 µs (real files step by 0 or 1), so one that
+moves time by more than ``MAX_STEP`` (256 · 4096 µs ≈ 1 s, across the 24-bit wrap included) is a damaged
+word. A header cut before its line end is an error. ``strict=False`` skips damaged words and events and
+counts them.
 
 Prophesee, "EVT 3.0 Format": https://docs.prophesee.ai/stable/data/encoding_formats/evt3.html
 """
@@ -27,15 +32,16 @@ import numpy as np
 from numba import njit
 
 from ..events import EVENT_DTYPE, Events
-from ._io import smallest_size
-from ._prophesee import parse_header
+from ._io import finish, smallest_size
+from ._prophesee import parse_header, time_high_fillers
 from .errors import EventFormatError
 
 __all__ = ["NAME", "EXTENSIONS", "decode", "encode", "sniff"]
 
 NAME = "evt3"
 EXTENSIONS = (".raw",)
-ERR_TYPE, ERR_OUTSIDE, ERR_OVERRUN = 1, 2, 3
+ERR_TYPE, ERR_OUTSIDE, ERR_OVERRUN, ERR_JUMP = 1, 2, 3, 4
+MAX_STEP = 256              # TIME_HIGH units (4096 µs) one TIME_HIGH may advance: ≈ 1.05 s
 
 
 def sniff(head: bytes) -> bool:
@@ -58,8 +64,9 @@ def _count(words):  # pragma: no cover - jitted
 
 
 @njit(cache=True, nogil=True)
-def _kernel(words, W, H, out):  # pragma: no cover - jitted
-    """Decode into ``out`` (sized by :func:`_count`); returns ``(events, bad word or -1, code)``."""
+def _kernel(words, W, H, strict, out, skipped):  # pragma: no cover - jitted
+    """Decode into ``out`` (sized by :func:`_count`); returns ``(events, bad word or -1, code)``; with ``strict``
+    off, bad words and events are skipped and counted in ``skipped[code]``."""
     n = 0
     y = 0
     base = 0
@@ -77,7 +84,10 @@ def _kernel(words, W, H, out):  # pragma: no cover - jitted
         elif typ == 0x2:
             x = w & 0x7FF
             if x >= W or y >= H:
-                return n, i, ERR_OUTSIDE
+                if strict:
+                    return n, i, ERR_OUTSIDE
+                skipped[ERR_OUTSIDE] += 1
+                continue
             if n >= out.size:
                 return n, i, ERR_OVERRUN
             e = out[n]
@@ -96,12 +106,15 @@ def _kernel(words, W, H, out):  # pragma: no cover - jitted
                 top = base + width - 1
                 while top >= base and not (bits >> (top - base)) & 1:
                     top -= 1
-                if top >= W or y >= H:
+                if strict and (top >= W or y >= H):
                     return n, i, ERR_OUTSIDE
                 if n + width > out.size and n + _POPCOUNT[bits] > out.size:
                     return n, i, ERR_OVERRUN
                 for k in range(width):
                     if (bits >> k) & 1:
+                        if base + k >= W or y >= H:
+                            skipped[ERR_OUTSIDE] += 1
+                            continue
                         e = out[n]
                         e.t = t
                         e.x = base + k
@@ -114,25 +127,36 @@ def _kernel(words, W, H, out):  # pragma: no cover - jitted
             t = (loops << 24) | (th << 12) | tl
         elif typ == 0x8:
             v = w & 0xFFF
+            if last_th >= 0 and ((v - last_th) & 0xFFF) > MAX_STEP:
+                if strict:
+                    return n, i, ERR_JUMP
+                skipped[ERR_JUMP] += 1
+                continue
             if v < last_th:
                 loops += 1
             last_th = v
             th = v
             t = (loops << 24) | (th << 12) | tl
         elif typ != 0x7 and typ != 0xA and typ != 0xE and typ != 0xF:
-            return n, i, ERR_TYPE
+            if strict:
+                return n, i, ERR_TYPE
+            skipped[ERR_TYPE] += 1
     return n, -1, 0
 
 
-def decode(data: bytes, source: str = "<bytes>", *,
-           sensor_size: tuple[int, ...] | None = None) -> Events:
+def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...] | None = None,
+           strict: bool = True) -> Events:
     """Decode EVT 3.0 bytes.
+
+    Args:
+        strict: raise ``EventFormatError`` at the first damaged word or event (default); ``False`` skips
+            them and counts them in ``meta["dropped"]``.
 
     Returns:
         :class:`Events` ``[N]``; ``meta`` has the ``header`` lines. Sensor size: ``sensor_size=``,
         else ``% geometry`` / ``% format``, else the smallest sensor holding the events.
     """
-    h = parse_header(data)
+    h = parse_header(data, source, NAME)
     if h.evt not in (None, "3.0"):
         raise EventFormatError(source, 0, "an EVT 3.0 header ('% evt 3.0')", f"evt {h.evt}", NAME)
     body = h.body
@@ -144,7 +168,8 @@ def decode(data: bytes, source: str = "<bytes>", *,
     size = (int(sensor_size[0]), int(sensor_size[1])) if sensor_size is not None else h.size
     W, H = size if size is not None else (1 << 16, 1 << 16)
     out = np.empty(_count(words), dtype=EVENT_DTYPE)
-    n, bad, code = _kernel(words, W, H, out)
+    skipped = np.zeros(5, dtype=np.int64)
+    n, bad, code = _kernel(words, W, H, strict, out, skipped)
     if code == ERR_OVERRUN:  # pragma: no cover - _count and _kernel disagree: a bug, not bad input
         raise AssertionError(f"{source}: evt3 decoder overran its output at word {bad}")
     if bad >= 0:
@@ -152,19 +177,29 @@ def decode(data: bytes, source: str = "<bytes>", *,
         if code == ERR_TYPE:
             raise EventFormatError(source, body + 2 * bad, "an EVT 3.0 word type in "
                                    "{0x0, 0x2..0x8, 0xA, 0xE, 0xF}", hex(w >> 12), NAME)
+        if code == ERR_JUMP:
+            raise EventFormatError(source, body + 2 * bad, f"a TIME_HIGH within {MAX_STEP} steps of 4096 µs of "
+                                   "the previous one (the camera writes one every 4096 µs)",
+                                   f"time_high {w & 0xFFF}", NAME)
         raise EventFormatError(source, body + 2 * bad, f"coordinates inside the {W}×{H} sensor",
                                f"word {w:#06x} (type {w >> 12:#x})", NAME)
+    out = out[:n]
     if size is None:
-        size = smallest_size(out[:n])
-    return Events(out, (size[0], size[1], 2), {"format": NAME, "header": h.lines})
+        size = smallest_size(out)
+    out, dropped = finish(out, source, NAME, W=size[0], H=size[1], ordered=True, strict=strict)
+    dropped = {**{k: int(skipped[c]) for k, c in (("outside_sensor", ERR_OUTSIDE), ("time_jump", ERR_JUMP),
+                                                  ("unknown_word", ERR_TYPE)) if skipped[c]}, **dropped}
+    meta = {"format": NAME, "header": h.lines, **({"dropped": dropped} if dropped else {})}
+    return Events(out, (size[0], size[1], 2), meta)
 
 
 def encode(ev: Events) -> list[bytes]:
     """Write EVT 3.0 with single-event words (ADDR_Y, ADDR_X) and TIME_HIGH / TIME_LOW on change.
 
     No vector words are produced (the reader's vector path is tested on hand-made bytes). Events
-    must be time-sorted, with gaps below 2**24 µs; each wrap of the 24-bit clock is written as a
-    smaller TIME_HIGH, as a camera does, and a start at ``t >= 2**24`` as that many empty wraps.
+    must be time-sorted; each wrap of the 24-bit clock is written as a smaller TIME_HIGH, as a camera
+    does, and gaps (a start at ``t >= 2**24`` included) are crossed with extra TIME_HIGH words, at most
+    ``MAX_STEP`` apart, so that the reader sees no impossible jump.
     """
     a = ev.events
     W, H = int(ev.sensor_size[0]), int(ev.sensor_size[1])
@@ -177,8 +212,6 @@ def encode(ev: Events) -> list[bytes]:
     if a["x"].max() >= 2048 or a["y"].max() >= 2048:
         raise ValueError("write evt3: x and y must be < 2048 (11 bits)")
     hi, tl, y = t >> 12, t & 0xFFF, a["y"].astype(np.int64)
-    if np.any(np.diff(hi) >= 1 << 12):
-        raise ValueError("write evt3: gaps of 2**24 µs or more between events cannot be encoded")
     keep = np.stack([np.r_[True, hi[1:] != hi[:-1]], np.r_[True, tl[1:] != tl[:-1]],
                      np.r_[True, y[1:] != y[:-1]], np.ones(a.size, bool)], axis=1)
     # up to four words per event, in this order: TIME_HIGH, TIME_LOW, ADDR_Y, ADDR_X
@@ -187,5 +220,13 @@ def encode(ev: Events) -> list[bytes]:
     cols[:, 1] = (0x6 << 12) | tl
     cols[:, 2] = y
     cols[:, 3] = (0x2 << 12) | (a["p"].astype(np.int64) << 11) | a["x"].astype(np.int64)
-    wraps = np.tile(np.array([0x8FFF, 0x8000], dtype="<u2"), int(t[0] >> 24))
-    return [head.encode("ascii"), wraps.tobytes(), cols[keep].tobytes()]
+    words = cols[keep]
+    starts = np.cumsum(keep.sum(axis=1)) - keep.sum(axis=1)      # each event's first word
+    th_at, hv = starts[keep[:, 0]], hi[keep[:, 0]]
+    if hv[0] >= 1 << 12:         # the reader counts wraps from 0: start there and step up to the first time
+        hv, th_at = np.r_[0, hv], np.r_[0, th_at]
+        words = np.insert(words, 0, 0x8 << 12)
+        th_at[1:] += 1
+    fill, before = time_high_fillers(hv, MAX_STEP)
+    words = np.insert(words, th_at[before], ((0x8 << 12) | (fill & 0xFFF)).astype("<u2"))
+    return [head.encode("ascii"), words.astype("<u2").tobytes()]

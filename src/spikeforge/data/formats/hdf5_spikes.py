@@ -58,7 +58,7 @@ def _open(data: bytes | str | os.PathLike, source: str) -> Any:
                                where="HDF5 container") from None
 
 
-def _sample(times: Any, units: Any, i: int, n_channels: int, source: str) -> Events:
+def _sample(times: Any, units: Any, i: int, n_channels: int, source: str, strict: bool = True) -> Events:
     where = f"spikes/times[{i}], spikes/units[{i}]"
     try:
         tt = np.asarray(times, dtype=np.float64).ravel()
@@ -69,18 +69,25 @@ def _sample(times: Any, units: Any, i: int, n_channels: int, source: str) -> Eve
     if tt.shape != uu.shape:
         raise EventFormatError(source, None, "as many times as units", f"{tt.size} vs {uu.size}",
                                NAME, where=where)
-    if uu.size and (not np.issubdtype(uu.dtype, np.integer) or uu.min() < 0
-                    or uu.max() >= n_channels):
+    if uu.size and not np.issubdtype(uu.dtype, np.integer):
+        raise EventFormatError(source, None, f"integer units in [0, {n_channels})", str(uu.dtype), NAME, where=where)
+    bad_u = (uu < 0) | (uu >= n_channels)
+    with np.errstate(invalid="ignore"):
+        bad_t = ~(np.isfinite(tt) & (tt >= 0) & (tt < 1e6))
+    if strict and bad_u.any():
         raise EventFormatError(source, None, f"integer units in [0, {n_channels})",
                                f"{uu.dtype} in [{uu.min()}, {uu.max()}]", NAME, where=where)
-    if tt.size and not (np.isfinite(tt).all() and tt.min() >= 0 and tt.max() < 1e6):
-        raise EventFormatError(source, None, "finite times >= 0 in seconds", None, NAME,
-                               where=where)
+    if strict and bad_t.any():
+        raise EventFormatError(source, None, "finite times >= 0 in seconds", None, NAME, where=where)
+    dropped = {k: int(v) for k, v in (("outside_sensor", bad_u.sum()), ("bad_time", (bad_t & ~bad_u).sum())) if v}
+    if dropped:
+        keep = ~(bad_u | bad_t)
+        tt, uu = tt[keep], uu[keep]
     out = np.zeros(tt.size, dtype=EVENT_DTYPE)
     out["t"] = np.rint(tt * 1e6)
     out["x"] = uu
     out["p"] = 1
-    return Events(out, (n_channels, 1, 2), {"format": NAME, "index": i})
+    return Events(out, (n_channels, 1, 2), {"format": NAME, "index": i, **({"dropped": dropped} if dropped else {})})
 
 
 def _labels(f: Any, n: int) -> np.ndarray | None:
@@ -92,8 +99,9 @@ def _labels(f: Any, n: int) -> np.ndarray | None:
 
 
 def decode(data: bytes | str | os.PathLike, source: str = "<bytes>", *, index: int | None = None,
-           n_channels: int = N_CHANNELS) -> Events:
-    """One sample as :class:`Events` ``[N]``; ``meta`` has ``index``, ``label``, ``n_samples``."""
+           n_channels: int = N_CHANNELS, strict: bool = True) -> Events:
+    """One sample as :class:`Events` ``[N]``; ``meta`` has ``index``, ``label``, ``n_samples``. Units must lie
+    in ``[0, n_channels)`` and times be finite and ``>= 0`` (``strict=False`` drops and counts the rest)."""
     f, times, units = _open(data, source)
     with f:
         try:
@@ -118,7 +126,7 @@ def decode(data: bytes | str | os.PathLike, source: str = "<bytes>", *, index: i
         except Exception as e:
             raise EventFormatError(source, None, "readable vlen spikes/times and spikes/units",
                                    f"{type(e).__name__}: {e}", NAME, where=f"sample {i}") from None
-    ev = _sample(t_i, u_i, i, n_channels, source)
+    ev = _sample(t_i, u_i, i, n_channels, source, strict)
     ev.meta.update(n_samples=n, label=None if lab is None else int(lab[i]))
     return ev
 

@@ -16,11 +16,13 @@ datasets using saccades", Front. Neurosci. 9:437.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 
 from ..events import EVENT_DTYPE, Events
-from ._io import check_inside
+from ._io import finish
 from .errors import EventFormatError
 
 __all__ = ["NAME", "EXTENSIONS", "NMNIST_SIZE", "decode", "encode", "sniff"]
@@ -28,6 +30,7 @@ __all__ = ["NAME", "EXTENSIONS", "NMNIST_SIZE", "decode", "encode", "sniff"]
 NAME = "nmnist"
 EXTENSIONS = (".bin",)
 NMNIST_SIZE = (34, 34)
+ATIS_SIZE = (304, 240)          # the sensor the .bin format comes from (y = 240 is the marker row)
 OVERFLOW_Y = 240
 T_BITS = 23
 
@@ -89,14 +92,19 @@ def _unpack_markers(r, inc, out):  # pragma: no cover - jitted
 
 
 def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...] | None = None,
-           overflow_increment: int = 1 << T_BITS) -> Events:
+           overflow_increment: int = 1 << T_BITS, strict: bool = True) -> Events:
     """Decode ``.bin`` bytes into events (one jitted pass; no Python loop per event).
+
+    The file states no sensor size: it is ``sensor_size`` when given, else ``(34, 34)`` (N-MNIST) when every
+    event fits, else the ATIS sensor the format comes from, 304×240 (N-Caltech101 datasets pass their own).
+    Events are checked against what the format guarantees: inside that sensor and in time order.
 
     Args:
         data: the whole file, ``5·N`` bytes.
-        sensor_size: ``(W, H[, 2])``; default ``(34, 34)`` (N-MNIST) when every event fits, else the
-            smallest sensor holding the events (N-Caltech101 datasets should pass theirs).
+        sensor_size: ``(W, H[, 2])`` the recording is known to have.
         overflow_increment: µs added to later timestamps at each ``y == 240`` marker.
+        strict: raise ``EventFormatError`` at the first event that breaks an invariant (default); ``False``
+            drops such events and counts them in ``meta["dropped"]``.
 
     Returns:
         :class:`Events`; ``meta`` has ``overflow_markers`` (count). Shapes: ``events`` is ``[N]``.
@@ -109,18 +117,21 @@ def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...]
     r = np.frombuffer(data, dtype=np.uint8).reshape(-1, 5)
     out = np.empty(r.shape[0], dtype=EVENT_DTYPE)
     markers, mx, my = _unpack(r, out)
-    n, mx, my = r.shape[0] - markers, int(mx), int(my)
+    mx, my = int(mx), int(my)
     if markers:
-        out = np.empty(n, dtype=EVENT_DTYPE)
+        out = np.empty(r.shape[0] - markers, dtype=EVENT_DTYPE)
         mx, my = (int(v) for v in _unpack_markers(r, overflow_increment, out))
     if sensor_size is None:
-        W, H = NMNIST_SIZE if mx < 34 and my < 34 else (mx + 1, my + 1)
+        W, H = NMNIST_SIZE if mx < 34 and my < 34 else ATIS_SIZE
     else:
         W, H = int(sensor_size[0]), int(sensor_size[1])
-    if n and (mx >= W or my >= H):
-        keep = np.flatnonzero(r[:, 1] != OVERFLOW_Y)
-        check_inside(out, W, H, lambda i: 5 * int(keep[i]), source, NAME)
-    return Events(out, (W, H, 2), {"format": NAME, "overflow_markers": int(markers)})
+    keep = np.flatnonzero(r[:, 1] != OVERFLOW_Y) if markers else None
+    out, dropped = finish(out, source, NAME, W=W, H=H, ordered=True, strict=strict,
+                          offset_of=lambda i: 5 * (int(keep[i]) if keep is not None else i))
+    meta: dict[str, Any] = {"format": NAME, "overflow_markers": int(markers)}
+    if dropped:
+        meta["dropped"] = dropped
+    return Events(out, (W, H, 2), meta)
 
 
 def encode(ev: Events) -> list[bytes]:

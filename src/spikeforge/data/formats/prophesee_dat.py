@@ -6,9 +6,11 @@ After the header come two bytes, ``event_type`` (0 = Event2D, 12 = EventCD; both
     u32 t (µs) | u32 w:  x = w & 0x3FFF  y = (w >> 14) & 0x3FFF  p = (w >> 28) & 0xF  (Version 2)
 
 Files before Version 2 (no ``% Version`` line, as Prophesee's toolbox assumes) pack
-``x = w & 0x1FF, y = (w >> 9) & 0xFF, p = (w >> 17) & 1``. Polarity must be 0 or 1.
-The sensor size comes from ``% Width`` / ``% Height``; N-CARS files state none, so it is the
-smallest sensor holding the events unless ``sensor_size=`` is given.
+``x = w & 0x1FF, y = (w >> 9) & 0xFF, p = (w >> 17) & 1``: at most 512×256 addresses, so a header that
+declares a larger sensor without ``% Version 2`` is inconsistent (a damaged header) and refused.
+Polarity must be 0 or 1. The sensor size is ``sensor_size=`` when given, else ``% Width`` / ``% Height``;
+N-CARS files state none: their ``Event2D`` type (0) comes from the ATIS sensor, 304×240; an ``EventCD`` file
+without a size is bounded only by its addresses. Events must lie inside the sensor and be in time order.
 
 Prophesee automotive dataset toolbox, ``src/io/dat_events_tools.py``.
 """
@@ -16,12 +18,13 @@ Prophesee automotive dataset toolbox, ``src/io/dat_events_tools.py``.
 from __future__ import annotations
 
 import datetime as _dt
+from typing import Any
 
 import numpy as np
 from numba import njit
 
 from ..events import EVENT_DTYPE, Events
-from ._io import check_inside
+from ._io import finish
 from ._prophesee import parse_header
 from .errors import EventFormatError
 
@@ -30,6 +33,7 @@ __all__ = ["NAME", "EXTENSIONS", "decode", "encode", "sniff"]
 NAME = "dat"
 EXTENSIONS = (".dat",)
 CD_TYPES = (0x00, 0x0C)
+ATIS_SIZE = (304, 240)
 _RAW = np.dtype([("t", "<u4"), ("w", "<u4")])
 
 
@@ -65,15 +69,26 @@ def _kernel(raw, v2, out):  # pragma: no cover - jitted
     return -1, mx, my
 
 
-def decode(data: bytes, source: str = "<bytes>", *,
-           sensor_size: tuple[int, ...] | None = None) -> Events:
+def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...] | None = None,
+           strict: bool = True) -> Events:
     """Decode DAT bytes (one jitted pass over the events).
+
+    Args:
+        strict: raise ``EventFormatError`` at the first event outside the sensor or out of time order
+            (default); ``False`` drops such events and counts them in ``meta["dropped"]``.
 
     Returns:
         :class:`Events` ``[N]``; ``meta`` has ``version``, ``event_type`` and the ``header`` lines.
     """
-    h = parse_header(data)
+    h = parse_header(data, source, NAME)
     pos = h.body
+    if h.version is not None and h.version > 2 or "version" in h.fields and h.version is None:
+        raise EventFormatError(source, 0, "'% Version' 1 or 2", repr(h.fields["version"]), NAME, "header")
+    v2 = (h.version or 0) >= 2
+    if not v2 and h.size is not None and (h.size[0] > 512 or h.size[1] > 256):
+        raise EventFormatError(source, 0, f"'% Version 2': the declared {h.size[0]}×{h.size[1]} sensor needs its "
+                               "14-bit addresses (the layout before Version 2 reaches 512×256)",
+                               "no '% Version 2' line", NAME, "header")
     if len(data) - pos < 2:
         raise EventFormatError(source, pos, "the event type and size bytes after the header",
                                f"{len(data) - pos} bytes", NAME)
@@ -89,7 +104,7 @@ def decode(data: bytes, source: str = "<bytes>", *,
                                f"{n_bytes} bytes, {n_bytes % 8} left over", NAME)
     raw = np.frombuffer(data, dtype="<u4", offset=body).reshape(-1, 2)
     out = np.empty(raw.shape[0], dtype=EVENT_DTYPE)
-    bad, mx, my = _kernel(raw, (h.version or 0) >= 2, out)
+    bad, mx, my = _kernel(raw, v2, out)
     if bad >= 0:
         raise EventFormatError(source, body + 8 * bad + 4, "polarity 0 or 1",
                                int(raw[bad, 1]) >> 28, NAME)
@@ -97,11 +112,15 @@ def decode(data: bytes, source: str = "<bytes>", *,
         W, H = int(sensor_size[0]), int(sensor_size[1])
     elif h.size is not None:
         W, H = h.size
+    elif etype == 0x00:                          # Event2D: the ATIS sensor (N-CARS, Gen1)
+        W, H = ATIS_SIZE
     else:
         W, H = (mx + 1, my + 1) if out.size else (0, 0)
-    if out.size and (mx >= W or my >= H):
-        check_inside(out, W, H, lambda i: body + 8 * i + 4, source, NAME)
-    meta = {"format": NAME, "version": h.version, "event_type": etype, "header": h.lines}
+    out, dropped = finish(out, source, NAME, W=W, H=H, ordered=True, strict=strict,
+                          offset_of=lambda i: body + 8 * i)
+    meta: dict[str, Any] = {"format": NAME, "version": h.version, "event_type": etype, "header": h.lines}
+    if dropped:
+        meta["dropped"] = dropped
     return Events(out, (W, H, 2), meta)
 
 

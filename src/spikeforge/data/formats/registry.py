@@ -23,6 +23,7 @@ class FormatSpec:
     module_name: str          # the module in this package, imported on first use
     description: str
     opens_path: bool = False  # the decoder takes the path itself (h5py reads lazily)
+    ordered: bool = True      # the format stores events in time order (readers check it, writers require it)
 
     @cached_property
     def module(self) -> ModuleType:
@@ -45,9 +46,9 @@ FORMATS: dict[str, FormatSpec] = {s.name: s for s in (
     FormatSpec("dat", "prophesee_dat", "Prophesee DAT v2 (N-CARS, Gen1/Gen4 .dat)"),
     FormatSpec("evt2", "evt2", "Prophesee RAW EVT 2.0"),
     FormatSpec("evt3", "evt3", "Prophesee RAW EVT 3.0"),
-    FormatSpec("hdf5_spikes", "hdf5_spikes", "SHD / SSC HDF5 (spikes/times, spikes/units)", True),
-    FormatSpec("asl_mat", "asl_mat", "ASL-DVS MATLAB .mat (x, y, ts, pol)"),
-    FormatSpec("dvslip_npy", "dvslip_npy", "DVS-Lip structured .npy (t, x, y, p)"),
+    FormatSpec("hdf5_spikes", "hdf5_spikes", "SHD / SSC HDF5 (spikes/times, spikes/units)", True, False),
+    FormatSpec("asl_mat", "asl_mat", "ASL-DVS MATLAB .mat (x, y, ts, pol)", ordered=False),
+    FormatSpec("dvslip_npy", "dvslip_npy", "DVS-Lip structured .npy (t, x, y, p)", ordered=False),
 )}
 
 ALIASES = {"ncaltech101": "nmnist", "bin": "nmnist", "aedat31": "aedat3", "aedat3.1": "aedat3",
