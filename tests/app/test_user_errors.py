@@ -65,6 +65,11 @@ def test_run_dir_that_is_a_file_or_below_one(tmp_path: Path, capsys: pytest.Capt
     assert f.read_text() == "mine"
 
 
+def test_run_dir_that_cannot_be_created(capsys: pytest.CaptureFixture[str]) -> None:
+    """(/proc takes no folders, even from root.)"""
+    assert "run_dir: cannot create /proc/spikeforge-run" in _fails(capsys, [*TINY, "--run-dir", "/proc/spikeforge-run"])
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
 def test_run_dir_not_writable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ro = tmp_path / "ro"

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._io import text_header, to_int
+from ..events import Events
+from ._io import finish, smallest_size, text_header, to_int
 
-__all__ = ["ProphHeader", "parse_header", "raw_kind", "time_high_fillers"]
+__all__ = ["ProphHeader", "parse_header", "raw_kind", "time_high_fillers", "raw_result"]
 
 # plugin-name fragment → (W, H), checked in order (Metavision HAL plugin names)
 _PLUGINS = (("gen31", (640, 480)), ("gen3", (640, 480)), ("gen41", (1280, 720)),
@@ -87,6 +88,16 @@ def time_high_fillers(values: np.ndarray, max_step: int) -> tuple[np.ndarray, np
     idx = np.repeat(np.arange(v.size), counts)
     k = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts) + 1
     return np.repeat(prev, counts) + max_step * k, idx
+
+
+def raw_result(out: np.ndarray, size: tuple[int, int] | None, h: ProphHeader, source: str, fmt: str, strict: bool,
+               skipped: dict[str, int]) -> Events:
+    """The ``Events`` of an EVT decoder: the sensor (the declared one, else the smallest holding the events),
+    the order and sign checks of ``finish``, and what was dropped (the decoder's own ``skipped`` counts first)."""
+    W, H = size if size is not None else smallest_size(out)
+    out, dropped = finish(out, source, fmt, W=W, H=H, ordered=True, strict=strict)
+    dropped = {**{k: v for k, v in skipped.items() if v}, **dropped}
+    return Events(out, (W, H, 2), {"format": fmt, "header": h.lines, **({"dropped": dropped} if dropped else {})})
 
 
 def raw_kind(head: bytes) -> str | None:

@@ -25,8 +25,7 @@ import numpy as np
 from numba import njit
 
 from ..events import EVENT_DTYPE, Events
-from ._io import finish, smallest_size
-from ._prophesee import parse_header, time_high_fillers
+from ._prophesee import parse_header, raw_result, time_high_fillers
 from .errors import EventFormatError
 
 __all__ = ["NAME", "EXTENSIONS", "decode", "encode", "sniff"]
@@ -125,13 +124,9 @@ def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...]
         raise EventFormatError(source, body + 4 * bad, f"coordinates inside the {W}×{H} sensor",
                                f"x={(w >> 11) & 0x7FF}, y={w & 0x7FF}", NAME)
     out = out[:n] if 2 * n >= words.size else out[:n].copy()
-    if size is None:
-        size = smallest_size(out)
-    out, dropped = finish(out, source, NAME, W=size[0], H=size[1], ordered=True, strict=strict)
-    dropped = {**{k: int(skipped[c]) for k, c in (("outside_sensor", ERR_OUTSIDE), ("time_jump", ERR_JUMP),
-                                                  ("unknown_word", ERR_TYPE)) if skipped[c]}, **dropped}
-    meta = {"format": NAME, "header": h.lines, **({"dropped": dropped} if dropped else {})}
-    return Events(out, (size[0], size[1], 2), meta)
+    return raw_result(out, size, h, source, NAME, strict, {"outside_sensor": int(skipped[ERR_OUTSIDE]),
+                                                           "time_jump": int(skipped[ERR_JUMP]),
+                                                           "unknown_word": int(skipped[ERR_TYPE])})
 
 
 def encode(ev: Events) -> list[bytes]:
