@@ -130,3 +130,9 @@ def test_write_events_into_a_missing_folder_names_the_folder(tmp_path: Path) -> 
     with pytest.raises(FileNotFoundError, match=f"folder {tmp_path / 'nope'} does not exist") as e:
         write_events(tmp_path / "nope" / "x.bin", ev)
     assert ".tmp" not in str(e.value)
+
+
+def test_a_run_folder_given_as_a_checkpoint(checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = checkpoint.parent.parent
+    err = _fails(capsys, ["eval", str(run)])
+    assert f"checkpoint {run} is a folder, not a checkpoint file (did you mean {checkpoint}?)" in err

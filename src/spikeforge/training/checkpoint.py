@@ -101,6 +101,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """``{"model", "optimizer", "rng", "meta", "extra"}`` from a checkpoint, after checking its hash."""
     from safetensors import SafetensorError, safe_open
     path = Path(path)
+    if path.is_dir():
+        hint = path / "checkpoints" / "last.safetensors"
+        raise CheckpointError(f"checkpoint {path} is a folder, not a checkpoint file"
+                              + (f" (did you mean {hint}?)" if hint.is_file() else ""))
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
