@@ -29,6 +29,7 @@ old tensors (Tonic's ``DiskCachedDataset`` docs). Here:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -237,11 +238,8 @@ class CachedDataset(Dataset):
         """Load the manifest and sidecars; remove leftover temp files."""
         if self.manifest_path.is_file():
             try:
-                m = json.loads(self.manifest_path.read_text())
-                if m.get("material") != json.loads(json.dumps(self.material)):
-                    raise ValueError("key material differs")
-                self.entries = {int(k): v for k, v in m["entries"].items()}
-            except (ValueError, KeyError, TypeError) as e:
+                self.entries = self._read_manifest()
+            except (ValueError, KeyError, TypeError, OSError) as e:
                 self._warn(f"manifest unreadable ({e}); every entry will be re-checked and rebuilt")
                 self.entries = {}
         temps = [p for p in sorted(self.dir.glob(".*.tmp")) if not _writer_alive(p)]
@@ -350,15 +348,19 @@ class CachedDataset(Dataset):
         with hold(self.dir, "cache", wait=True):     # another builder of this cache finishes first
             return self._build(workers, progress)
 
+    def _read_manifest(self) -> dict[int, dict[str, Any]]:
+        """The manifest's entry records; raises (``ValueError`` …) if it is unreadable or of another key."""
+        m = json.loads(self.manifest_path.read_text())
+        if m.get("material") != json.loads(json.dumps(self.material)):
+            raise ValueError("key material differs")
+        return {int(k): v for k, v in m["entries"].items()}
+
     def _reload(self) -> None:
-        """The manifest and sidecars as they are now (another builder may have written them meanwhile)."""
+        """The manifest and sidecars as they are now (another builder may have written them meanwhile; what
+        cannot be read is checked entry by entry by the build, as at opening)."""
         if self.manifest_path.is_file():
-            try:
-                m = json.loads(self.manifest_path.read_text())
-                if m.get("material") == json.loads(json.dumps(self.material)):
-                    self.entries.update({int(k): v for k, v in m["entries"].items()})
-            except (ValueError, KeyError, TypeError, OSError):
-                pass
+            with contextlib.suppress(ValueError, KeyError, TypeError, OSError):
+                self.entries.update(self._read_manifest())
         self._load_sidecars()
 
     def _build(self, workers: int, progress: bool) -> CacheReport:
