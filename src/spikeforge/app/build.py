@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from ..core import UserError
+from ..core import UserError, first_line
 from ..data import DATASETS, DataBundle, build_dataset, time_first_collate, to_time_first
 from ..models import MODELS, create_model
 from ..neurons import NEURONS
@@ -124,8 +124,7 @@ def model_from_config(cfg: TrainConfig, data: DataBundle) -> nn.Module:
         return create_model(cfg.model, **{**base, **cfg.model_args})
     except (TypeError, ValueError, RuntimeError) as e:
         what = f" with model_args {cfg.model_args}" if cfg.model_args else ""
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"model: {cfg.model} cannot be built for {data.name}{what} ({first})") from None
+        raise ConfigError(f"model: {cfg.model} cannot be built for {data.name}{what} ({first_line(e)})") from None
 
 
 def one_sample(data: DataBundle, split: Dataset) -> Tensor:
@@ -145,9 +144,8 @@ def check_input(model: nn.Module, data: DataBundle, cfg: TrainConfig) -> None:
         with torch.no_grad():
             out = model(x)
     except (RuntimeError, ValueError, IndexError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"model: {cfg.model} cannot take {data.name}'s input of shape {tuple(x.shape)} "
-                          f"[T, B, C, H, W] ({first})") from None
+                          f"[T, B, C, H, W] ({first_line(e)})") from None
     finally:
         model.train(was)
     if not isinstance(out, Tensor) or out.dim() != 3 or out.shape[1] != 1 or out.shape[2] != data.num_classes:
@@ -190,8 +188,7 @@ def rebuild(checkpoint: str | Path, **overrides: Any) -> Rebuilt:
     try:
         model.load_state_dict(ck["model"])
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint {checkpoint}: its weights do not fit {cfg.model} on {cfg.dataset} "
-                              f"({first})") from None
+                              f"({first_line(e)})") from None
     check_input(model, data, cfg)
     return Rebuilt(cfg, data, model, ck)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..training import CheckpointError, load_checkpoint, newest_checkpoint
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, load_config
 
 __all__ = ["RUN_FILES", "default_run_dir", "check_target", "holds_run", "clear_run", "saved_config",
            "SAFE_ON_RESUME", "apply_changes"]
@@ -99,9 +99,9 @@ def apply_changes(saved: dict[str, Any], changes: dict[str, Any], run_dir: Path)
     that differs from the saved value raises ``ConfigError`` naming it (nothing is ignored silently)."""
     base = {k: v for k, v in saved.items() if k != "run_dir"}
     try:
-        cfg = TrainConfig(**base)
-    except TypeError as e:
-        raise ConfigError(f"resume: the saved config of {run_dir} does not match this version ({e})") from None
+        cfg = load_config(None, base)            # read as a config file is: types coerced, unknown fields named
+    except ConfigError as e:
+        raise ConfigError(f"resume: the saved config of {run_dir} is invalid ({e})") from None
     for k, v in changes.items():
         if k == "run_dir" or getattr(cfg, k) == v:
             continue

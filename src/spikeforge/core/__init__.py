@@ -17,7 +17,7 @@ from .backend import (
     register_backend,
     resolve_backend,
 )
-from .errors import UserError
+from .errors import UserError, first_line
 from .io import atomic_write, cache_root, fsync_dir, temp_path, temp_writer_pid
 from .lock import FolderLock, LockHeld, check_free, hold
 from .names import Registry, UnknownNameError, did_you_mean
@@ -26,4 +26,4 @@ from .ste import floor_ste, round_ste, shift_right
 __all__ = ["State", "StepFn", "Backend", "BackendFallbackWarning", "register_backend", "get_backend",
            "resolve_backend", "available_backends", "round_ste", "floor_ste", "shift_right", "atomic_write",
            "fsync_dir", "temp_path", "temp_writer_pid", "cache_root", "Registry", "UnknownNameError",
-           "did_you_mean", "UserError", "FolderLock", "LockHeld", "hold", "check_free"]
+           "did_you_mean", "UserError", "first_line", "FolderLock", "LockHeld", "hold", "check_free"]

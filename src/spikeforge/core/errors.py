@@ -8,8 +8,15 @@ with code 2; nothing else needs to know the individual classes.
 
 from __future__ import annotations
 
-__all__ = ["UserError"]
+__all__ = ["UserError", "first_line"]
 
 
 class UserError(Exception):
     """Something the user gave is wrong; ``str(e)`` is one line naming it and what is expected."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name if it has none), for wrapping a lower-level
+    error (torch's, a factory's) into a one-line one."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

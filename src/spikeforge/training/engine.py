@@ -35,6 +35,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from ..core import first_line
 from ..data import DataBundle, batch_loader, to_time_first
 from .callbacks import Callback, CSVLogger, ProgressBar, StepInfo
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -309,8 +310,7 @@ class Trainer:
         try:
             self.scaler.step(self.optimizer)
         except RuntimeError as e:             # e.g. an update that overflows float32 (--lr 1e38)
-            first = str(e).strip().splitlines()[0]
-            raise RunFailed(f"step {self.state.step}: the optimiser step failed ({first}); the learning rate "
+            raise RunFailed(f"step {self.state.step}: the optimiser step failed ({first_line(e)}); the learning rate "
                             f"{self.optimizer.param_groups[0]['lr']:.3g} is likely far too large") from None
         self.scaler.update()
         loss = float(out.loss)
