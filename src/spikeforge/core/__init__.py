@@ -16,6 +16,7 @@ from .backend import (
     get_backend,
     register_backend,
     resolve_backend,
+    state_like,
 )
 from .errors import UserError, first_line
 from .io import atomic_write, cache_root, fsync_dir, temp_path, temp_writer_pid
@@ -24,6 +25,6 @@ from .names import Registry, UnknownNameError, did_you_mean
 from .ste import floor_ste, round_ste, shift_right
 
 __all__ = ["State", "StepFn", "Backend", "BackendFallbackWarning", "register_backend", "get_backend",
-           "resolve_backend", "available_backends", "round_ste", "floor_ste", "shift_right", "atomic_write",
-           "fsync_dir", "temp_path", "temp_writer_pid", "cache_root", "Registry", "UnknownNameError",
+           "resolve_backend", "available_backends", "state_like", "round_ste", "floor_ste", "shift_right",
+           "atomic_write", "fsync_dir", "temp_path", "temp_writer_pid", "cache_root", "Registry", "UnknownNameError",
            "did_you_mean", "UserError", "first_line", "FolderLock", "LockHeld", "hold", "check_free"]

@@ -18,7 +18,12 @@ State = tuple[Tensor, ...]
 StepFn = Callable[..., tuple[Tensor, Any]]
 
 __all__ = ["State", "StepFn", "Backend", "BackendFallbackWarning", "register_backend", "get_backend",
-           "resolve_backend", "available_backends"]
+           "resolve_backend", "available_backends", "state_like"]
+
+
+def state_like(state: Any, items: Any) -> Any:
+    """``items`` as a state of ``state``'s kind: the same NamedTuple type, or a plain tuple."""
+    return type(state)(*items) if hasattr(state, "_fields") else tuple(items)
 
 
 class Backend(Protocol):

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from ..core import State, StepFn
+from ..core import State, StepFn, state_like
 from .autodiff import Split, interpret, lower, split, vjp
 from .ir import Graph
 from .pool import POOL
@@ -99,7 +99,8 @@ def integer_reason(step_fn: StepFn, state: State, params: Any) -> str | None:
     """Why the step cannot run as an exact integer kernel (``None`` if it can): an op outside ``INTEGER_OPS``,
     a non-integral constant, or a runtime value the forward reads that is not an integer."""
     static, values = flatten_params(params)
-    g = plan_for(step_fn, state, params, static).fwd
+    plan = plan_for(step_fn, state, params, static)
+    g = plan.fwd
     for i in g.live():
         n = g.nodes[i]
         if n.op not in INTEGER_OPS:
@@ -107,11 +108,12 @@ def integer_reason(step_fn: StepFn, state: State, params: Any) -> str | None:
         if n.op == "const" and not isinstance(n.attr[0], bool) and not float(n.attr[0]).is_integer():
             return f"integer state: the step uses the non-integer constant {n.attr[0]!r}"
     used = {g.nodes[i].attr[0] for i in g.live() if g.nodes[i].op == "input"}
-    sp = plan_for(step_fn, state, params, static).split
+    sp = plan.split
     rt = interpret(sp.prologue, values) if sp.runtime else {}
     for r in sp.runtime:
         v = rt[r]
-        if r in used and not bool(torch.all(torch.as_tensor(v).detach() == torch.as_tensor(v).detach().round())):
+        a = torch.as_tensor(v).detach()
+        if r in used and not bool(torch.all(a == a.round())):
             return f"integer state: a parameter value the step reads is not an integer ({_describe(v)})"
     return None
 
@@ -276,8 +278,7 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
     T, step_shape = xs.shape[0], xs.shape[1:]
     N = math.prod(step_shape)
     if N == 0:                 # an empty batch: nothing to compute (the result still joins the autograd graph)
-        return x_seq * 0, type(state)(*(s.expand(logical).clone() for s in state)) if hasattr(state, "_fields") \
-            else tuple(s.expand(logical).clone() for s in state)
+        return x_seq * 0, state_like(state, [s.expand(logical).clone() for s in state])
     x = xs.to(dtype).reshape(T, N)
     if x.stride(1) != 1:
         x = x.contiguous()
@@ -330,7 +331,7 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
         inv = [perm.index(d) for d in range(len(perm))]
         spikes = spikes.permute(0, *(d + 1 for d in inv))
         final = [f.permute(inv) for f in final]
-    return spikes, (type(state)(*final) if hasattr(state, "_fields") else tuple(final))
+    return spikes, state_like(state, final)
 
 
 class FusedBackend:

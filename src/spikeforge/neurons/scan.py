@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..core import State, StepFn, register_backend, resolve_backend
+from ..core import State, StepFn, register_backend, resolve_backend, state_like
 from ..core import available_backends as _registered
 
 __all__ = ["scan", "available_backends", "TorchBackend", "state_dtype"]
@@ -56,8 +56,7 @@ class TorchBackend:
 
 
 def _retype(state: Any, dtypes: list[torch.dtype]) -> Any:
-    items = [n if n.dtype == d else n.to(d) for n, d in zip(state, dtypes)]
-    return type(state)(*items) if hasattr(state, "_fields") else tuple(items)
+    return state_like(state, [n if n.dtype == d else n.to(d) for n, d in zip(state, dtypes)])
 
 
 register_backend(TorchBackend(), auto_priority=10**9)     # the reference: always last for "auto"
