@@ -363,17 +363,27 @@ class CachedDataset(Dataset):
                 self.entries.update(self._read_manifest())
         self._load_sidecars()
 
+    def _stale(self, index: int) -> str | None:
+        """Why entry ``index`` must be built before use (cheap: its record and its file's size, not its hash),
+        or ``None`` when it looks intact."""
+        rec, path = self.entries.get(index), self._path(index)
+        if rec is None:
+            return "unrecorded" if path.exists() else "missing"
+        if not path.exists():
+            return "file missing"
+        if rec.get("check") != _record_check(index, rec):
+            return "record altered"
+        if not path.is_file() or path.stat().st_size != rec.get("size"):
+            return "truncated or resized"
+        return None
+
     def _build(self, workers: int, progress: bool) -> CacheReport:
         self._reload()
         todo, reasons = [], []
         for i in range(len(self)):
-            rec, path = self.entries.get(i), self._path(i)
-            if rec is not None and path.is_file() and path.stat().st_size == rec.get("size") and \
-                    rec.get("check") == _record_check(i, rec):
+            reason = self._stale(i)
+            if reason is None:
                 continue
-            reason = ("unrecorded" if path.exists() else "missing") if rec is None else (
-                "file missing" if not path.exists() else "record altered" if rec.get("check") != _record_check(i, rec)
-                else "truncated or resized")
             self.entries.pop(i, None)
             self._note_rebuild(i, reason, warn=False)
             if reason != "missing":
