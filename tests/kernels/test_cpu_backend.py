@@ -102,6 +102,30 @@ def _child(code: str, cache: Path) -> str:
     return out.stdout.strip()
 
 
+def test_threads_that_meet_the_first_fused_call_all_get_the_cpu_backend(tmp_path: Path) -> None:
+    """The first use imports ``spikeforge.kernels``, which registers "cpu": threads arriving together must
+    all find it (none may see a half-imported module), and their first compiles into an empty cache must
+    all match the torch reference."""
+    out = _child("""
+        import threading, torch
+        from spikeforge.neurons import LIF
+        errors, ok = [], []
+        def work(i):
+            try:
+                x = torch.rand(8, 500, generator=torch.Generator().manual_seed(i)) * 2
+                y = LIF(tau=2.0 + i, backend="cpu")(x.requires_grad_())
+                y.sum().backward()
+                ok.append(torch.equal(y, LIF(tau=2.0 + i, backend="torch")(x.detach())))
+            except Exception as e:
+                errors.append(repr(e))
+        ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        print(errors, ok)
+    """, tmp_path)
+    assert out == "[] [True, True, True, True]"
+
+
 def test_kernels_are_cached_on_disk_and_validated(tmp_path: Path) -> None:
     code = """
         import torch, spikeforge.kernels as K

@@ -60,16 +60,14 @@ def _retype(state: Any, dtypes: list[torch.dtype]) -> Any:
 
 
 register_backend(TorchBackend(), auto_priority=10**9)     # the reference: always last for "auto"
-_builtin_loaded = False
 
 
 def _load_builtin() -> None:
     """Register the fused backends shipped with spikeforge (``spikeforge.kernels``, imported on first use so
-    that ``import spikeforge.neurons`` stays cheap)."""
-    global _builtin_loaded
-    if not _builtin_loaded:
-        _builtin_loaded = True
-        import spikeforge.kernels  # noqa: F401  (registers "cpu", and "triton" when available)
+    that ``import spikeforge.neurons`` stays cheap). No flag of our own: once imported this is a
+    ``sys.modules`` look-up, and a thread that arrives while another is still importing waits on Python's
+    module lock instead of seeing a half-registered set of backends."""
+    import spikeforge.kernels  # noqa: F401  (registers "cpu", and "triton" when available)
 
 
 def available_backends() -> list[str]:
