@@ -374,6 +374,14 @@ _PROTO = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(
                           ctypes.POINTER(ctypes.c_double))
 
 
+def _link(obj: bytes, *names: str) -> list[int]:
+    """Add object code to the process's JIT engine, finalise it, and return the addresses of ``names``."""
+    engine = _jit()
+    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    engine.finalize_object()
+    return [engine.get_function_address(n) for n in names]
+
+
 def compile_kernel(spec: KernelSpec) -> CompiledKernel:
     """Build, optimise and JIT the pair, or load its object code from the disk cache."""
     tm = _tm()
@@ -381,10 +389,8 @@ def compile_kernel(spec: KernelSpec) -> CompiledKernel:
     W = vector_width(spec.int_bits or spec.bits)
     key = spec.key
     path = cache_dir() / f"{key}.o"
-    engine = _jit()
     obj = _read_checked(path)
     if obj is not None:
-        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         COMPILE_COUNT["loaded"] += 1
     else:
         mod = ir.Module(name=f"sf_{key}")
@@ -398,12 +404,12 @@ def compile_kernel(spec: KernelSpec) -> CompiledKernel:
         pb = llvm.create_pass_builder(tm, pto)
         pb.getModulePassManager().run(llmod, pb)
         obj = tm.emit_object(llmod)
-        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         COMPILE_COUNT["compiled"] += 1
         _write_atomic(path, obj)
-    engine.finalize_object()
-    fa = engine.get_function_address(f"sf_fwd_{key}")
-    ba = 0 if spec.int_bits else engine.get_function_address(f"sf_bwd_{key}")
+    if spec.int_bits:
+        (fa,), ba = _link(obj, f"sf_fwd_{key}"), 0
+    else:
+        fa, ba = _link(obj, f"sf_fwd_{key}", f"sf_bwd_{key}")
     return CompiledKernel(spec, lay, _PROTO(fa), _PROTO(ba) if ba else None, W, fa, ba)
 
 
@@ -462,10 +468,7 @@ def omp_trampoline() -> int:
         llmod.verify()
         obj = _tm().emit_object(llmod)
         _write_atomic(path, obj)
-    engine = _jit()
-    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
-    engine.finalize_object()
-    _trampoline_addr = engine.get_function_address("sf_omp_trampoline")
+    (_trampoline_addr,) = _link(obj, "sf_omp_trampoline")
     return _trampoline_addr
 
 
