@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..core import eval_mode
 from .audit import audit_counter
 from .counting import OpCounter
 from .energy import EnergyModel, energy, layer_energy
@@ -32,16 +33,11 @@ def analyze(model: nn.Module, batches: Iterable[Tensor], convention: str | Conve
     ``firing_rates`` (per spiking layer: ``rate``, ``sparsity``, ``rate_per_step``) and ``audit``.
     """
     em = energy_model or EnergyModel()
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), OpCounter(model, convention, batch_dim) as c, SpikeRecorder(model) as rec:
-            for x in batches:
-                model(x)
-                if progress is not None:
-                    progress.update(1)
-    finally:
-        model.train(was)
+    with eval_mode(model), torch.no_grad(), OpCounter(model, convention, batch_dim) as c, SpikeRecorder(model) as rec:
+        for x in batches:
+            model(x)
+            if progress is not None:
+                progress.update(1)
     n = max(c.samples, 1)
     per_layer = layer_energy(c, em)
     layers = [{"layer": k, "module_type": v.module_type, "op": v.op, "ac": v.ac / n, "mac": v.mac / n,

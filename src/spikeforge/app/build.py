@@ -14,9 +14,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
-from ..core import UserError, first_line
+from ..core import UserError, eval_mode, first_line
 from ..data import DATASETS, DataBundle, build_dataset, time_first_collate, to_time_first
 from ..models import MODELS, create_model
 from ..neurons import NEURONS
@@ -25,7 +24,7 @@ from ..training import LOSSES, METHODS, CheckpointError, load_checkpoint
 from .config import ConfigError, TrainConfig, load_config
 
 __all__ = ["registries", "validate", "neuron_from_config", "model_from_config", "data_from_config", "Rebuilt",
-           "rebuild", "one_sample", "check_input"]
+           "rebuild", "first_input", "check_input"]
 
 # what the data and the config decide; --model-arg may not override them
 DERIVED = {"in_channels": "the dataset", "num_classes": "the dataset", "img_size": "the dataset", "T": "--T",
@@ -127,27 +126,26 @@ def model_from_config(cfg: TrainConfig, data: DataBundle) -> nn.Module:
         raise ConfigError(f"model: {cfg.model} cannot be built for {data.name}{what} ({first_line(e)})") from None
 
 
-def one_sample(data: DataBundle, split: Dataset) -> Tensor:
-    """The first sample of ``split`` as a batch of one, as the loaders deliver it (frames time-first)."""
+def first_input(data: DataBundle, cfg: TrainConfig) -> Tensor:
+    """The first test sample as the model sees it: a batch of one, time-first ``[T, 1, ...]``, encoded with
+    the config's encoding and a generator seeded 0."""
     if data.kind == "frames":
-        return time_first_collate([split[0]])[0]
-    return split[0][0].unsqueeze(0)  # type: ignore[no-any-return]
+        x = time_first_collate([data.test[0]])[0]
+    else:
+        x = data.test[0][0].unsqueeze(0)
+    return to_time_first(x, data.kind, cfg.T, cfg.encoding, torch.Generator().manual_seed(0))
 
 
 def check_input(model: nn.Module, data: DataBundle, cfg: TrainConfig) -> None:
     """Run one sample through the model (evaluation mode, no gradient, nothing changed) and check that the
     output is ``[T, 1, num_classes]``; a shape the model cannot take raises ``ConfigError`` naming it."""
-    x = to_time_first(one_sample(data, data.test), data.kind, cfg.T, cfg.encoding, torch.Generator().manual_seed(0))
-    was = model.training
-    model.eval()
+    x = first_input(data, cfg)
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             out = model(x)
     except (RuntimeError, ValueError, IndexError, TypeError) as e:
         raise ConfigError(f"model: {cfg.model} cannot take {data.name}'s input of shape {tuple(x.shape)} "
                           f"[T, B, C, H, W] ({first_line(e)})") from None
-    finally:
-        model.train(was)
     if not isinstance(out, Tensor) or out.dim() != 3 or out.shape[1] != 1 or out.shape[2] != data.num_classes:
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ConfigError(f"model: {cfg.model} returns {shape} for one sample of {data.name}; expected "

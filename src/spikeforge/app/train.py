@@ -22,8 +22,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..core import FolderLock, atomic_write, check_free
-from ..data import DataBundle, to_time_first
+from ..core import FolderLock, atomic_write, check_free, eval_mode
+from ..data import DataBundle
 from ..training import (
     FiringRates,
     FitResult,
@@ -37,7 +37,7 @@ from ..training import (
     get_loss,
     optimizer_factory,
 )
-from .build import check_input, data_from_config, model_from_config, one_sample, validate
+from .build import check_input, data_from_config, first_input, model_from_config, validate
 from .config import ConfigError, TrainConfig
 from .rundir import apply_changes, check_target, clear_run, default_run_dir, holds_run, saved_config
 
@@ -209,12 +209,6 @@ def layer_firing_rates(model: nn.Module, data: DataBundle, cfg: TrainConfig, n: 
 def sample_spikes(model: nn.Module, data: DataBundle, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """The spike trains of every spiking layer for the first test sample (for a raster plot)."""
     from ..analysis import record
-    x = one_sample(data, data.test)
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), record(model, full=True) as rec:
-            model(to_time_first(x, data.kind, cfg.T, cfg.encoding, torch.Generator().manual_seed(0)))
-    finally:
-        model.train(was)
+    with eval_mode(model), torch.no_grad(), record(model, full=True) as rec:
+        model(first_input(data, cfg))
     return {name: rec.spikes(name)[:, 0] for name in rec.rates()}

@@ -35,7 +35,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from ..core import first_line
+from ..core import eval_mode, first_line
 from ..data import DataBundle, batch_loader, to_time_first
 from .callbacks import Callback, CSVLogger, ProgressBar, StepInfo
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -119,14 +119,12 @@ def evaluate(model: nn.Module, dataset: Dataset, kind: str, T: int, encoding: st
              loss: LossFn = mean_ce, seed: int = 12345, num_workers: int = 0,
              amp: str = "off") -> dict[str, float]:
     """Loss and top-1 accuracy of the time-averaged output on ``dataset`` (no gradient, eval mode)."""
-    was = model.training
-    model.eval()
     gen = torch.Generator().manual_seed(seed)
     total, correct, loss_sum = 0, 0, 0.0
     loader = batch_loader(dataset, kind, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                           generator=torch.Generator().manual_seed(seed))
     dev = next(model.parameters()).device
-    with torch.no_grad(), autocast(amp, dev.type):
+    with eval_mode(model), torch.no_grad(), autocast(amp, dev.type):
         for x, y in loader:
             x_seq = to_time_first(x.to(dev), kind, T, encoding, gen if dev.type == "cpu" else None)
             out = model(x_seq)
@@ -134,7 +132,6 @@ def evaluate(model: nn.Module, dataset: Dataset, kind: str, T: int, encoding: st
             loss_sum += float(loss(out, y, {})) * len(y)
             correct += count_correct(out, y)
             total += len(y)
-    model.train(was)
     return {"loss": loss_sum / max(total, 1), "accuracy": correct / max(total, 1)}
 
 
