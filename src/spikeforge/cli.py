@@ -17,7 +17,7 @@ import json
 import sys
 from typing import Any
 
-from .app import FIELD_HELP, LISTS, ConfigError, TrainConfig, load_config, registries
+from .app import FIELD_HELP, LISTS, SAFE_ON_RESUME, ConfigError, TrainConfig, load_config, read_config_file, registries
 from .core import UnknownNameError, UserError
 
 __all__ = ["main"]
@@ -69,9 +69,8 @@ def _parser() -> argparse.ArgumentParser:
                         epilog=_epilog("train"), formatter_class=fmt)
     tr.add_argument("--config", default=None, help="YAML file with any of the fields below (flags win)")
     tr.add_argument("--resume", default=None, metavar="RUN_DIR",
-                    help="continue a run from its newest checkpoint (flags may change only --epochs, --max-steps, "
-                         "--eval-every, --ckpt-every, --progress, --threads, --num-workers, --skip-nonfinite, "
-                         "--max-skipped, --data-root)")
+                    help="continue a run from its newest checkpoint (flags may change only "
+                         f"{', '.join('--' + k.replace('_', '-') for k in SAFE_ON_RESUME)})")
     tr.add_argument("--overwrite", action="store_true",
                     help="start over in --run-dir even if it holds a run (removes only the run's own files)")
     _add_config_flags(tr)
@@ -136,7 +135,8 @@ def _train(args: argparse.Namespace) -> int:
         if args.overwrite:
             raise ConfigError("overwrite: --overwrite and --resume exclude each other")
         changes = load_config(args.config, overrides).to_dict()      # what the flags and the file set
-        given = {k: changes[k] for k in (*overrides, *_file_fields(args.config))}
+        in_file = read_config_file(args.config) if args.config else {}
+        given = {k: changes[k] for k in (*overrides, *in_file)}
         result, model, data = train(resume=args.resume, changes=given)
     last = result.history[-1] if result.history else {}
     if last:
@@ -146,14 +146,6 @@ def _train(args: argparse.Namespace) -> int:
     print("firing rates per layer: " + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
     print(f"run folder: {result.run_dir}")
     return 0
-
-
-def _file_fields(path: str | None) -> list[str]:
-    """The fields a YAML config file sets (read again after ``load_config`` validated it)."""
-    if path is None:
-        return []
-    import yaml
-    return [k.replace("-", "_") for k in (yaml.safe_load(open(path)) or {})]
 
 
 def _model_args(items: list[str]) -> dict[str, Any]:

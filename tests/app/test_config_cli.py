@@ -53,6 +53,13 @@ def test_yaml_then_flags(tmp_path: Path) -> None:
     f.write_text("bogus_field: 1\n")
     with pytest.raises(ConfigError, match="bogus_field: unknown field"):
         load_config(f)
+    f.write_text("1: 2\n")                          # YAML reads the key as an integer
+    with pytest.raises(ConfigError, match="1: unknown field '1'"):
+        load_config(f)
+    for text, msg in (("- T\n", "must hold a mapping"), ("T: [\n", "is not valid YAML")):
+        f.write_text(text)
+        with pytest.raises(ConfigError, match=msg):
+            load_config(f)
 
 
 def test_model_args_reach_the_factory_and_the_saved_config(tmp_path: Path) -> None:

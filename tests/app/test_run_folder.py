@@ -102,6 +102,10 @@ def test_resume_applies_safe_changes_and_refuses_the_rest(tmp_path: Path, capsys
     for flag, value in (("--lr", "0.5"), ("--T", "4"), ("--model", "spiking_cnn_tiny"), ("--dataset", "fashion-mnist")):
         code, err = _main(capsys, "train", "--resume", str(run), flag, value)
         assert code == 2 and len(err) == 1 and f"{flag} cannot change when a run resumes" in err[0], err
+    cfg = tmp_path / "more.yaml"
+    cfg.write_text("epochs: 3\nT: 4\n")                 # a field set in a --config file counts as given
+    code, err = _main(capsys, "train", "--resume", str(run), "--config", str(cfg))
+    assert code == 2 and len(err) == 1 and "--T cannot change when a run resumes" in err[0], err
     code, err = _main(capsys, "train", "--resume", str(run), "--epochs", "3", "--T", "2")   # T as saved: no change
     assert code == 0, err
     assert json.loads((run / "summary.json").read_text())["epochs"] == 3

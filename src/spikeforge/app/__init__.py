@@ -9,12 +9,14 @@
 """
 
 from .build import Rebuilt, data_from_config, model_from_config, neuron_from_config, rebuild, registries, validate
-from .config import FIELD_HELP, ConfigError, TrainConfig, load_config
+from .config import FIELD_HELP, ConfigError, TrainConfig, load_config, read_config_file
 from .evaluate import evaluate_checkpoint
 from .listing import LISTS, list_names
 from .report import run_report
+from .rundir import SAFE_ON_RESUME
 from .train import layer_firing_rates, sample_spikes, threads, train
 
-__all__ = ["TrainConfig", "ConfigError", "load_config", "FIELD_HELP", "validate", "registries", "neuron_from_config",
-           "model_from_config", "data_from_config", "rebuild", "Rebuilt", "train", "evaluate_checkpoint",
-           "run_report", "layer_firing_rates", "sample_spikes", "threads", "LISTS", "list_names"]
+__all__ = ["TrainConfig", "ConfigError", "load_config", "read_config_file", "FIELD_HELP", "validate", "registries",
+           "neuron_from_config", "model_from_config", "data_from_config", "rebuild", "Rebuilt", "train",
+           "evaluate_checkpoint", "run_report", "layer_firing_rates", "sample_spikes", "threads", "LISTS",
+           "list_names", "SAFE_ON_RESUME"]

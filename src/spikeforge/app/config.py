@@ -17,7 +17,7 @@ from typing import Any
 
 from ..core import UnknownNameError, UserError
 
-__all__ = ["TrainConfig", "ConfigError", "load_config"]
+__all__ = ["TrainConfig", "ConfigError", "load_config", "read_config_file"]
 
 
 class ConfigError(UserError, ValueError):
@@ -171,24 +171,28 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"{name}: cannot read {value!r} as {t}") from None
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The ``field: value`` pairs of a YAML config file, field names with ``-`` read as ``_`` (values as
+    written: ``load_config`` coerces and checks them)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config: file {p} does not exist")
+    try:
+        import yaml
+    except ImportError as e:  # pragma: no cover
+        raise ConfigError("config: reading YAML needs PyYAML: pip install 'spikeforge[train]'") from e
+    try:
+        loaded = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config: {p} is not valid YAML ({e})") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config: {p} must hold a mapping of field: value, got {type(loaded).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in loaded.items()}
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """A ``TrainConfig`` from an optional YAML file, then ``overrides`` (CLI flags win over the file)."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config: file {p} does not exist")
-        try:
-            import yaml
-        except ImportError as e:  # pragma: no cover
-            raise ConfigError("config: reading YAML needs PyYAML: pip install 'spikeforge[train]'") from e
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config: {p} is not valid YAML ({e})") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config: {p} must hold a mapping of field: value, got {type(loaded).__name__}")
-        values.update({k.replace("-", "_"): v for k, v in loaded.items()})
+    values: dict[str, Any] = read_config_file(path) if path is not None else {}
     values.update({k.replace("-", "_"): v for k, v in (overrides or {}).items() if v is not None})
     unknown = sorted(set(values) - set(_FIELDS) - {"CHOICES"})
     if unknown:
