@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core import UserError, eval_mode, first_line
-from ..data import DATASETS, DataBundle, build_dataset, time_first_collate, to_time_first
+from ..data import DATASETS, DataBundle, batch_loader, build_dataset, to_time_first
 from ..models import MODELS, create_model
 from ..neurons import NEURONS
 from ..surrogate import SURROGATES, get_surrogate
@@ -129,10 +129,7 @@ def model_from_config(cfg: TrainConfig, data: DataBundle) -> nn.Module:
 def first_input(data: DataBundle, cfg: TrainConfig) -> Tensor:
     """The first test sample as the model sees it: a batch of one, time-first ``[T, 1, ...]``, encoded with
     the config's encoding and a generator seeded 0."""
-    if data.kind == "frames":
-        x = time_first_collate([data.test[0]])[0]
-    else:
-        x = data.test[0][0].unsqueeze(0)
+    x = next(iter(batch_loader(data.test, data.kind, batch_size=1)))[0]       # collated as in training
     return to_time_first(x, data.kind, cfg.T, cfg.encoding, torch.Generator().manual_seed(0))
 
 
