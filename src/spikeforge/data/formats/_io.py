@@ -11,12 +11,13 @@ import re
 from collections.abc import Callable, Iterable
 
 import numpy as np
+from numba import njit
 
 from ..events import Events
 from .errors import EventFormatError
 
 __all__ = ["Source", "load_bytes", "read_file", "text_header", "header_value", "to_int",
-           "first_outside", "check_inside", "as_events", "finish"]
+           "smallest_size", "as_events", "finish"]
 
 Source = str | os.PathLike | bytes | bytearray | memoryview
 
@@ -106,24 +107,18 @@ def header_value(lines: Iterable[str], key: str) -> str | None:
     return None
 
 
-def first_outside(x: np.ndarray, y: np.ndarray, W: int, H: int) -> int:
-    """Index of the first event with ``x >= W`` or ``y >= H``, or -1 (max first: one fast pass)."""
-    if x.size == 0 or (int(x.max()) < W and int(y.max()) < H):
-        return -1
-    return int(np.flatnonzero((x >= W) | (y >= H))[0])
-
-
 def smallest_size(ev: np.ndarray) -> tuple[int, int]:
     """``(W, H)`` of the smallest sensor holding every event (``(0, 0)`` for none): for files that state no size."""
     return (int(ev["x"].max()) + 1, int(ev["y"].max()) + 1) if ev.size else (0, 0)
 
 
-def check_inside(ev: np.ndarray, W: int, H: int, offset_of, source: str, fmt: str) -> None:
-    """Raise naming the byte of the first event outside ``W × H`` (``offset_of``: index → byte)."""
-    i = first_outside(ev["x"], ev["y"], W, H)
-    if i >= 0:
-        raise EventFormatError(source, int(offset_of(i)), f"coordinates inside the {W}×{H} sensor",
-                               f"x={int(ev['x'][i])}, y={int(ev['y'][i])} (event {i})", fmt)
+@njit(cache=True, nogil=True)
+def _first_violation(t, x, y, W, H, ordered):  # pragma: no cover - jitted
+    """Index of the first event that breaks ``finish``'s checks, or -1: one pass, stops at the first."""
+    for i in range(t.size):
+        if t[i] < 0 or x[i] >= W or y[i] >= H or (ordered and i > 0 and t[i] < t[i - 1]):
+            return i
+    return -1
 
 
 def finish(ev: np.ndarray, source: str, fmt: str, *, W: int, H: int, ordered: bool, strict: bool,
@@ -138,8 +133,8 @@ def finish(ev: np.ndarray, source: str, fmt: str, *, W: int, H: int, ordered: bo
     Returns:
         ``(events kept, {"negative_time": n, "outside_sensor": n, "backward_time": n})`` (only non-zero counts).
     """
-    if ev.size == 0:
-        return ev, {}
+    if ev.size == 0 or _first_violation(ev["t"], ev["x"], ev["y"], W, H, ordered) < 0:
+        return ev, {}                              # the common case: one pass, nothing allocated
     t = ev["t"]
     neg = t < 0
     out = (ev["x"] >= W) | (ev["y"] >= H)
