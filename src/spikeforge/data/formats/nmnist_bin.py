@@ -125,9 +125,10 @@ def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...]
         W, H = NMNIST_SIZE if mx < 34 and my < 34 else ATIS_SIZE
     else:
         W, H = int(sensor_size[0]), int(sensor_size[1])
-    keep = np.flatnonzero(r[:, 1] != OVERFLOW_Y) if markers else None
-    out, dropped = finish(out, source, NAME, W=W, H=H, ordered=True, strict=strict,
-                          offset_of=lambda i: 5 * (int(keep[i]) if keep is not None else i))
+    def offset_of(i: int) -> int:       # event i's record (markers are records without an event); errors only
+        return 5 * (int(np.flatnonzero(r[:, 1] != OVERFLOW_Y)[i]) if markers else i)
+
+    out, dropped = finish(out, source, NAME, W=W, H=H, ordered=True, strict=strict, offset_of=offset_of)
     meta: dict[str, Any] = {"format": NAME, "overflow_markers": int(markers)}
     if dropped:
         meta["dropped"] = dropped
