@@ -8,7 +8,7 @@ import pytest
 
 from spikeforge.app import ConfigError, load_config
 from spikeforge.cli import main
-from tests.training.conftest import run_cli
+from tests.training.conftest import main_in_process, run_cli
 
 BAD = [
     (["--model", "resnet9000"], "model", "spiking_cnn_tiny"),
@@ -33,8 +33,8 @@ BAD = [
 def test_bad_config_one_line_exit_2_nothing_written(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                     args: list[str], field: str, hint: str) -> None:
     run = tmp_path / "run"
-    assert main(["train", *args, "--run-dir", str(run)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    code, err = main_in_process(capsys, "train", *args, "--run-dir", str(run))
+    assert code == 2
     assert len(err) == 1 and err[0].startswith(f"spikeforge: error: {field}:") and hint in err[0], err
     assert not run.exists()
 

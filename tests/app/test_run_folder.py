@@ -18,6 +18,7 @@ from spikeforge.app.rundir import default_run_dir
 from spikeforge.core import FolderLock, LockHeld
 from spikeforge.training import load_checkpoint
 from tests.conftest import ROOT
+from tests.training.conftest import main_in_process as _main
 from tests.training.conftest import run_cli
 
 ARGS = ["train", "--dataset", "digits", "--model", "spiking_mlp_tiny", "--T", "2", "--epochs", "2",
@@ -87,13 +88,6 @@ def test_default_names_do_not_collide() -> None:
     cfg = TrainConfig()
     names = {default_run_dir(cfg) for _ in range(50)}
     assert len(names) == 50 and all(n.name.startswith("digits-spiking_cnn_tiny-seed0-") for n in names)
-
-
-def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:
-    """The CLI in this process: exit code and the lines it wrote to stderr."""
-    from spikeforge.cli import main
-    code = main(list(args))
-    return code, capsys.readouterr().err.strip().splitlines()
 
 
 def test_resume_applies_safe_changes_and_refuses_the_rest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

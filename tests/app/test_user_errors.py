@@ -14,16 +14,16 @@ import pytest
 import torch
 
 from spikeforge.app import TrainConfig, train
-from spikeforge.cli import main
 from spikeforge.training import load_checkpoint, save_checkpoint
+from tests.training.conftest import main_in_process
 
 TINY = ["train", "--dataset", "digits", "--model", "spiking_mlp_tiny", "--T", "2", "--epochs", "1",
         "--limit-train", "128", "--progress", "false", "--threads", "1"]
 
 
 def _fails(capsys: pytest.CaptureFixture[str], args: list[str], code: int = 2) -> str:
-    assert main(args) == code
-    err = capsys.readouterr().err.strip().splitlines()
+    got, err = main_in_process(capsys, *args)
+    assert got == code
     assert len(err) == 1, err
     assert err[0].startswith("spikeforge: error: " if code == 2 else "spikeforge: the run failed: ")
     return err[0]

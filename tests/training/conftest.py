@@ -20,6 +20,13 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 600,
                           env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})})
 
 
+def main_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:
+    """``spikeforge.cli.main(args)`` in this process: its exit code and the lines it wrote to stderr."""
+    from spikeforge.cli import main
+    code = main(list(args))
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
 def write_nmnist_folder(root: Path, per_class: int = 7, seed: int = 0) -> Path:
     """A tiny N-MNIST-layout folder of real .bin files, emulated from scikit-learn digits."""
     from spikeforge.data import EmulatedNMNIST, write_events
