@@ -45,3 +45,46 @@ def test_corruption_is_detected(tmp_path: Path) -> None:
         load_checkpoint(p)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def _rewrite_metadata(p: Path, edit) -> None:
+    """Rewrite the file's spikeforge metadata text with ``edit(text)``, keeping the tensors as they are."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    with safe_open(str(p), framework="pt") as f:
+        text, tensors = f.metadata()["spikeforge"], {k: f.get_tensor(k) for k in f.keys()}
+    save_file(tensors, str(p), metadata={"spikeforge": edit(text)})
+
+
+def test_edited_metadata_is_detected(tmp_path: Path) -> None:
+    """The step, config, RNG and optimiser settings live in the JSON metadata: an edit is corruption too."""
+    p = tmp_path / "c.safetensors"
+    _write(p)
+    _rewrite_metadata(p, lambda s: s.replace('"step": 7', '"step": 8'))
+    with pytest.raises(CheckpointError, match="tensors or metadata do not match the stored sha256"):
+        load_checkpoint(p)
+    _write(p)
+    _rewrite_metadata(p, lambda s: s[:40] + "XXXX" + s[44:])        # no longer JSON
+    with pytest.raises(CheckpointError, match="its metadata is not a JSON object"):
+        load_checkpoint(p)
+
+
+def test_a_first_format_checkpoint_still_loads(tmp_path: Path) -> None:
+    """Format 1 hashed the tensors only: such files load, with that check."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from spikeforge.training.checkpoint import _digest
+    p = tmp_path / "c.safetensors"
+    want = _write(p)
+    tensor_hash = _digest(load_file(str(p)))
+
+    def as_format_1(text: str) -> str:
+        return json.dumps({**json.loads(text), "format": "spikeforge-ckpt-1", "sha256": tensor_hash})
+
+    _rewrite_metadata(p, as_format_1)
+    got = load_checkpoint(p)
+    assert all(torch.equal(got["model"][k], v) for k, v in want["model"].items()) and got["meta"]["step"] == 7
+    _rewrite_metadata(p, lambda s: s.replace('"step": 7', '"step": 8'))
+    assert load_checkpoint(p)["meta"]["step"] == 8          # what format 1 could not protect

@@ -4,7 +4,8 @@ A checkpoint holds the model weights, the optimiser's tensors, the torch / encod
 tensors) and, in the file's JSON metadata, everything else: the optimiser's hyper-parameters, numpy's
 and Python's RNG states, the step, epoch and position in the epoch, the best validation score, the
 number of metric rows written, the config, the train-step strategy's state (``extra``) — and a sha256
-of all tensor bytes, checked on load.
+of all tensor bytes and of that metadata, checked on load (files of the first format, whose hash covers
+the tensors only, still load).
 
 Written with ``spikeforge.core.atomic_write`` (temp file, fsync, rename, fsync of the folder): a process
 killed at any instant leaves either the previous checkpoint or the new one, never a half file.
@@ -25,7 +26,8 @@ from ..core import UserError, atomic_write
 __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "find_checkpoint", "newest_checkpoint",
            "CheckpointFallbackWarning"]
 
-FORMAT = "spikeforge-ckpt-1"
+FORMAT = "spikeforge-ckpt-2"         # 2: the sha256 covers the JSON metadata as well as the tensors
+READABLE = ("spikeforge-ckpt-1", FORMAT)
 
 
 class CheckpointError(UserError, ValueError):
@@ -36,7 +38,8 @@ class CheckpointFallbackWarning(UserWarning):
     """A checkpoint was unreadable and an older valid one is used instead."""
 
 
-def _digest(tensors: dict[str, Tensor]) -> str:
+def _digest(tensors: dict[str, Tensor], info: dict[str, Any] | None = None) -> str:
+    """sha256 of the tensors and (format 2) of the metadata ``info``: its JSON as it reads back, keys sorted."""
     h = hashlib.sha256()
     for k in sorted(tensors):
         t = tensors[k].contiguous()
@@ -44,6 +47,8 @@ def _digest(tensors: dict[str, Tensor]) -> str:
         h.update(str(t.dtype).encode())
         h.update(repr(tuple(t.shape)).encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    if info is not None:
+        h.update(b"\0meta\0" + json.dumps(json.loads(json.dumps(info)), sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -91,7 +96,7 @@ def save_checkpoint(path: str | Path, *, model: dict[str, Tensor], optimizer: di
                 tensors[f"{sec}/{k}"] = v.detach().cpu().contiguous()
             else:
                 info[sec][k] = v
-    info["sha256"] = _digest(tensors)
+    info["sha256"] = _digest(tensors, info)
     path.parent.mkdir(parents=True, exist_ok=True)
     header = {"spikeforge": json.dumps(info)}
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
@@ -115,11 +120,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is unreadable or truncated ({e})") from None
     if "spikeforge" not in header:
         raise CheckpointError(f"checkpoint {path} is a safetensors file but not a spikeforge checkpoint")
-    info = json.loads(header["spikeforge"])
-    if info.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {path} has format {info.get('format')!r}, expected {FORMAT!r}")
-    if _digest(tensors) != info.get("sha256"):
-        raise CheckpointError(f"checkpoint {path} is corrupt: its tensors do not match the stored sha256")
+    try:
+        info = json.loads(header["spikeforge"])
+    except ValueError:
+        info = None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"checkpoint {path} is corrupt: its metadata is not a JSON object")
+    if info.get("format") not in READABLE:
+        raise CheckpointError(f"checkpoint {path} has format {info.get('format')!r}, expected one of {READABLE}")
+    stored = info.pop("sha256", None)
+    if _digest(tensors, info if info["format"] == FORMAT else None) != stored:
+        raise CheckpointError(f"checkpoint {path} is corrupt: its tensors or metadata do not match the stored "
+                              "sha256")
     model = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
     rng = dict(info.get("rng", {}))
     rng.update({k[len("rng/"):]: v for k, v in tensors.items() if k.startswith("rng/")})
