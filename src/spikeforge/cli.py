@@ -15,7 +15,7 @@ import argparse
 import dataclasses
 import json
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from .app import FIELD_HELP, LISTS, SAFE_ON_RESUME, ConfigError, TrainConfig, load_config, read_config_file, registries
 from .core import UnknownNameError, UserError
@@ -60,9 +60,16 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
                    help="a keyword argument of the model factory, e.g. --model-arg width=32 (repeatable)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (``spikeforge: error: …``) instead of usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    ap = argparse.ArgumentParser(prog="spikeforge", description="Train, evaluate and analyse spiking neural networks.",
+    ap = _Parser(prog="spikeforge", description="Train, evaluate and analyse spiking neural networks.",
                                  epilog=RULE, formatter_class=fmt)
     sub = ap.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train", help="train a model", description=f"Train a model.\n\n{RULE}",
@@ -109,6 +116,8 @@ def _one_line(e: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``spikeforge`` command: parse ``argv`` (default ``sys.argv[1:]``), run it, return the exit code
+    (0 done, 1 the run failed, 2 bad input: one line on stderr, nothing written)."""
     args = _parser().parse_args(argv)
     from .training import RunFailed
     try:

@@ -136,3 +136,16 @@ def test_a_run_folder_given_as_a_checkpoint(checkpoint: Path, capsys: pytest.Cap
     run = checkpoint.parent.parent
     err = _fails(capsys, ["eval", str(run)])
     assert f"checkpoint {run} is a folder, not a checkpoint file (did you mean {checkpoint}?)" in err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--dataset", "digits", "--bogus", "3"], "unrecognized arguments: --bogus 3 (see spikeforge --help)"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["eval"], "spikeforge eval: error: the following arguments are required: checkpoint"),
+])
+def test_a_usage_error_is_one_line(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    from spikeforge.cli import main
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and message in err[0], err

@@ -93,3 +93,13 @@ def test_nonfinite_can_be_skipped_and_counted() -> None:
     with pytest.raises(TooManySkipped, match=r"^5 of 8 steps were skipped as non-finite, more than the allowed 10%"):
         fit(model, _data(), T=4, encoding="direct", callbacks=[PoisonAt(3)], epochs=1, batch_size=32,
             progress=False, skip_nonfinite=True)
+
+
+def test_a_loss_by_name_is_the_registered_one() -> None:
+    from spikeforge.core import UnknownNameError
+    from spikeforge.training import LOSSES, Trainer
+
+    model = create_model("spiking_mlp_tiny", in_channels=1, num_classes=10, img_size=8, T=2)
+    assert Trainer(model, _data(64), T=2, loss="tet", progress=False).loss is LOSSES["tet"]
+    with pytest.raises(UnknownNameError, match="did you mean 'tet'"):
+        Trainer(model, _data(64), T=2, loss="tett", progress=False)

@@ -75,3 +75,24 @@ def test_sigkill_between_temp_file_and_rename(tmp_path: Path) -> None:
     want_w, want_rows = _final(ref)
     assert all(torch.equal(got_w[k], want_w[k]) for k in want_w) and got_rows == want_rows
     assert not list((killed / "checkpoints").glob(".*.tmp"))
+
+
+def test_stopped_by_max_steps_inside_an_epoch_then_resumed(tmp_path: Path, capsys) -> None:
+    """--max-steps that ends inside an epoch keeps the position: --resume finishes that epoch, and the run
+    equals one that never stopped (weights and metrics rows). With the constant schedule: a cosine
+    schedule's length is --max-steps itself, so lifting it changes the learning rates by design."""
+    from tests.training.conftest import main_in_process
+
+    args = ["train", "--dataset", "digits", "--model", "spiking_mlp_tiny", "--epochs", "2", "--batch-size", "32",
+            "--limit-train", "320", "--T", "2", "--threads", "1", "--progress", "false", "--lr", "0.005",
+            "--schedule", "constant"]
+    assert main_in_process(capsys, *args, "--run-dir", str(tmp_path / "ref"))[0] == 0
+    want_w, want_rows = _final(tmp_path / "ref")
+    stopped = tmp_path / "stopped"
+    assert main_in_process(capsys, *args, "--max-steps", "13", "--run-dir", str(stopped))[0] == 0
+    assert [r["step"] for r in _final(stopped)[1]] == ["10", "13"]          # the partial epoch is reported
+    assert load_checkpoint(stopped / "checkpoints" / "last.safetensors")["meta"]["pos"] == 3
+    assert main_in_process(capsys, "train", "--resume", str(stopped), "--max-steps", "none")[0] == 0
+    got_w, got_rows = _final(stopped)
+    assert all(torch.equal(got_w[k], want_w[k]) for k in want_w)
+    assert got_rows == want_rows

@@ -39,7 +39,7 @@ from ..core import eval_mode, first_line
 from ..data import DataBundle, batch_loader, to_time_first
 from .callbacks import Callback, CSVLogger, ProgressBar, StepInfo
 from .checkpoint import load_checkpoint, save_checkpoint
-from .losses import accuracy, count_correct, mean_ce
+from .losses import LOSSES, accuracy, count_correct, mean_ce
 from .steps import NonFiniteLoss, StepContext, TrainStep, autocast, get_method
 
 __all__ = ["fit", "Trainer", "FitResult", "RunFailed", "NonFiniteError", "DivergedError", "TooManySkipped", "evaluate"]
@@ -66,6 +66,9 @@ class TooManySkipped(RunFailed):
 
 @dataclass
 class FitResult:
+    """What ``fit`` returns: per-epoch ``history`` (the rows of ``metrics.csv``), the best validation
+    accuracy, the number of skipped non-finite steps, the run folder (``None`` without one), the steps taken
+    and the resolved config."""
     history: list[dict[str, Any]]
     best_val: float
     skipped_steps: int
@@ -170,10 +173,14 @@ def _first_bad_layer(model: nn.Module, x_seq: Tensor, limit: float = math.inf) -
 
 
 class Trainer:
-    """Holds the model, the optimiser, the data and the state; ``fit`` drives it."""
+    """Holds the model, the optimiser, the data and the state; ``fit`` drives it.
+
+    ``loss`` and ``method`` take a function or object, or a registered name (``LOSSES``, ``METHODS``).
+    """
 
     def __init__(self, model: nn.Module, data: DataBundle, *, T: int, encoding: str = "rate",
-                 loss: LossFn = mean_ce, optimizer: Callable[[Iterable[Any]], torch.optim.Optimizer] | None = None,
+                 loss: LossFn | str = mean_ce,
+                 optimizer: Callable[[Iterable[Any]], torch.optim.Optimizer] | None = None,
                  lr_schedule: Callable[[int], float] | None = None, epochs: int = 1, batch_size: int = 64,
                  callbacks: Sequence[Callback] = (), batch_transform: Callable[..., Any] | None = None,
                  run_dir: str | Path | None = None, ckpt_every: int | None = None, grad_clip: float | None = None,
@@ -187,7 +194,7 @@ class Trainer:
         if self.world > 1:
             self.ddp_model = nn.parallel.DistributedDataParallel(model)
         self.data, self.T, self.encoding = data, T, encoding
-        self.loss = loss
+        self.loss = LOSSES[loss] if isinstance(loss, str) else loss
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = (optimizer or (lambda ps: torch.optim.AdamW(ps, lr=1e-3)))(params)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
@@ -347,7 +354,7 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_fit_start(self)
         s = self.state
-        while s.epoch < self.epochs:
+        while s.epoch < self.epochs and not (self.max_steps is not None and s.step >= self.max_steps):
             batches = self._batches(s.epoch)
             # the loader's own generator: creating an iterator must not draw from torch's global RNG
             loader = batch_loader(self.data.train, self.data.kind, batch_sampler=_Batches(batches[s.pos:]),
@@ -374,6 +381,18 @@ class Trainer:
                     break
             self.progress.end_epoch()
             metrics = self._epoch_metrics(s.ep_losses, s.ep_accs, s.ep_seen, time.perf_counter() - t0)
+            if s.pos < len(batches):
+                # stopped inside the epoch (--max-steps, or a callback's stop): the checkpoints keep the
+                # position in the epoch, so --resume continues it; the partial epoch is reported, not logged
+                # in the checkpoint's history (the resumed run writes the epoch's row when it ends)
+                if "val_accuracy" in metrics and metrics["val_accuracy"] > s.best_val:
+                    s.best_val = metrics["val_accuracy"]
+                    self.save("best")
+                self.save("last")
+                s.history.append(metrics)
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self, metrics)
+                break
             s.history.append(metrics)
             for cb in self.callbacks:
                 cb.on_epoch_end(self, metrics)
