@@ -91,6 +91,7 @@ SJ_PAIRS = [
     ("Rect", S.Rectangle, {"alpha": 1.0}), ("Erf", S.Erf, {"alpha": 2.0}), ("SoftSign", S.SoftSign, {"alpha": 2.0}),
     ("PiecewiseExp", S.PiecewiseExp, {"alpha": 1.0}), ("LogTailedReLU", S.LogTailedReLU, {"alpha": 0.1}),
     ("S2NN", S.S2NN, {"alpha": 4.0, "beta": 1.0}), ("QPseudoSpike", S.QPseudoSpike, {"alpha": 2.0}),
+    ("DeterministicPass", S.StraightThrough, {}),
 ]
 
 

@@ -268,6 +268,7 @@ class Rectangle(Surrogate):
 
 
 Rect = Rectangle
+"""Alias of ``Rectangle``."""
 
 
 @dataclass(frozen=True)
@@ -412,6 +413,7 @@ class StraightThrough(Surrogate):
 
 
 SURROGATES: Registry[type[Surrogate]] = Registry("surrogate", lambda s: s.lower().replace("-", "_"))
+"""Surrogate classes by name (case and ``-`` insensitive); ``get_surrogate`` resolves names through it."""
 for _cls in (Sigmoid, ATan, SuperSpike, FastSigmoid, PiecewiseQuadratic, Triangle, Rectangle, Erf, SoftSign,
              PiecewiseExp, LogTailedReLU, S2NN, QPseudoSpike, StraightThrough):
     SURROGATES.register(_cls.name, _cls)

@@ -15,7 +15,8 @@ Every multiplication the model executes (aten level, one forward pass) falls in 
 
 The binary test is Spikingformer's strict rule (Zhou et al., arXiv 2304.11954), whatever the counting
 convention. Values are inspected on the data given, so a residual sum that happens to stay in {0, 1} on
-that batch passes; give a batch the trained model actually sees.
+that batch passes; give a batch the trained model actually sees. A model that does not fire on it (an
+untrained one, often) passes trivially, since all-zero operands are binary: check its firing rates too.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from .counting import OpCounter
 __all__ = ["Audit", "Finding", "audit", "audit_counter", "CATEGORIES"]
 
 CATEGORIES = ("ac", "mac", "foldable", "neuron")
+"""The audit's categories of a multiplication (see the module docstring): ``ac`` (a binary operand),
+``mac`` (neither operand binary: real values or integer spike counts), ``foldable`` (folds into weights or
+a threshold at inference), ``neuron`` (a neuron's own arithmetic)."""
 
 
 @dataclass

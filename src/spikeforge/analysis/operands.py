@@ -55,6 +55,8 @@ CONVENTIONS: dict[str, Convention] = {
     "spikformer": Convention("spikformer", counts_are_spikes=True),
     "neurobench": Convention("neurobench", ternary=True, effective=True, bias=False),
 }
+"""Counting conventions by name (``spikformer``, ``spikingformer``, ``neurobench``): which operands count
+as spikes (an accumulate, AC) and which as real values (a multiply-accumulate, MAC)."""
 
 
 def get_convention(convention: str | Convention) -> Convention:

@@ -143,6 +143,7 @@ FIELD_HELP: dict[str, str] = {
     "threads": "torch threads (restored when the run ends)", "progress": "show the progress bar",
     "eval_every": "evaluate val/test every N epochs (and after the last)",
 }
+"""One line of help per config field, shown by ``spikeforge train --help`` and in config errors."""
 
 
 def _coerce(name: str, value: Any) -> Any:

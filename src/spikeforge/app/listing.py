@@ -15,6 +15,7 @@ __all__ = ["LISTS", "list_names"]
 
 LISTS: dict[str, Registry[Any]] = {"models": MODELS, "datasets": DATASETS, "neurons": NEURONS,
                                    "surrogates": SURROGATES, "losses": LOSSES, "methods": METHODS}
+"""What ``spikeforge list KIND`` can list, by kind (models, datasets, neurons, surrogates, losses, methods)."""
 
 
 def list_names(kind: str) -> list[tuple[str, str]]:

@@ -33,6 +33,8 @@ MARKERS = ("config.json", "checkpoints")
 # fields a resumed run may change: how long it runs, how often it checkpoints and evaluates, how it is shown
 SAFE_ON_RESUME = ("epochs", "max_steps", "eval_every", "ckpt_every", "progress", "threads", "num_workers",
                   "skip_nonfinite", "max_skipped", "data_root")
+"""The config fields ``--resume`` lets a flag change (they do not change what is learned); any other
+different flag is refused."""
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:

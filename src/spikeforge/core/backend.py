@@ -15,7 +15,9 @@ from typing import Any, Protocol
 from torch import Tensor
 
 State = tuple[Tensor, ...]
+"""A neuron's state as the kernels see it: a tuple of tensors ``[B, ...]``, one per state variable."""
 StepFn = Callable[..., tuple[Tensor, Any]]
+"""A pure step function ``step(x, state, params) -> (spikes, new_state)`` on one time step ``[B, ...]``."""
 
 __all__ = ["State", "StepFn", "Backend", "BackendFallbackWarning", "register_backend", "get_backend",
            "resolve_backend", "available_backends", "state_like"]

@@ -46,8 +46,10 @@ def _straight_through(name: str, op: Callable[[Tensor], Tensor], doc: str) -> Ca
 round_ste = _straight_through("round_ste", torch.round,
                               "``round(x)`` forward (half to even, as ``torch.round``), identity gradient backward; "
                               "integers pass.")
+"""``round(x)`` forward (half to even, as ``torch.round``), identity gradient backward; integers pass."""
 floor_ste = _straight_through("floor_ste", torch.floor,
                               "``floor(x)`` forward, identity gradient backward; integers pass.")
+"""``floor(x)`` forward, identity gradient backward; integers pass."""
 
 
 def shift_right(x: Tensor, k: int) -> Tensor:

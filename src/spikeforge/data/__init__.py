@@ -2,15 +2,15 @@
 
     from spikeforge import data
     ev = data.read_events("recording.aedat4")                 # Events(events, sensor_size)
-    frames = data.to_frames(ev.events, ev.sensor_size, T=16)  # [T, 2, H, W]
-    ds = data.EmulatedNMNIST(source="digits", transform=data.ToFrames(T=8))
+    frames = data.to_frames(ev.events, ev.sensor_size, n_bins=16)  # [16, 2, H, W]
+    ds = data.EmulatedNMNIST(source="digits", transform=data.ToFrames(n_bins=8))
 
 Submodules: ``events`` (the record), ``formats`` (one reader/writer per file format), ``transforms``
 (events → tensors, augmentations), ``collate`` (time-first batches), ``datasets`` (local-file datasets),
 ``cache`` (atomic, validated on-disk cache), ``emulate`` (N-MNIST-style saccades from images).
 """
 
-from . import cache, collate, datasets, emulate, events, formats, transforms
+from . import datasets, formats, transforms
 from .cache import CachedDataset, CacheRepairWarning, CacheReport, cache_key
 from .collate import (
     PadCollate,
@@ -70,5 +70,5 @@ __all__ = [
     "SaccadeParams", "emulate_saccades", "emulate_image", "saccade_path",
     "NMNIST", "NCaltech101", "DVS128Gesture", "CIFAR10DVS", "SHD", "SSC", "SpeechCommands", "ASLDVS", "DVSLip",
     "NCARS", "NavGesture", "ESImageNet", "HARDVS", "Bullying10K", "EmulatedNMNIST", "DatasetLayoutError",
-    "cache", "collate", "datasets", "emulate", "events", "formats", "transforms",
+    "datasets", "formats", "transforms",
 ]

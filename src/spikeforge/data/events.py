@@ -22,6 +22,8 @@ import numpy as np
 __all__ = ["EVENT_DTYPE", "Events", "make_events", "check_events"]
 
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "u1")])
+"""The structured dtype of an event record: ``t`` (µs, int64), ``x``, ``y`` (uint16; x right, y down
+from the top-left pixel), ``p`` (uint8; 1 = ON)."""
 
 
 @dataclass

@@ -60,3 +60,4 @@ class BufferPool:
 
 
 POOL = BufferPool()
+"""The process's pool of reusable kernel work buffers."""

@@ -15,6 +15,7 @@ from .ir import Graph
 __all__ = ["KernelSpec", "Layout", "layout", "cache_dir", "host_key", "COMPILE_COUNT"]
 
 COMPILE_COUNT = {"compiled": 0, "loaded": 0}   # read by the no-recompile test
+"""How many kernels this process compiled and how many it loaded from the disk cache."""
 _CODEGEN = ("ir.py", "llvm_ops.py", "llvm_kernels.py", "spec.py", "triton_codegen.py")
 
 

@@ -32,7 +32,9 @@ def spiking_attention(q: Tensor, k: Tensor, v: Tensor, num_heads: int, scale: fl
     floats as the left-hand order.
 
     Args:
-        q, k, v: spikes ``[T, B, D, N]`` (channel-major), ``D = num_heads · d``.
+        q: spikes ``[T, B, D, N]`` (channel-major), ``D = num_heads · d``.
+        k: spikes ``[T, B, D, N]`` (channel-major), ``D = num_heads · d``.
+        v: spikes ``[T, B, D, N]`` (channel-major), ``D = num_heads · d``.
         num_heads: number of heads.
         scale: ``s`` (0.125 in both papers' ImageNet/CIFAR code).
 
@@ -96,7 +98,9 @@ class SpikingMLP(nn.Module):
 
     Args:
         dim: channels ``D``; hidden: ``D·mlp_ratio`` in the papers.
-        neuron, spike_driven, T: as ``SpikingSelfAttention``.
+        neuron: as ``SpikingSelfAttention``.
+        spike_driven: as ``SpikingSelfAttention``.
+        T: as ``SpikingSelfAttention``.
 
     Shapes: ``x [T, B, D, N] -> [T, B, D, N]``.
     """

@@ -24,6 +24,7 @@ from .norm import TDBatchNorm
 __all__ = ["bn_affine", "fold_bn", "fold_bn_pairs", "FOLDABLE"]
 
 FOLDABLE: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+"""The layer types a following BatchNorm folds into exactly."""
 
 
 def bn_affine(bn: _BatchNorm, name: str = "batch norm") -> tuple[Tensor, Tensor]:

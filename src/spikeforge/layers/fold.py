@@ -66,8 +66,7 @@ class TimeFold(nn.Sequential):
     wrapped modules stay plain ``torch.nn`` layers (pruning, quantisation and ``torch.fx`` see them as
     they are). Do not put neurons or other stateful layers inside: they would mix time and batch.
 
-    Args:
-        *modules: stateless modules taking ``[N, ...]``.
+    Built like ``nn.Sequential``: ``TimeFold(module, ...)``, each a stateless module taking ``[N, ...]``.
 
     Shapes: ``x_seq [T, B, *in] -> [T, B, *out]``.
 

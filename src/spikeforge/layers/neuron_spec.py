@@ -19,7 +19,10 @@ from ..surrogate import ATan
 __all__ = ["NeuronSpec", "default_neuron", "make_neuron", "set_threshold", "is_neuron", "NEURON_TYPES"]
 
 NeuronSpec = nn.Module | str | Callable[[], nn.Module] | None
+"""What a layer or model accepts as ``neuron``: a module (copied per use), a registered name, a factory,
+or ``None`` for the default."""
 NEURON_TYPES: tuple[type[nn.Module], ...] = (SpikingNeuron, PSN, SlidingPSN)
+"""The module types counted as spiking neurons (recording, BN folding, the audit)."""
 
 
 def default_neuron() -> LIF:

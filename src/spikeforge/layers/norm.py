@@ -38,7 +38,10 @@ class TDBatchNorm(_BatchNorm):
         num_features: channels ``C``.
         alpha: the structural factor ``α``.
         v_threshold: the threshold ``V_th`` of the neurons this BN feeds.
-        eps, momentum, affine, track_running_stats: as ``nn.BatchNorm2d``.
+        eps: as ``nn.BatchNorm2d``.
+        momentum: as ``nn.BatchNorm2d``.
+        affine: as ``nn.BatchNorm2d``.
+        track_running_stats: as ``nn.BatchNorm2d``.
 
     Shapes: ``[N, C, *]`` (any rank ≥ 2) ``-> [N, C, *]``.
     """
@@ -82,7 +85,8 @@ class BNTT(nn.Module):
     Args:
         num_features: channels ``C``.
         T: number of steps (fixed: every step owns its parameters).
-        eps, momentum: as ``nn.BatchNorm2d``.
+        eps: as ``nn.BatchNorm2d``.
+        momentum: as ``nn.BatchNorm2d``.
         bias: learn a shift ``β_t`` too.
 
     Shapes: ``x_seq [T, B, C, *] -> [T, B, C, *]``.
@@ -132,7 +136,8 @@ class NeuNorm(nn.Module):
 
     Args:
         in_channels: ``F``.
-        height, width: spatial size of the input.
+        height: the input's height.
+        width: the input's width.
         k: decay of the auxiliary neuron (``k_τ2``).
         shared_across_channels: one ``W`` for all channels.
 
@@ -174,7 +179,8 @@ class L1BatchNorm(nn.Module):
 
     Args:
         num_features: channels ``C``.
-        eps, momentum: as ``nn.BatchNorm2d``.
+        eps: as ``nn.BatchNorm2d``.
+        momentum: as ``nn.BatchNorm2d``.
         affine: learn ``γ, β``.
 
     Shapes: ``[N, C, *] -> [N, C, *]``.

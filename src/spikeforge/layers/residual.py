@@ -22,6 +22,7 @@ __all__ = ["SEW_FUNCTIONS", "sew_function", "SEWResidual", "SpikingResidual", "R
            "starts_with_neuron"]
 
 SEW_FUNCTIONS = ("ADD", "AND", "IAND")
+"""SEW ResNet's connect functions ``g(S, A)``: ``ADD`` ``S + A``, ``AND`` ``S·A``, ``IAND`` ``(1 − S)·A``."""
 
 
 def sew_function(a: Tensor, s: Tensor, cnf: str) -> Tensor:

@@ -42,7 +42,9 @@ class SequentialCSNN(SpikingClassifier):
     """Convolutional SNN over image columns.
 
     Args:
-        in_channels, img_size, num_classes: as timm; ``T = img_size`` (one column per step), ``img_size >= 4``.
+        in_channels: as timm; ``T = img_size`` (one column per step), ``img_size >= 4``.
+        img_size: as timm; ``T = img_size`` (one column per step), ``img_size >= 4``.
+        num_classes: as timm; ``T = img_size`` (one column per step), ``img_size >= 4``.
         channels: conv width ``c`` (128 in the paper, for CIFAR).
         neuron: neuron spec; ``"psn"`` builds ``PSN(T=img_size)`` (static images only: its ``T`` is fixed).
         T: accepted for the registry's common signature; the number of steps is set by the input.

@@ -27,6 +27,7 @@ __all__ = ["MODELS", "register_model", "create_model", "list_models", "is_model"
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+"""The model zoo by name; ``create_model`` builds from it and ``list_models`` lists it."""
 
 
 def register_model(fn: F) -> F:
@@ -37,6 +38,7 @@ def register_model(fn: F) -> F:
 
 
 def is_model(name: str) -> bool:
+    """Whether ``name`` is a registered model."""
     return name in MODELS
 
 

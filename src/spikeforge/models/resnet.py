@@ -68,7 +68,9 @@ class SpikingResNet(SpikingClassifier):
         layers: blocks per stage, e.g. ``(2, 2, 2, 2)`` for -18.
         kind: ``"sew"`` or ``"spiking"``.
         cnf: SEW function ``"ADD"``, ``"AND"`` or ``"IAND"`` (SEW only).
-        num_classes, in_channels, img_size: as timm (``img_size`` is recorded; the head pools globally).
+        num_classes: as timm (``img_size`` is recorded; the head pools globally).
+        in_channels: as timm (``img_size`` is recorded; the head pools globally).
+        img_size: as timm (``img_size`` is recorded; the head pools globally).
         T: steps for static inputs.
         neuron: neuron spec (default ``LIF(τ=2, ATan(2), detach_reset=True)``; the paper used IF on ImageNet
             and PLIF on DVS data).

@@ -32,7 +32,9 @@ class Spikformer(SpikingClassifier):
     """Spikformer; ``Spikingformer`` is this class with ``spike_driven = True``.
 
     Args:
-        img_size, in_channels, num_classes: as timm (``img_size`` is recorded; tokens are averaged).
+        img_size: as timm (``img_size`` is recorded; tokens are averaged).
+        in_channels: as timm (``img_size`` is recorded; tokens are averaged).
+        num_classes: as timm (``img_size`` is recorded; tokens are averaged).
         embed_dim: ``D``; depth: blocks; num_heads: SSA heads; mlp_ratio: MLP hidden = ``D·mlp_ratio``.
         T: steps for static inputs.
         neuron: neuron spec (default ``LIF(τ=2, ATan(2), detach_reset=True)``); the attention neuron is a

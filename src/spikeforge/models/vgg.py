@@ -30,7 +30,9 @@ class SpikingVGG(SpikingClassifier):
 
     Args:
         cfg: channels of the 3×3 convs, ``"M"`` for a 2×2 max pool (a key of ``VGG_CFGS`` or a list).
-        num_classes, in_channels, img_size: as timm (``img_size`` is recorded; both heads pool adaptively).
+        num_classes: as timm (``img_size`` is recorded; both heads pool adaptively).
+        in_channels: as timm (``img_size`` is recorded; both heads pool adaptively).
+        img_size: as timm (``img_size`` is recorded; both heads pool adaptively).
         T: steps for static inputs.
         neuron: neuron spec (default ``LIF(τ=2, ATan(2), detach_reset=True)``).
         head: ``"imagenet"`` or ``"small"`` (see the module docstring).

@@ -15,12 +15,15 @@ __all__ = ["ALIF", "ALIFParams", "ALIFState", "alif_step"]
 
 
 class ALIFState(NamedTuple):
+    """ALIF state: the membrane potential ``v`` and the adaptation variable ``a``, each ``[B, ...]``."""
     v: Tensor
     a: Tensor
 
 
 @dataclass(frozen=True)
 class ALIFParams(SpikeParams):
+    """ALIF parameters: ``SpikeParams`` plus ``tau`` (membrane), ``tau_adapt`` (adaptation), ``beta``
+    (threshold increase per unit of ``a``), ``dt`` and ``decay_input``."""
     tau: Scalar = 2.0
     tau_adapt: Scalar = 20.0
     beta: Scalar = 0.5
@@ -52,7 +55,9 @@ class ALIF(SpikingNeuron):
         tau: membrane time constant (unit of ``dt``).
         tau_adapt: time constant of the threshold adaptation ``a``.
         beta: threshold increase per unit of ``a`` (``Θ = V_th + β·a``).
-        decay_input, dt, **kwargs: as ``LIF``.
+        decay_input: as ``LIF``.
+        dt: as ``LIF``.
+        **kwargs: as ``LIF``.
     """
 
     step_fn = staticmethod(alif_step)

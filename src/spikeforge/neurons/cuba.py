@@ -15,12 +15,15 @@ __all__ = ["CUBALIF", "CUBALIFParams", "CUBALIFState", "cubalif_step"]
 
 
 class CUBALIFState(NamedTuple):
+    """Current-based LIF state: the membrane potential ``v`` and the synaptic current ``i``, each ``[B, ...]``."""
     v: Tensor
     i: Tensor
 
 
 @dataclass(frozen=True)
 class CUBALIFParams(SpikeParams):
+    """Current-based LIF parameters: ``SpikeParams`` plus ``tau`` (membrane), ``tau_syn`` (synapse), ``dt``
+    and ``decay_input`` (whether the current's input is scaled by its leak)."""
     tau: Scalar = 2.0
     tau_syn: Scalar = 5.0
     dt: Scalar = 1.0
@@ -46,7 +49,8 @@ class CUBALIF(SpikingNeuron):
     Args:
         tau: membrane time constant; tau_syn: synaptic current time constant (unit of ``dt``).
         decay_input: whether the input is scaled by the synaptic leak (NIR's continuous model: True).
-        dt, **kwargs: as ``LIF``.
+        dt: as ``LIF``.
+        **kwargs: as ``LIF``.
     """
 
     step_fn = staticmethod(cubalif_step)

@@ -66,7 +66,8 @@ class StateQuantizer:
 
     Args:
         step: quantisation step (the state's LSB), > 0.
-        lo, hi: saturation bounds, or ``None`` for none.
+        lo: lower saturation bound, or ``None`` for none.
+        hi: upper saturation bound, or ``None`` for none.
     """
 
     step: float = 1.0

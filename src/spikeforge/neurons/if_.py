@@ -14,6 +14,7 @@ __all__ = ["IF", "IFParams", "IFState", "if_step"]
 
 
 class IFState(NamedTuple):
+    """IF state: the membrane potential ``v`` ``[B, ...]``."""
     v: Tensor
 
 

@@ -16,12 +16,15 @@ __all__ = ["Izhikevich", "IzhikevichParams", "IzhikevichState", "izhikevich_step
 
 
 class IzhikevichState(NamedTuple):
+    """Izhikevich state: the membrane potential ``v`` (mV) and the recovery variable ``u``, each ``[B, ...]``."""
     v: Tensor
     u: Tensor
 
 
 @dataclass(frozen=True)
 class IzhikevichParams(SpikeParams):
+    """Izhikevich parameters: ``SpikeParams`` (``v_threshold`` is the 30 mV peak, ``v_reset`` is ``c``) plus
+    ``a``, ``b``, ``d`` of Izhikevich (2003) and ``dt`` in ms."""
     a: Scalar = 0.02
     b: Scalar = 0.2
     d: Scalar = 8.0

@@ -16,11 +16,14 @@ __all__ = ["LIF", "LIFParams", "LIFState", "lif_step", "lif_charge", "lif_charge
 
 
 class LIFState(NamedTuple):
+    """LIF state: the membrane potential ``v`` ``[B, ...]``."""
     v: Tensor
 
 
 @dataclass(frozen=True)
 class LIFParams(SpikeParams):
+    """LIF parameters: ``SpikeParams`` plus ``tau`` and ``dt`` (leak ``λ = dt/τ``), ``decay_input`` and
+    ``leak_shift`` (``k``: the leak as a floor shift by ``2^k``, for integer state; ``None``: ``λ = dt/τ``)."""
     tau: Scalar = 2.0
     dt: Scalar = 1.0
     decay_input: bool = True
@@ -47,7 +50,8 @@ def lif_step(x: Tensor, state: LIFState, p: LIFParams) -> tuple[Tensor, LIFState
 
     charge ``H = V + λ·(X − (V − V_reset))`` with ``λ = dt/τ`` (``decay_input=False``:
     ``H = V − λ·(V − V_reset) + X``); fire ``S = Θ(H − V_th)``; reset hard ``V = H(1 − S) + V_reset·S``
-    or soft ``V = H − V_th·S``. With ``dt = 1`` this is SpikingJelly's ``LIFNode`` exactly. With
+    or soft ``V = H − V_th·S``. With ``dt = 1`` this is SpikingJelly's ``LIFNode``: bit for bit when ``τ`` is a
+    power of two (SpikingJelly divides by ``τ``, this multiplies by ``dt/τ``; otherwise the last bit may differ). With
     ``p.leak_shift = k`` the leak is ``⌊·/2^k⌋`` (``lif_charge_shift``), the form integer hardware computes.
     """
     rest = 0.0 if p.v_reset is None else p.v_reset

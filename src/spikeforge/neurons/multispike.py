@@ -15,11 +15,14 @@ __all__ = ["MultiSpike", "MultiSpikeParams", "MultiSpikeState", "multispike_step
 
 
 class MultiSpikeState(NamedTuple):
+    """Graded-spike LIF state: the membrane potential ``v`` ``[B, ...]``."""
     v: Tensor
 
 
 @dataclass(frozen=True)
 class MultiSpikeParams(SpikeParams):
+    """Graded-spike LIF parameters: LIF's ``tau``, ``dt``, ``decay_input`` plus ``max_spikes`` (``K``, the
+    largest count one step can emit; static: it shapes the compiled kernel)."""
     tau: Scalar = 2.0
     dt: Scalar = 1.0
     decay_input: bool = True
@@ -53,7 +56,9 @@ class MultiSpike(SpikingNeuron):
     count carries what a binary neuron would spread over several steps.
 
     Args:
-        tau, decay_input, dt: as ``LIF``.
+        tau: as ``LIF``.
+        decay_input: as ``LIF``.
+        dt: as ``LIF``.
         max_spikes: the largest count per step ``K`` (>= 1).
     """
 

@@ -17,11 +17,14 @@ __all__ = ["PLIF", "PLIFParams", "PLIFState", "plif_step"]
 
 
 class PLIFState(NamedTuple):
+    """PLIF state: the membrane potential ``v`` ``[B, ...]``."""
     v: Tensor
 
 
 @dataclass(frozen=True)
 class PLIFParams(SpikeParams):
+    """PLIF parameters: ``SpikeParams`` plus the learned leak's logit ``w`` (leak ``k = sigmoid(w)``) and
+    ``decay_input``."""
     w: Tensor = dataclasses.field(default_factory=lambda: torch.zeros(()))
     decay_input: bool = True
 

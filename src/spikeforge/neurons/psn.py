@@ -8,7 +8,7 @@ threshold is folded into ``B`` (initialised to −1, i.e. ``V_th = 1``).
 * ``MaskedPSN``: ``W ⊙ M_k`` with ``M_k[i, j] = 1 iff i − k < j <= i`` (causal, the last ``k`` inputs),
   softened during training by ``λ``: ``λ·M_k + (1 − λ)·J``. At ``λ = 1`` it can also run step by step.
 * ``SlidingPSN``: one shared kernel ``w ∈ R^k``, ``H[t] = Σ_i w_i·X[t − k + 1 + i] + b`` — a causal
-  depthwise conv over time; works for any T. ``backend="gemm"`` (a Toeplitz T×T matrix) or ``"conv"``.
+  depthwise conv over time; works for any T. ``algorithm="gemm"`` (a Toeplitz T×T matrix) or ``"conv"``.
 
 State for step-by-step use is explicit: ``PSNWindow(t, window)`` holds the step index and the last
 ``k`` inputs ``[k, B, ...]``.

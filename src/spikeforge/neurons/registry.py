@@ -28,6 +28,7 @@ from .psn import PSN, MaskedPSN, SlidingPSN
 __all__ = ["NEURONS", "register_neuron", "create_neuron", "list_neurons"]
 
 NEURONS: Registry[Callable[..., nn.Module]] = Registry("neuron", lambda s: s.lower().replace("-", "_"))
+"""Neurons by name (``if``, ``lif``, ``plif``, …) with their kind (``scan`` or ``parallel``)."""
 for _name, _cls, _kind, _tau in (
         ("if", IF, "scan", None), ("lif", LIF, "scan", "tau"), ("plif", PLIF, "scan", "init_tau"),
         ("alif", ALIF, "scan", "tau"), ("cubalif", CUBALIF, "scan", "tau"), ("izhikevich", Izhikevich, "scan", None),

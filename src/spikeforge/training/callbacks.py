@@ -32,6 +32,8 @@ __all__ = ["Callback", "StepInfo", "CSVLogger", "TensorBoardLogger", "ProgressBa
 
 @dataclass
 class StepInfo:
+    """What ``Callback.on_step_end`` sees after each optimiser step: the global step, epoch, learning rate,
+    the batch's loss and accuracy, its size, the model and the step's seconds."""
     step: int
     epoch: int
     lr: float
@@ -43,6 +45,14 @@ class StepInfo:
 
 
 class Callback:
+    """Base class of the training hooks; override any subset. ``trainer`` is the running ``Trainer``.
+
+    Order per batch: ``on_batch_start`` (before the forward), ``on_after_backward`` (gradients unscaled and
+    all-reduced, before the optimiser steps), ``on_step_end``; then ``on_epoch_end`` with the epoch's
+    metrics (``loss``, ``accuracy``, ``val_accuracy`` … as in ``metrics.csv``); ``on_fit_start`` and
+    ``on_fit_end`` around the whole run.
+    """
+
     def on_fit_start(self, trainer: Any) -> None: ...
     def on_batch_start(self, trainer: Any, batch: tuple[Any, Any]) -> None: ...
     def on_after_backward(self, trainer: Any) -> None: ...

@@ -38,6 +38,8 @@ def tet(outputs: Tensor, targets: Tensor, aux: dict[str, Any] | None = None) -> 
 
 
 LOSSES: Registry[Loss] = Registry("loss")
+"""Losses by name for ``--loss``; each sees the time-first outputs ``[T, B, K]``, the targets and an
+``aux`` dict."""
 LOSSES.register("ce", mean_ce, summary="cross-entropy of the output averaged over time (the default)")
 LOSSES.register("mse_rate", mse_rate, summary="mean squared error between output firing rate and one-hot target")
 LOSSES.register("tet", tet, summary="cross-entropy at every step, averaged (TET, Deng et al. 2022)")

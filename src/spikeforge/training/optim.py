@@ -38,4 +38,5 @@ def cosine_warmup(base_lr: float, total_steps: int, warmup_steps: int = 0) -> Ca
 
 
 def constant(base_lr: float) -> Callable[[int], float]:
+    """The schedule that keeps ``base_lr`` at every step."""
     return lambda step: base_lr

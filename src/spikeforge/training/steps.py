@@ -148,6 +148,7 @@ class BPTT(TrainStep):
 
 
 METHODS: Registry[Callable[[], TrainStep]] = Registry("method", lambda s: s.lower())
+"""Training methods by name for ``--method``: factories of ``TrainStep`` (``bptt`` is the default)."""
 METHODS.register("bptt", BPTT, summary="backpropagation through time with surrogate gradients (the default)")
 
 

@@ -22,7 +22,8 @@ class NMNIST(EventFolderDataset):
     Args:
         root: the folder holding ``Train/`` and ``Test/`` (or a folder holding ``NMNIST/``).
         train: the ``Train`` or the ``Test`` folder.
-        transform, target_transform: applied to the :class:`Events` / to the label (digit 0–9).
+        transform: applied to the :class:`Events`.
+        target_transform: applied to the label (digit 0–9).
     """
 
     url = "https://www.garrickorchard.com/datasets/n-mnist (Mendeley Data doi:10.17632/468j46mzdv.1)"

@@ -58,9 +58,12 @@ class DataRequest:
 
 Builder = Callable[[DataRequest], DataBundle]
 DATASETS: Registry[Builder] = Registry("dataset")
+"""Datasets by name (``digits``, ``emulated-nmnist``, ``fashion-mnist``, ``nmnist``, …): builders that
+``build_dataset`` calls and ``spikeforge list datasets`` lists."""
 
 
 def list_datasets() -> list[str]:
+    """The registered dataset names."""
     return list(DATASETS)
 
 

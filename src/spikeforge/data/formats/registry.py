@@ -50,11 +50,13 @@ FORMATS: dict[str, FormatSpec] = {s.name: s for s in (
     FormatSpec("asl_mat", "asl_mat", "ASL-DVS MATLAB .mat (x, y, ts, pol)", ordered=False),
     FormatSpec("dvslip_npy", "dvslip_npy", "DVS-Lip structured .npy (t, x, y, p)", ordered=False),
 )}
+"""Event-file formats by name, with their reader, writer and file extensions."""
 
 ALIASES = {"ncaltech101": "nmnist", "bin": "nmnist", "aedat31": "aedat3", "aedat3.1": "aedat3",
            "aedat4.0": "aedat4", "aedat2.0": "aedat2", "prophesee_dat": "dat", "evt2.0": "evt2",
            "evt3.0": "evt3", "shd": "hdf5_spikes", "ssc": "hdf5_spikes", "hdf5": "hdf5_spikes",
            "asl_dvs": "asl_mat", "mat": "asl_mat", "dvs_lip": "dvslip_npy", "npy": "dvslip_npy"}
+"""Other names and extensions accepted for a format (``bin`` → ``nmnist``, ``aedat3.1`` → ``aedat3``, …)."""
 
 # extensions that name one format unambiguously (".aedat" and ".raw" need the magic / header)
 _BY_EXTENSION = {".bin": "nmnist", ".aedat4": "aedat4", ".dat": "dat", ".h5": "hdf5_spikes",
