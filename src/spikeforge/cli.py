@@ -35,6 +35,8 @@ EXAMPLES = {
     "report": ["spikeforge report runs/RUN/checkpoints/best.safetensors",
                "spikeforge report runs/RUN/checkpoints/best.safetensors --convention spikformer --no-plots"],
     "list": ["spikeforge list models", "spikeforge list methods"],
+    "export": ["spikeforge export runs/RUN -o model.nir",
+               "spikeforge export runs/RUN/checkpoints/last.safetensors --format nir --dt 1e-3 -o model.nir"],
 }
 
 
@@ -105,6 +107,15 @@ def _parser() -> argparse.ArgumentParser:
                     help="evaluate accuracy on the first N test samples")
     rp.add_argument("--no-plots", dest="plots", action="store_false", help="write no PNG plots")
     rp.add_argument("--no-progress", dest="progress", action="store_false", help="show no progress bar")
+    ex = sub.add_parser("export", help="write a checkpoint's model as a NIR graph (checked before it is written)",
+                        epilog=_epilog("export"), formatter_class=fmt)
+    ex.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT",
+                    help="a checkpoint, or a run folder (its best checkpoint, else its last)")
+    ex.add_argument("-o", "--out", required=True, help="the file to write (refused if it exists, see --overwrite)")
+    ex.add_argument("--format", default="nir", help=f"exporter, one of: {', '.join(LISTS['exporters'])} (default nir)")
+    ex.add_argument("--dt", type=float, default=1e-3, help="seconds per time step (default 1e-3): time constants "
+                                                          "are written as tau * dt")
+    ex.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     ls = sub.add_parser("list", help="list the registered names of a kind with a short description",
                         epilog=_epilog("list"), formatter_class=fmt)
     ls.add_argument("kind", metavar="KIND", help=f"one of: {', '.join(LISTS)}")
@@ -121,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .training import RunFailed
     try:
-        return int({"train": _train, "eval": _eval, "report": _report, "list": _list}[args.command](args))
+        return int({"train": _train, "eval": _eval, "report": _report, "export": _export,
+                    "list": _list}[args.command](args))
     except UserError as e:
         print(f"spikeforge: error: {_one_line(e)}", file=sys.stderr)
         return 2
@@ -195,6 +207,12 @@ def _report(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError, ImportError) as e:
         raise ConfigError(str(e)) from None
     print(format_report(rep))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .app import export_checkpoint
+    print(json.dumps(export_checkpoint(args.checkpoint, args.out, args.format, args.dt, args.overwrite), indent=2))
     return 0
 
 

@@ -53,7 +53,7 @@ def test_list_prints_every_registered_name(kind: str, capsys: pytest.CaptureFixt
 def test_list_of_an_unknown_kind_suggests(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "neuorns"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "did you mean 'neurons'?" in err[0] and "surrogates" in err[0]
+    assert len(err) == 1 and "did you mean 'neurons'" in err[0] and "surrogates" in err[0]
 
 
 def test_neuron_kinds_are_listed() -> None:

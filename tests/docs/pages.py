@@ -55,7 +55,7 @@ def run_page(page: Path, timeout: float = 4 * PAGE_LIMIT_S) -> PageRun:
     """Run a page's Python blocks as one script; the script's path names the page in tracebacks."""
     GENERATED.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sf-docs-") as tmp:
-        script = Path(tmp) / f"{page.stem}.py"
+        script = Path(tmp) / f"docs_{page.stem.replace('-', '_')}.py"   # not the name of a module it imports
         script.write_text("\n\n".join(python_blocks(page)))
         env = {**os.environ, "SPIKEFORGE_CACHE": str(Path(tmp) / "cache"), "MPLBACKEND": "Agg"}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..core import Registry
 from ..data import DATASETS
+from ..export import EXPORTERS
 from ..models import MODELS
 from ..neurons import NEURONS
 from ..surrogate import SURROGATES
@@ -14,8 +15,10 @@ from ..training import LOSSES, METHODS
 __all__ = ["LISTS", "list_names"]
 
 LISTS: dict[str, Registry[Any]] = {"models": MODELS, "datasets": DATASETS, "neurons": NEURONS,
-                                   "surrogates": SURROGATES, "losses": LOSSES, "methods": METHODS}
-"""What ``spikeforge list KIND`` can list, by kind (models, datasets, neurons, surrogates, losses, methods)."""
+                                   "surrogates": SURROGATES, "losses": LOSSES, "methods": METHODS,
+                                   "exporters": EXPORTERS}
+"""What ``spikeforge list KIND`` can list, by kind (models, datasets, neurons, surrogates, losses, methods,
+exporters)."""
 
 
 def list_names(kind: str) -> list[tuple[str, str]]:

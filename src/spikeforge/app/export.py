@@ -1,0 +1,65 @@
+"""The export workflow: a checkpoint (or a run folder) → a NIR file (what ``spikeforge export`` calls)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core import UserError, atomic_write, eval_mode
+from ..export import EXPORTERS, from_nir
+from ..layers import fold_bn_pairs
+from .build import first_input, rebuild
+
+__all__ = ["export_checkpoint", "ExportTargetError"]
+
+
+class ExportTargetError(UserError, FileExistsError):
+    """The output file exists (nothing is overwritten without ``overwrite=True``) or its folder does not."""
+
+
+def _checkpoint_of(path: Path) -> Path:
+    if path.is_dir():
+        for name in ("best", "last"):
+            p = path / "checkpoints" / f"{name}.safetensors"
+            if p.is_file():
+                return p
+        raise UserError(f"{path}: a folder with no checkpoints/best.safetensors or last.safetensors")
+    return path
+
+
+def export_checkpoint(path: str | Path, out: str | Path, fmt: str = "nir", dt: float = 1e-3,
+                      overwrite: bool = False) -> dict[str, Any]:
+    """Export the model of a checkpoint (or of a run folder's ``best``, else ``last``) to ``out``.
+
+    The graph is checked before it is written: imported back, it must give the BatchNorm-folded model's
+    output on the first test sample exactly. The file is written atomically; an existing ``out`` is
+    refused unless ``overwrite``.
+    """
+    import nir
+
+    EXPORTERS[fmt]                                     # an unknown format: one line with the choices
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ExportTargetError(f"{out} exists; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise ExportTargetError(f"{out}: the folder {out.parent} does not exist")
+    if not dt > 0 or dt == float("inf"):
+        raise UserError(f"--dt: the duration of one step must be a positive number of seconds, got {dt}")
+    ckpt = _checkpoint_of(Path(path))
+    rb = rebuild(ckpt, progress=False)
+    x = first_input(rb.data, rb.cfg)                   # [T, 1, ...]
+    graph = EXPORTERS[fmt](rb.model, x[0], dt=dt)
+    folded = copy.deepcopy(rb.model)
+    fold_bn_pairs(folded)
+    with eval_mode(folded), torch.no_grad():
+        want = folded(x)
+        got = from_nir(graph, dt=dt)(x)
+    if not torch.equal(want, got):
+        raise RuntimeError(f"the exported graph does not reproduce {rb.cfg.model}'s output on a test sample "
+                           f"(max difference {(want - got).abs().max().item():.3g}); this is a bug, please report it")
+    atomic_write(out, lambda p: nir.write(str(p), graph), overwrite=True)
+    return {"checkpoint": str(ckpt), "model": rb.cfg.model, "format": fmt, "file": str(out), "dt": dt,
+            "nodes": len(graph.nodes), "edges": len(graph.edges), "checked_on": tuple(x.shape)}

@@ -1,0 +1,35 @@
+"""Deployment: models out of spikeforge and back in.
+
+``to_nir(model, sample_input, dt)`` writes a trained model as a NIR graph (the Neuromorphic Intermediate
+Representation other SNN libraries and chips read) and ``from_nir(graph, dt)`` runs a NIR graph as a
+spikeforge module; ``export.nir_params`` holds the one mapping between spikeforge's Euler neurons and
+NIR's ODEs. Exporters by name: ``EXPORTERS`` (``spikeforge list`` shows them).
+
+Example:
+    >>> import torch, nir
+    >>> from spikeforge.export import from_nir, to_nir
+    >>> from spikeforge.models import create_model
+    >>> net = create_model("spiking_mlp_tiny", in_channels=1, num_classes=10, img_size=8, T=4).eval()
+    >>> graph = to_nir(net, torch.rand(1, 1, 8, 8), dt=1e-3)
+    >>> back = from_nir(graph, dt=1e-3)
+    >>> x = (torch.rand(4, 2, 1, 8, 8) < 0.5).float()
+    >>> torch.equal(back(x), net(x))
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..core import Registry
+from .nir_export import to_nir
+from .nir_import import NIRNet, Scale, from_nir
+from .nir_params import NIRExportError, NIRImportError
+
+__all__ = ["to_nir", "from_nir", "NIRNet", "Scale", "NIRExportError", "NIRImportError", "EXPORTERS"]
+
+EXPORTERS: Registry[Callable[..., Any]] = Registry("exporter")
+"""Exporters by name: ``nir`` (``to_nir``)."""
+EXPORTERS.register("nir", to_nir,
+                   summary="NIR graph (nir.NIRGraph / .nir file), read by snnTorch, Norse, Lava, Sinabs …")

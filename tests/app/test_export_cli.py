@@ -1,0 +1,76 @@
+"""``spikeforge export``: a trained run to a NIR file that reproduces it; refusals are one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from spikeforge.app import TrainConfig, rebuild, train
+from spikeforge.export import from_nir
+from tests.training.conftest import main_in_process
+
+nir = pytest.importorskip("nir")
+
+
+def _run(root: Path, model: str) -> Path:
+    run = root / model
+    train(TrainConfig(dataset="digits", model=model, T=4, epochs=1, limit_train=256, lr=5e-3, progress=False,
+                      threads=1, run_dir=str(run), encoding="direct"))
+    return run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("export")
+    _run(root, "spiking_mlp_tiny")
+    _run(root, "spiking_cnn_tiny")
+    return root
+
+
+def test_export_writes_a_graph_that_reproduces_the_run(runs: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "mlp.nir"
+    code, err = main_in_process(capsys, "export", str(runs / "spiking_mlp_tiny"), "-o", str(out), "--dt", "1e-4")
+    assert code == 0, err
+    graph = nir.read(out)
+    assert graph.nodes["sn"].tau.flat[0] == pytest.approx(2e-4)     # tau = 2 steps of 0.1 ms
+    rb = rebuild(runs / "spiking_mlp_tiny" / "checkpoints" / "best.safetensors", progress=False)
+    x = torch.rand(4, 16, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(from_nir(out, dt=1e-4)(x), rb.model.eval()(x))
+
+
+def test_an_existing_file_is_not_overwritten(runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "keep.nir"
+    out.write_bytes(b"mine")
+    code, err = main_in_process(capsys, "export", str(runs / "spiking_mlp_tiny"), "-o", str(out))
+    assert code == 2 and err == [f"spikeforge: error: {out} exists; pass --overwrite to replace it"]
+    assert out.read_bytes() == b"mine"
+    assert main_in_process(capsys, "export", str(runs / "spiking_mlp_tiny"), "-o", str(out), "--overwrite")[0] == 0
+    assert nir.read(out).nodes.keys() >= {"input", "output", "sn"}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["spiking_cnn_tiny"], "pool1.0: MaxPool2d cannot be exported: NIR has no max pooling"),
+    (["spiking_mlp_tiny", "--format", "onnx"], "unknown exporter 'onnx' (choose from: nir)"),
+    (["spiking_mlp_tiny", "--dt", "0"], "--dt: the duration of one step must be a positive number of seconds"),
+    (["spiking_mlp_tiny", "--dt", "nan"], "--dt: the duration of one step must be a positive number of seconds"),
+    (["missing-run"], "missing-run"),
+])
+def test_export_refusals_are_one_line(runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      args: list[str], message: str) -> None:
+    out = tmp_path / "m.nir"
+    code, err = main_in_process(capsys, "export", str(runs / args[0]), "-o", str(out), *args[1:])
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not out.exists()
+
+
+def test_export_reports_what_it_wrote(runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from spikeforge.cli import main
+    assert main(["export", str(runs / "spiking_mlp_tiny" / "checkpoints" / "last.safetensors"), "-o",
+                 str(tmp_path / "m.nir")]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["nodes"] == 6 and rep["edges"] == 5 and rep["model"] == "spiking_mlp_tiny"

@@ -1,0 +1,226 @@
+"""NIR export and import: round trips with identical spikes, the parameter mapping against NIR's ODEs, the
+``≥``/``>`` threshold at ties, a hand-built graph of every supported node, and one-line refusals."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spikeforge.export import NIRExportError, NIRImportError, from_nir, to_nir
+from spikeforge.layers import TimeFold, fold_bn_pairs
+from spikeforge.models import create_model
+from spikeforge.neurons import IF, LIF, SpikingNeuron
+
+nir = pytest.importorskip("nir")
+
+EXPORTABLE = ["spiking_mlp_tiny", "sew_resnet_tiny", "spiking_resnet_tiny"]
+
+
+def _spikes(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every spiking layer's output by module path (an imported graph's by its NIR node, which is the
+    exported module's path), and the model's output under ``"output"``."""
+    names = getattr(model, "names", {})
+    out: dict[str, torch.Tensor] = {}
+    hooks = []
+    for path, m in model.named_modules():
+        if isinstance(m, SpikingNeuron):
+            key = path.split(".")[1] if names else path          # layers.<key>[.1]
+            name = names.get(key, path)
+            hooks.append(m.register_forward_hook(lambda m, i, o, name=name: out.__setitem__(name, o)))
+    with torch.no_grad():
+        out["output"] = model(x)
+    for h in hooks:
+        h.remove()
+    return out
+
+
+def _trained_like(name: str) -> nn.Module:
+    """A zoo model with BatchNorm statistics that make every layer fire sometimes (untrained ones are silent)."""
+    torch.manual_seed(0)
+    net = create_model(name, in_channels=2, num_classes=10, img_size=16, T=4)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.05, 0.2)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(0.1, 0.6)
+        if isinstance(m, nn.Linear):
+            m.weight.data *= 6
+    return net.eval()
+
+
+@pytest.mark.parametrize("name", EXPORTABLE)
+def test_export_import_gives_identical_spikes_at_every_layer(name: str, tmp_path: Path) -> None:
+    net = _trained_like(name)
+    x = (torch.rand(6, 3, 2, 16, 16) < 0.3).float()
+    folded = copy.deepcopy(net)
+    fold_bn_pairs(folded)
+    nir.write(tmp_path / "m.nir", to_nir(net, x[0], dt=1e-3))           # through the file format too
+    back = from_nir(tmp_path / "m.nir", dt=1e-3).eval()
+    want, got = _spikes(folded, x), _spikes(back, x)
+    assert want.keys() == got.keys()
+    for layer, a in want.items():
+        if layer != "output":
+            assert 0 < a.mean() < 1, f"{name}.{layer} does not fire: the comparison would prove nothing"
+        assert torch.equal(a, got[layer]), f"{name}.{layer} differs after the round trip"
+
+
+def test_folded_batchnorm_changes_spikes_only_at_the_threshold() -> None:
+    """BN folded into the conv differs from conv-then-BN by float rounding only: count the spikes that flip."""
+    net = _trained_like("sew_resnet_tiny")
+    x = (torch.rand(6, 4, 2, 16, 16) < 0.3).float()
+    folded = copy.deepcopy(net)
+    fold_bn_pairs(folded)
+    a, b = _spikes(net, x), _spikes(folded, x)
+    layers = [k for k in a if k != "output"]
+    flips = sum(int((a[k] != b[k]).sum()) for k in layers)
+    total = sum(a[k].numel() for k in layers)
+    print(f"BN folded vs not: {flips} of {total} spikes differ")
+    assert flips <= 1e-4 * total
+    torch.testing.assert_close(a["output"], b["output"], rtol=1e-4, atol=1e-4)
+
+
+def _euler(node, x: np.ndarray, dt: float) -> np.ndarray:
+    """NIR's LIF/IF ODE stepped by forward Euler in float64, firing on ``v > v_threshold``."""
+    v = np.array(node.v_reset, dtype=np.float64)
+    out = []
+    for xt in x:
+        if isinstance(node, nir.LIF):
+            v = v + dt / node.tau * ((node.v_leak - v) + node.r * xt)
+        else:
+            v = v + dt * node.r * xt
+        s = (v > node.v_threshold).astype(np.float64)
+        v = np.where(s > 0, node.v_reset, v)
+        out.append(s)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("neuron", [LIF(tau=2.0), LIF(tau=5.0, decay_input=False), LIF(tau=3.0, v_reset=-0.2),
+                                    IF()], ids=["lif", "lif-no-decay-input", "lif-reset", "if"])
+@pytest.mark.parametrize("dt", [1e-3, 1e-4])
+def test_exported_parameters_follow_nirs_ode(neuron: SpikingNeuron, dt: float) -> None:
+    net = nn.Sequential(TimeFold(nn.Linear(5, 7)), neuron).eval()
+    graph = to_nir(net, torch.rand(1, 5), dt=dt)
+    node = graph.nodes["1"]
+    x = torch.rand(40, 3, 5) * 6
+    drive = net[0](x).detach().double().numpy()
+    torch_net = copy.deepcopy(net)
+    for m in torch_net.modules():
+        if isinstance(m, SpikingNeuron):
+            m.backend = "torch"
+    want = torch_net.double()(x.double()).detach().numpy()
+    got = _euler(node, drive, dt)
+    assert (want != got).mean() < 1e-3           # float64 Euler of the ODE vs the Euler step: equal but for ties
+    assert want.mean() > 0.05
+
+
+def test_ties_fire_as_in_spikeforge() -> None:
+    """Integer weights and spikes make ``v == v_threshold`` common: spikeforge fires there (``≥``), and so does
+    the exported graph, through the threshold nextafter(V_th, −∞)."""
+    torch.manual_seed(0)
+    lin = nn.Linear(6, 8, bias=False)
+    lin.weight.data = torch.randint(-1, 3, (8, 6)).float()
+    net = nn.Sequential(TimeFold(lin), IF(v_threshold=2.0)).eval()
+    x = (torch.rand(20, 16, 6) < 0.5).float()
+    graph = to_nir(net, x[0])
+    assert graph.nodes["1"].v_threshold.flat[0] == np.nextafter(np.float32(2.0), np.float32(-1))
+    drive = net[0](x)
+    v, ties = torch.zeros(16, 8), 0
+    for t in range(20):
+        v = v + drive[t]
+        ties += int((v == 2.0).sum())
+        v = torch.where(v >= 2.0, torch.zeros_like(v), v)
+    assert ties > 20
+    assert torch.equal(from_nir(graph)(x), net(x))
+
+
+def test_a_hand_built_graph_of_every_supported_node_matches_a_hand_computed_trace() -> None:
+    rng = np.random.default_rng(0)
+    conv_w, conv_b = rng.normal(0, 0.5, (3, 2, 3, 3)), rng.normal(0, 0.1, 3)
+    aff_w, aff_b = rng.normal(0, 0.5, (6, 12)), rng.normal(0, 0.1, 6)
+    lin_w = rng.normal(0, 0.5, (4, 6))
+    nodes = {
+        "in": nir.Input(input_type={"input": np.array([2, 4, 4])}),
+        "conv": nir.Conv2d(input_shape=(4, 4), weight=conv_w, stride=1, padding=1, dilation=1, groups=1, bias=conv_b),
+        "if": nir.IF(r=np.full((3, 4, 4), 1e3), v_threshold=np.full((3, 4, 4), 0.5), v_reset=np.zeros((3, 4, 4))),
+        "avg": nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "sum": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "flat": nir.Flatten(input_type={"input": np.array([3, 2, 2])}, start_dim=0, end_dim=-1),
+        "aff": nir.Affine(weight=aff_w, bias=aff_b),
+        "scale": nir.Scale(scale=np.full(6, 2.0)),
+        "lif": nir.LIF(tau=np.full(6, 4e-3), r=np.ones(6), v_leak=np.zeros(6), v_threshold=np.full(6, 0.3),
+                       v_reset=np.zeros(6)),
+        "lin": nir.Linear(weight=lin_w),
+        "out": nir.Output(output_type={"output": np.array([4])}),
+    }
+    edges = [("in", "conv"), ("conv", "if"), ("if", "avg"), ("if", "sum"), ("avg", "flat"), ("sum", "flat"),
+             ("flat", "aff"), ("aff", "scale"), ("scale", "lif"), ("lif", "lin"), ("lin", "out")]
+    net = from_nir(nir.NIRGraph(nodes=nodes, edges=edges), dt=1e-3)
+    x = (torch.rand(10, 2, 2, 4, 4) < 0.5).float()
+    t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+    F = torch.nn.functional
+    v1, v2, outs = torch.zeros(2, 3, 4, 4), torch.zeros(2, 6), []
+    for xt in x:                                         # the trace, written out step by step
+        v1 = v1 + F.conv2d(xt, t(conv_w), t(conv_b), padding=1)
+        s1 = (v1 >= np.nextafter(np.float32(0.5), np.float32(1))).float()
+        v1 = v1 * (1 - s1)
+        pooled = F.avg_pool2d(s1, 2) + F.avg_pool2d(s1, 2) * 4
+        h = (pooled.flatten(1) @ t(aff_w).T + t(aff_b)) * 2.0
+        v2 = v2 + 0.25 * (h - v2)
+        s2 = (v2 >= np.nextafter(np.float32(0.3), np.float32(1))).float()
+        v2 = v2 * (1 - s2)
+        outs.append(s2 @ t(lin_w).T)
+    want = torch.stack(outs)
+    got = net(x)
+    assert float(torch.stack([o.abs().sum() for o in outs]).sum()) > 0
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("model,where", [
+    (lambda: create_model("spiking_cnn_tiny", in_channels=2, num_classes=10, img_size=16, T=4), "pool1.0: MaxPool2d"),
+    (lambda: nn.Sequential(TimeFold(nn.Linear(4, 4)), LIF(v_reset=None)), "1: LIF has a soft .subtractive. reset"),
+    (lambda: create_model("spikformer_tiny", in_channels=2, num_classes=10, img_size=16, T=4),
+     "patch_embed.pools.3.0: MaxPool2d"),
+    (lambda: create_model("seq_csnn_tiny", in_channels=2, num_classes=10, img_size=16, T=4),
+     "SequentialCSNN: torch.fx cannot trace"),
+    (lambda: create_model("sew_resnet_tiny", in_channels=2, num_classes=10, img_size=16, T=4, cnf="AND"),
+     "the operation mul"),
+])
+def test_what_nir_cannot_express_is_refused_naming_it(model, where: str) -> None:
+    with pytest.raises(NIRExportError, match=where):
+        to_nir(model().eval(), torch.rand(1, 4) if where.startswith("1:") else torch.rand(1, 2, 16, 16))
+
+
+def _tiny_graph(**lif):
+    p = dict(tau=np.full(3, 2e-3), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.ones(3), v_reset=np.zeros(3))
+    p.update(lif)
+    return {"in": nir.Input(input_type={"input": np.array([2])}), "aff": nir.Affine(weight=np.ones((3, 2)),
+            bias=np.zeros(3)), "lif": nir.LIF(**p), "out": nir.Output(output_type={"output": np.array([3])})}
+
+
+@pytest.mark.parametrize("nodes,edges,message", [
+    (_tiny_graph(tau=np.array([2e-3, 3e-3, 2e-3])), None, "lif: tau differs between neurons"),
+    (_tiny_graph(v_leak=np.full(3, 0.5)), None, "lif: v_leak = 0.5 differs from v_reset"),
+    (_tiny_graph(tau=np.full(3, 1e-4)), None, "lif: tau = 0.0001 s is shorter than dt"),
+    ({**_tiny_graph(), "lif": nir.CubaLIF(tau_syn=np.ones(3), tau_mem=np.ones(3), r=np.ones(3), v_leak=np.zeros(3),
+                                          v_threshold=np.ones(3))}, None, "lif: NIR node type CubaLIF is not imported"),
+    (_tiny_graph(), [("in", "aff"), ("aff", "lif"), ("lif", "aff"), ("lif", "out")], "the graph has a cycle"),
+    (_tiny_graph(), [("in", "aff"), ("aff", "lif"), ("lif", "nowhere")], "no node named 'nowhere'"),
+])
+def test_a_graph_spikeforge_cannot_run_is_refused_naming_the_node(nodes, edges, message: str) -> None:
+    edges = edges or [("in", "aff"), ("aff", "lif"), ("lif", "out")]
+    with pytest.raises(NIRImportError, match=message):
+        from_nir(nir.NIRGraph(nodes=nodes, edges=edges, type_check=False))
+
+
+def test_a_file_that_is_not_nir_is_one_error(tmp_path: Path) -> None:
+    (tmp_path / "x.nir").write_bytes(b"not hdf5 at all")
+    with pytest.raises(NIRImportError, match="x.nir: not a readable NIR file"):
+        from_nir(tmp_path / "x.nir")
+    with pytest.raises(NIRImportError, match="missing.nir: no such file"):
+        from_nir(tmp_path / "missing.nir")
