@@ -115,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", default="nir", help=f"exporter, one of: {', '.join(LISTS['exporters'])} (default nir)")
     ex.add_argument("--dt", type=float, default=1e-3, help="seconds per time step (default 1e-3): time constants "
                                                           "are written as tau * dt")
+    ex.add_argument("--r-mode", dest="r_mode", default="keep", choices=("keep", "fold"),
+                    help="keep: each LIF's r as mapped (default); fold: r = tau/dt with dt/tau folded into the "
+                         "weights feeding it (snnTorch's importer needs this, with --dt 1e-4)")
     ex.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     ls = sub.add_parser("list", help="list the registered names of a kind with a short description",
                         epilog=_epilog("list"), formatter_class=fmt)
@@ -212,7 +215,8 @@ def _report(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from .app import export_checkpoint
-    print(json.dumps(export_checkpoint(args.checkpoint, args.out, args.format, args.dt, args.overwrite), indent=2))
+    print(json.dumps(export_checkpoint(args.checkpoint, args.out, args.format, args.dt, args.overwrite,
+                                                args.r_mode), indent=2))
     return 0
 
 

@@ -218,9 +218,104 @@ def test_a_graph_spikeforge_cannot_run_is_refused_naming_the_node(nodes, edges, 
         from_nir(nir.NIRGraph(nodes=nodes, edges=edges, type_check=False))
 
 
+def test_fold_refuses_a_neuron_fed_by_spikes() -> None:
+    net = _trained_like("spiking_resnet_tiny")
+    with pytest.raises(NIRExportError, match="r_mode='fold' scales the weights .* its input stem.1 is a LIF"):
+        to_nir(net, torch.rand(1, 2, 16, 16), r_mode="fold")
+
+
 def test_a_file_that_is_not_nir_is_one_error(tmp_path: Path) -> None:
     (tmp_path / "x.nir").write_bytes(b"not hdf5 at all")
     with pytest.raises(NIRImportError, match="x.nir: not a readable NIR file"):
         from_nir(tmp_path / "x.nir")
     with pytest.raises(NIRImportError, match="missing.nir: no such file"):
         from_nir(tmp_path / "missing.nir")
+
+
+# -- interoperability with the peers (installed --no-deps by make test) ---------------------------------------
+def _integer_mlp(decay_input: bool) -> nn.Module:
+    """Integer-valued weights and power-of-two leaks: every float operation is exact, so any difference is a
+    difference of meaning, not of rounding."""
+    torch.manual_seed(1)
+    l1, l2 = nn.Linear(20, 30), nn.Linear(30, 5)
+    for lin in (l1, l2):
+        lin.weight.data = torch.randint(-2, 3, lin.weight.shape).float()
+        lin.bias.data = torch.randint(-1, 2, lin.bias.shape).float()
+    return nn.Sequential(TimeFold(l1), LIF(tau=4.0, decay_input=decay_input, v_threshold=2.0), TimeFold(l2),
+                         LIF(tau=2.0, decay_input=decay_input, v_threshold=2.0)).eval()
+
+
+def _stepwise(step, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.stack([step(xt) for xt in x])
+
+
+@pytest.mark.peers
+@pytest.mark.parametrize("decay_input,r_mode", [(False, "keep"), (True, "fold")])
+def test_snntorch_runs_what_we_export(decay_input: bool, r_mode: str) -> None:
+    pytest.importorskip("snntorch")
+    import snntorch.utils as su
+    from snntorch.import_nir import import_from_nir
+
+    net = _integer_mlp(decay_input)
+    x = (torch.rand(30, 8, 20) < 0.5).float()
+    theirs = import_from_nir(to_nir(net, x[0], dt=1e-4, r_mode=r_mode))     # snnTorch assumes dt = 1e-4
+    su.reset(theirs)
+    got = _stepwise(lambda xt: (lambda o: o[0] if isinstance(o, tuple) else o)(theirs(xt)), x)
+    want = net(x)
+    assert 0.05 < want.mean() < 0.95
+    assert torch.equal(got, want)
+    assert torch.equal(from_nir(to_nir(net, x[0], dt=1e-4, r_mode=r_mode), dt=1e-4)(x), want)   # and we read it
+
+
+@pytest.mark.peers
+def test_norse_runs_what_we_export() -> None:
+    norse = pytest.importorskip("norse.torch")
+    net = _integer_mlp(True)
+    x = (torch.rand(30, 8, 20) < 0.5).float()
+    theirs = norse.from_nir(to_nir(net, x[0], dt=1e-3), dt=1e-3)
+    state = None
+
+    def step(xt: torch.Tensor) -> torch.Tensor:
+        nonlocal state
+        out, state = theirs(xt, state)
+        return out
+
+    want = net(x)
+    assert 0.05 < want.mean() < 0.95
+    assert torch.equal(_stepwise(step, x), want)
+
+
+@pytest.mark.peers
+def test_we_run_what_snntorch_exports() -> None:
+    """snnTorch's Leaky with reset to zero and no reset delay is an Euler LIF with decay_input=False; its
+    exporter needs per-neuron parameter tensors (scalars fail nir 1.0.8's type inference)."""
+    snn = pytest.importorskip("snntorch")
+    import snntorch.utils as su
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(0)
+    l1, l2 = nn.Linear(20, 30), nn.Linear(30, 5)
+    for lin in (l1, l2):
+        lin.weight.data = torch.randint(-2, 3, lin.weight.shape).float()
+    theirs = nn.Sequential(l1, snn.Leaky(beta=torch.full((30,), 0.75), threshold=torch.full((30,), 2.0),
+                                         init_hidden=True, reset_mechanism="zero", reset_delay=False),
+                           l2, snn.Leaky(beta=torch.full((5,), 0.5), threshold=torch.full((5,), 2.0), init_hidden=True,
+                                         output=True, reset_mechanism="zero", reset_delay=False))
+    x = (torch.rand(30, 8, 20) < 0.5).float()
+    graph = export_to_nir(theirs, x[0, 0])
+    su.reset(theirs)
+    want = _stepwise(lambda xt: theirs(xt)[0], x)
+    assert 0.05 < want.mean() < 0.95
+    assert torch.equal(from_nir(graph, dt=1e-4)(x), want)
+
+
+@pytest.mark.peers
+def test_norse_exports_are_refused_not_misread() -> None:
+    """Norse 1.1 writes tau = dt / tau_mem_inv (1e-5 for its default 0.01 s membrane; its own importer reads
+    tau_mem_inv = 1/tau back, so Norse does not round-trip its own files): at dt = 1e-3 that tau is shorter
+    than a step, which spikeforge refuses rather than simulating the wrong neuron."""
+    norse = pytest.importorskip("norse.torch")
+    graph = norse.to_nir(norse.SequentialState(nn.Linear(4, 3), norse.LIFBoxCell()), torch.rand(4))
+    with pytest.raises(NIRImportError, match="tau = 1e-05 s is shorter than dt"):
+        from_nir(graph, dt=1e-3)

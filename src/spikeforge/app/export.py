@@ -31,7 +31,7 @@ def _checkpoint_of(path: Path) -> Path:
 
 
 def export_checkpoint(path: str | Path, out: str | Path, fmt: str = "nir", dt: float = 1e-3,
-                      overwrite: bool = False) -> dict[str, Any]:
+                      overwrite: bool = False, r_mode: str = "keep") -> dict[str, Any]:
     """Export the model of a checkpoint (or of a run folder's ``best``, else ``last``) to ``out``.
 
     The graph is checked before it is written: imported back, it must give the BatchNorm-folded model's
@@ -51,7 +51,7 @@ def export_checkpoint(path: str | Path, out: str | Path, fmt: str = "nir", dt: f
     ckpt = _checkpoint_of(Path(path))
     rb = rebuild(ckpt, progress=False)
     x = first_input(rb.data, rb.cfg)                   # [T, 1, ...]
-    graph = EXPORTERS[fmt](rb.model, x[0], dt=dt)
+    graph = EXPORTERS[fmt](rb.model, x[0], dt=dt, r_mode=r_mode)
     folded = copy.deepcopy(rb.model)
     fold_bn_pairs(folded)
     with eval_mode(folded), torch.no_grad():
@@ -61,5 +61,5 @@ def export_checkpoint(path: str | Path, out: str | Path, fmt: str = "nir", dt: f
         raise RuntimeError(f"the exported graph does not reproduce {rb.cfg.model}'s output on a test sample "
                            f"(max difference {(want - got).abs().max().item():.3g}); this is a bug, please report it")
     atomic_write(out, lambda p: nir.write(str(p), graph), overwrite=True)
-    return {"checkpoint": str(ckpt), "model": rb.cfg.model, "format": fmt, "file": str(out), "dt": dt,
+    return {"checkpoint": str(ckpt), "model": rb.cfg.model, "format": fmt, "file": str(out), "dt": dt, "r_mode": r_mode,
             "nodes": len(graph.nodes), "edges": len(graph.edges), "checked_on": tuple(x.shape)}

@@ -122,7 +122,32 @@ class _Builder:
                              "here; PSN, ALIF, PLIF, Izhikevich and graded spikes have none)")
 
 
-def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1e-3) -> Any:
+def _fold_r(nodes: dict[str, Any], edges: list[tuple[str, str]], dt: float) -> None:
+    """``r_mode="fold"``: give every LIF ``r = τ_n/dt`` (``r·dt/τ_n = 1``, what snnTorch's importer requires)
+    by scaling the weights and bias of the layers feeding it by ``dt/τ_n``; the dynamics are unchanged."""
+    import nir
+
+    for name, node in nodes.items():
+        if not isinstance(node, nir.LIF):
+            continue
+        lam = dt / float(node.tau.flat[0])
+        if np.allclose(node.r * lam, 1.0, rtol=1e-12, atol=0):
+            continue
+        for src in (a for a, b in edges if b == name):
+            feeder = nodes[src]
+            fanout = sum(1 for a, _ in edges if a == src)
+            synaptic = isinstance(feeder, (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d))
+            if not synaptic or fanout != 1:
+                why = f"a {type(feeder).__name__}" if not synaptic else f"read by {fanout} nodes"
+                raise NIRExportError(f"{name}: r_mode='fold' scales the weights of the layers feeding a LIF, but "
+                                     f"its input {src} is {why}; export with r_mode='keep'")
+            feeder.weight = feeder.weight * (node.r.flat[0] * lam)
+            if getattr(feeder, "bias", None) is not None:
+                feeder.bias = feeder.bias * (node.r.flat[0] * lam)
+        node.r = np.full_like(node.r, 1.0 / lam)
+
+
+def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1e-3, r_mode: str = "keep") -> Any:
     """Export ``model`` (evaluation mode, BatchNorm folded) to a ``nir.NIRGraph``.
 
     Args:
@@ -130,6 +155,9 @@ def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1e-3) -> Any:
         sample_input: one time step's input ``[B, ...]`` (for the shapes NIR records).
         dt: the duration of one time step in seconds; time constants are exported as ``τ·dt`` (see
             ``export.nir_params``).
+        r_mode: ``"keep"`` writes each LIF's ``r`` as the mapping gives it (1 for ``decay_input=True``);
+            ``"fold"`` moves the factor ``dt/τ`` into the weights of the layers feeding the neuron so that
+            ``r = τ/dt`` for every LIF (snnTorch's importer needs this form, with ``dt = 1e-4``).
 
     Returns:
         ``nir.NIRGraph`` with an ``input`` and an ``output`` node; node names are the modules' paths.
@@ -144,6 +172,8 @@ def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1e-3) -> Any:
         raise ImportError("NIR export needs nir: pip install 'spikeforge[nir]'") from e
     if not dt > 0:
         raise ValueError(f"dt must be > 0 seconds, got {dt}")
+    if r_mode not in ("keep", "fold"):
+        raise ValueError(f"r_mode must be 'keep' or 'fold', got {r_mode!r}")
     net = copy.deepcopy(model).cpu().float()
     fold_bn_pairs(net)
     try:
@@ -190,4 +220,6 @@ def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1e-3) -> Any:
             what = getattr(node.target, "__name__", str(node.target))
             raise NIRExportError(f"{node.name}: the operation {what} ({node.op}) has no NIR form (NIR sums the "
                                  "edges into a node; products, attention and reshapes outside Flatten do not export)")
+    if r_mode == "fold":
+        _fold_r(b.nodes, b.edges, dt)
     return nir.NIRGraph(nodes=b.nodes, edges=b.edges)
