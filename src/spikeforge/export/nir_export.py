@@ -13,6 +13,7 @@ one time step at a time with its own state handling, while spikeforge's layers a
 from __future__ import annotations
 
 import copy
+import math
 import operator
 from typing import Any
 
@@ -24,8 +25,8 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from ..core import eval_mode
 from ..layers import TimeFold, ToSequence, fold_bn_pairs
-from ..neurons import IF, LIF, SpikingNeuron
-from .nir_params import NIRExportError, if_to_nir, lif_to_nir
+from ..neurons import CUBALIF, IF, LIF, SpikingNeuron
+from .nir_params import NIRExportError, cubalif_to_nir, if_to_nir, lif_to_nir
 
 __all__ = ["to_nir"]
 
@@ -118,20 +119,28 @@ class _Builder:
             return self.add(name, lif_to_nir(m, shape, self.dt, name), sources)
         if type(m) is IF:
             return self.add(name, if_to_nir(m, shape, self.dt, name), sources)
-        raise NIRExportError(f"{name}: {type(m).__name__} cannot be exported (NIR nodes exist for IF and LIF "
-                             "here; PSN, ALIF, PLIF, Izhikevich and graded spikes have none)")
+        if type(m) is CUBALIF:
+            return self.add(name, cubalif_to_nir(m, shape, self.dt, name), sources)
+        raise NIRExportError(f"{name}: {type(m).__name__} cannot be exported (NIR nodes exist for IF, LIF and "
+                             "CUBALIF here; PSN, ALIF, PLIF, Izhikevich and graded spikes have none)")
 
 
 def _fold_r(nodes: dict[str, Any], edges: list[tuple[str, str]], dt: float) -> None:
-    """``r_mode="fold"``: give every LIF ``r = τ_n/dt`` (``r·dt/τ_n = 1``, what snnTorch's importer requires)
-    by scaling the weights and bias of the layers feeding it by ``dt/τ_n``; the dynamics are unchanged."""
+    """``r_mode="fold"``: give every LIF ``r = τ_n/dt`` (``r·dt/τ_n = 1``, what snnTorch's importer requires),
+    and every CubaLIF also ``w_in = τ_s/dt``, by scaling the weights and bias of the layers feeding it by the
+    factor that moves; the dynamics are unchanged."""
     import nir
 
     for name, node in nodes.items():
-        if not isinstance(node, nir.LIF):
+        if isinstance(node, nir.LIF):
+            lam = dt / float(node.tau.flat[0])
+            gain, target = float(node.r.flat[0]), 1.0 / lam
+        elif isinstance(node, nir.CubaLIF):
+            lam, lam_s = dt / float(node.tau_mem.flat[0]), dt / float(node.tau_syn.flat[0])
+            gain, target = float(node.r.flat[0] * np.asarray(node.w_in).flat[0]), 1.0 / (lam * lam_s)
+        else:
             continue
-        lam = dt / float(node.tau.flat[0])
-        if np.allclose(node.r * lam, 1.0, rtol=1e-12, atol=0):
+        if math.isclose(gain, target, rel_tol=1e-12):
             continue
         for src in (a for a, b in edges if b == name):
             feeder = nodes[src]
@@ -139,12 +148,16 @@ def _fold_r(nodes: dict[str, Any], edges: list[tuple[str, str]], dt: float) -> N
             synaptic = isinstance(feeder, (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d))
             if not synaptic or fanout != 1:
                 why = f"a {type(feeder).__name__}" if not synaptic else f"read by {fanout} nodes"
-                raise NIRExportError(f"{name}: r_mode='fold' scales the weights of the layers feeding a LIF, but "
+                raise NIRExportError(f"{name}: r_mode='fold' scales the weights of the layers feeding a neuron, but "
                                      f"its input {src} is {why}; export with r_mode='keep'")
-            feeder.weight = feeder.weight * (node.r.flat[0] * lam)
+            feeder.weight = feeder.weight * (gain / target)
             if getattr(feeder, "bias", None) is not None:
-                feeder.bias = feeder.bias * (node.r.flat[0] * lam)
-        node.r = np.full_like(node.r, 1.0 / lam)
+                feeder.bias = feeder.bias * (gain / target)
+        if isinstance(node, nir.LIF):
+            node.r = np.full_like(node.r, target)
+        else:
+            node.r = np.full_like(node.r, 1.0 / lam)
+            node.w_in = np.full_like(node.r, 1.0 / lam_s)
 
 
 def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1e-3, r_mode: str = "keep") -> Any:

@@ -9,7 +9,11 @@ its own ``dt`` (seconds). spikeforge's neurons are the forward-Euler steps of th
   spikeforge's ``H = V + λ·(X − (V − V_reset))`` (``decay_input=True``) when ``τ_n = dt/λ``, ``r = 1``,
   ``v_leak = V_reset``; and ``H = V − λ·(V − V_reset) + X`` (``decay_input=False``) when additionally
   ``r = 1/λ = τ_n/dt``;
-* ``IF``: ``dv/dt = r·I``, i.e. ``v ← v + dt·r·I``, equals ``H = V + X`` when ``r = 1/dt``.
+* ``IF``: ``dv/dt = r·I``, i.e. ``v ← v + dt·r·I``, equals ``H = V + X`` when ``r = 1/dt``;
+* ``CubaLIF``: ``τ_s·dI/dt = −I + w_in·S``, ``τ_m·dv/dt = (v_leak − v) + r·I``, stepped current first and
+  the membrane with the new current (snnTorch's ``Synaptic`` order), equals ``CUBALIF`` when
+  ``τ_s = dt/λ_s``, ``τ_m = dt/λ``, ``r = 1``, ``v_leak = V_reset`` and ``w_in = 1`` (``decay_input=True``:
+  ``I' = I + λ_s·(X − I)``) or ``w_in = 1/λ_s`` (``decay_input=False``: ``I' = I − λ_s·I + X``).
 
 Firing: NIR fires on ``v > v_threshold`` and resets to ``v_reset``; spikeforge fires on ``H ≥ V_th``. In
 float32 ``H ≥ V_th ⇔ H > nextafter(V_th, −∞)``, so the exported threshold is that float32 neighbour (and
@@ -25,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from ..core import UserError
-from ..neurons import IF, LIF, euler_leak
+from ..neurons import CUBALIF, IF, LIF, euler_leak
 
-__all__ = ["NIRExportError", "NIRImportError", "lif_to_nir", "if_to_nir", "nir_threshold", "sf_threshold",
-           "lif_from_nir", "if_from_nir"]
+__all__ = ["NIRExportError", "NIRImportError", "lif_to_nir", "if_to_nir", "cubalif_to_nir", "nir_threshold",
+           "sf_threshold", "lif_from_nir", "if_from_nir", "cubalif_from_nir"]
 
 
 class NIRExportError(UserError, ValueError):
@@ -95,6 +99,18 @@ def if_to_nir(neuron: IF, shape: tuple[int, ...], dt: float, where: str) -> Any:
                   v_reset=_full(shape, v_reset))
 
 
+def cubalif_to_nir(neuron: CUBALIF, shape: tuple[int, ...], dt: float, where: str) -> Any:
+    """The ``nir.CubaLIF`` of a spikeforge ``CUBALIF``."""
+    import nir
+
+    v_th, v_reset = _spike_fields(neuron, where)
+    lam, lam_s = float(euler_leak(neuron.tau, neuron.dt)), float(euler_leak(neuron.tau_syn, neuron.dt))
+    w_in = 1.0 if neuron.decay_input else 1.0 / lam_s
+    return nir.CubaLIF(tau_syn=_full(shape, dt / lam_s), tau_mem=_full(shape, dt / lam), r=_full(shape, 1.0),
+                       v_leak=_full(shape, v_reset), v_threshold=_full(shape, nir_threshold(v_th)),
+                       v_reset=_full(shape, v_reset), w_in=_full(shape, w_in))
+
+
 def _uniform(node: Any, field: str, where: str) -> float:
     a = np.asarray(getattr(node, field), dtype=np.float64)
     if a.size == 0:
@@ -135,3 +151,23 @@ def if_from_nir(node: Any, dt: float, where: str, **neuron_kw: Any) -> tuple[IF,
     r = _uniform(node, "r", where)
     v_th = sf_threshold(_uniform(node, "v_threshold", where))
     return IF(v_threshold=v_th, v_reset=_reset(node, where), **neuron_kw), r * dt
+
+
+def cubalif_from_nir(node: Any, dt: float, where: str, **neuron_kw: Any) -> tuple[CUBALIF, float]:
+    """A spikeforge ``CUBALIF`` equal to ``node`` (a ``nir.CubaLIF``) stepped at ``dt``, and its input scale."""
+    tau_m, tau_s = _uniform(node, "tau_mem", where), _uniform(node, "tau_syn", where)
+    r, w_in = _uniform(node, "r", where), _uniform(node, "w_in", where)
+    v_leak, v_reset = _uniform(node, "v_leak", where), _reset(node, where)
+    for name, tau in (("tau_mem", tau_m), ("tau_syn", tau_s)):
+        if not tau >= dt:
+            raise NIRImportError(f"{where}: {name} = {tau:.6g} s is shorter than dt = {dt:.6g} s; import with a "
+                                 "smaller dt")
+    if v_leak != v_reset:
+        raise NIRImportError(f"{where}: v_leak = {v_leak} differs from v_reset = {v_reset}; spikeforge's CUBALIF "
+                             "leaks towards its reset potential")
+    v_th = sf_threshold(_uniform(node, "v_threshold", where))
+    lam_s = dt / tau_s
+    kw = dict(tau=tau_m / dt, tau_syn=tau_s / dt, v_threshold=v_th, v_reset=v_reset, **neuron_kw)
+    if math.isclose(r * w_in * lam_s, 1.0, rel_tol=1e-12) and w_in != 1.0:
+        return CUBALIF(decay_input=False, **kw), 1.0
+    return CUBALIF(decay_input=True, **kw), r * w_in

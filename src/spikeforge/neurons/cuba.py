@@ -47,7 +47,8 @@ class CUBALIF(SpikingNeuron):
     """Current-based LIF over ``[T, B, ...]``; state ``(v, i)``.
 
     Args:
-        tau: membrane time constant; tau_syn: synaptic current time constant (unit of ``dt``).
+        tau: membrane time constant (unit of ``dt``).
+        tau_syn: synaptic current time constant (unit of ``dt``).
         decay_input: whether the input is scaled by the synaptic leak (NIR's continuous model: True).
         dt: as ``LIF``.
         **kwargs: as ``LIF``.
