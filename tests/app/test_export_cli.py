@@ -68,6 +68,13 @@ def test_export_refusals_are_one_line(runs: Path, tmp_path: Path, capsys: pytest
     assert not out.exists()
 
 
+@pytest.mark.parametrize("out,message", [("", "-o/--out: an empty path"), (".", ". is a folder")])
+def test_export_to_a_folder_or_nothing_is_refused(runs: Path, capsys: pytest.CaptureFixture[str], out: str,
+                                                  message: str) -> None:
+    code, err = main_in_process(capsys, "export", str(runs / "spiking_mlp_tiny"), "-o", out, "--overwrite")
+    assert code == 2 and len(err) == 1 and message in err[0], err
+
+
 def test_export_reports_what_it_wrote(runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from spikeforge.cli import main
     assert main(["export", str(runs / "spiking_mlp_tiny" / "checkpoints" / "last.safetensors"), "-o",

@@ -54,3 +54,10 @@ def test_cache_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp
     assert cache_root() == tmp_path
     monkeypatch.delenv("SPIKEFORGE_CACHE")
     assert cache_root() == Path.home() / ".cache" / "spikeforge"
+
+
+def test_a_folder_is_never_replaced(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    with pytest.raises(IsADirectoryError, match="it is a folder"):
+        atomic_write(tmp_path / "d", b"x")
+    assert (tmp_path / "d").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["d"]

@@ -41,7 +41,11 @@ def export_checkpoint(path: str | Path, out: str | Path, fmt: str = "nir", dt: f
     import nir
 
     EXPORTERS[fmt]                                     # an unknown format: one line with the choices
+    if not str(out):
+        raise ExportTargetError("-o/--out: an empty path; give the file to write")
     out = Path(out)
+    if out.is_dir():
+        raise ExportTargetError(f"{out} is a folder; give the file to write (e.g. {out / 'model.nir'})")
     if out.exists() and not overwrite:
         raise ExportTargetError(f"{out} exists; pass --overwrite to replace it")
     if not out.parent.is_dir():

@@ -75,6 +75,8 @@ def atomic_write(path: str | os.PathLike[str], data: Payload, *, overwrite: bool
     target = Path(os.fspath(path))
     if not target.parent.is_dir():
         raise FileNotFoundError(f"cannot write {target}: folder {target.parent} does not exist")
+    if target.is_dir():
+        raise IsADirectoryError(f"cannot write {target}: it is a folder, not a file")
     if not overwrite and target.exists():
         raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
     tmp = temp_path(target)
