@@ -9,16 +9,18 @@ import pytest
 import torch
 
 from spikeforge.app import TrainConfig, rebuild, train
+from spikeforge.data import batch_loader, to_time_first
 from spikeforge.export import from_nir
+from spikeforge.layers import fold_bn_pairs
 from tests.training.conftest import main_in_process
 
 nir = pytest.importorskip("nir")
 
 
-def _run(root: Path, model: str) -> Path:
-    run = root / model
-    train(TrainConfig(dataset="digits", model=model, T=4, epochs=1, limit_train=256, lr=5e-3, progress=False,
-                      threads=1, run_dir=str(run), encoding="direct"))
+def _run(root: Path, model: str, epochs: int = 1, limit: int | None = 256, **model_args: object) -> Path:
+    run = root / (model + "".join(f"-{k}={v}" for k, v in model_args.items()))
+    train(TrainConfig(dataset="digits", model=model, T=4, epochs=epochs, limit_train=limit, lr=5e-3, progress=False,
+                      threads=1, run_dir=str(run), encoding="direct", model_args=dict(model_args)))
     return run
 
 
@@ -27,6 +29,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("export")
     _run(root, "spiking_mlp_tiny")
     _run(root, "spiking_cnn_tiny")
+    _run(root, "spiking_cnn_tiny", epochs=3, limit=None, pool="avg")          # trained until both layers fire
     return root
 
 
@@ -41,6 +44,24 @@ def test_export_writes_a_graph_that_reproduces_the_run(runs: Path, tmp_path: Pat
     x = torch.rand(4, 16, 1, 8, 8)
     with torch.no_grad():
         assert torch.equal(from_nir(out, dt=1e-4)(x), rb.model.eval()(x))
+
+
+def test_the_trained_demo_cnn_with_average_pooling_round_trips_at_every_layer(runs: Path, tmp_path: Path) -> None:
+    from spikeforge.app import export_checkpoint
+    from tests.export.test_nir import _spikes
+
+    run = runs / "spiking_cnn_tiny-pool=avg"
+    export_checkpoint(run, tmp_path / "cnn.nir")
+    rb = rebuild(run / "checkpoints" / "best.safetensors", progress=False)
+    folded = rb.model.eval()
+    fold_bn_pairs(folded)
+    images = next(iter(batch_loader(rb.data.test, rb.data.kind, batch_size=128)))[0]
+    x = to_time_first(images, rb.data.kind, 4, "direct")         # [4, 128, 1, 8, 8]: test digits at every step
+    want, got = _spikes(folded, x), _spikes(from_nir(tmp_path / "cnn.nir").eval(), x)
+    assert want.keys() == got.keys() == {"sn1", "sn2", "output"}
+    for layer in ("sn1", "sn2"):
+        assert 0 < want[layer].mean() < 1 and torch.equal(want[layer], got[layer]), layer
+    assert torch.equal(want["output"], got["output"])
 
 
 def test_an_existing_file_is_not_overwritten(runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,20 +22,27 @@ __all__ = ["SmallSpikingCNN", "SmallSpikingMLP"]
 
 class SmallSpikingCNN(SpikingClassifier):
     """Two conv-BN-LIF-pool stages and a linear head. ``x [B, C, H, W]`` or ``[T, B, C, H, W]`` →
-    ``[T, B, num_classes]``; ``forward_features`` → ``[T, B, 32·(H/4)·(W/4)]``."""
+    ``[T, B, num_classes]``; ``forward_features`` → ``[T, B, 32·(H/4)·(W/4)]``.
+
+    ``pool="avg"`` pools by averaging instead of the maximum: the form NIR export and ANN→SNN conversion
+    can express (an average of spikes is a linear map; a maximum is not).
+    """
 
     def __init__(self, in_channels: int = 2, num_classes: int = 10, img_size: int = 34, T: int = 8,
-                 neuron: NeuronSpec = None, width: int = 16) -> None:
+                 neuron: NeuronSpec = None, width: int = 16, pool: str = "max") -> None:
         super().__init__()
+        if pool not in ("max", "avg"):
+            raise ValueError(f"pool must be 'max' or 'avg', got {pool!r}")
+        Pool = nn.MaxPool2d if pool == "max" else nn.AvgPool2d
         self.T, self.in_channels, self.img_size = T, in_channels, img_size
         w = width
         self.stem = ToSequence(T, sample_dims=3)
         self.block1 = TimeFold(nn.Conv2d(in_channels, w, 3, padding=1, bias=False), nn.BatchNorm2d(w))
         self.sn1 = make_neuron(neuron)
-        self.pool1 = TimeFold(nn.MaxPool2d(2))
+        self.pool1 = TimeFold(Pool(2))
         self.block2 = TimeFold(nn.Conv2d(w, 2 * w, 3, padding=1, bias=False), nn.BatchNorm2d(2 * w))
         self.sn2 = make_neuron(neuron)
-        self.pool2 = TimeFold(nn.MaxPool2d(2), nn.Flatten())
+        self.pool2 = TimeFold(Pool(2), nn.Flatten())
         side = img_size // 4
         self._set_head(2 * w * side * side, num_classes)
 
@@ -62,7 +69,7 @@ class SmallSpikingMLP(SpikingClassifier):
 
 @register_model
 def spiking_cnn_tiny(**kwargs: Any) -> SmallSpikingCNN:
-    """16-32 channel spiking CNN; defaults for 2×34×34 event frames."""
+    """16-32 channel spiking CNN; defaults for 2×34×34 event frames (``pool="avg"``: average pooling)."""
     return SmallSpikingCNN(**kwargs)
 
 
