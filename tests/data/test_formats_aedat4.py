@@ -51,7 +51,7 @@ def test_empty_stream_and_empty_packet():
     assert len(ev) == 0 and ev.meta["packets"] == {"EVTS": 1}
 
 
-def test_hand_assembled_two_streams_imu_skipped_and_table_ignored():
+def test_hand_assembled_two_streams_imu_skipped_and_a_damaged_table_named():
     a, b = random_events(5, 64, 48, seed=1), random_events(7, 64, 48, seed=2)
     b.events["t"] += a.events["t"][-1]                 # the second packet continues in time
     imu = b"\xde\xad\xbe\xef" * 9                   # never decompressed or parsed
@@ -59,11 +59,23 @@ def test_hand_assembled_two_streams_imu_skipped_and_table_ignored():
             + packet(0, aedat4.event_packet(raw_events(b))))
     head_len = len(MAGIC) + len(aedat4.io_header(0, 0, TWO_STREAMS))
     table_at = head_len + len(body)
-    data = MAGIC + aedat4.io_header(0, table_at, TWO_STREAMS) + body + b"any table bytes"
-    ev = aedat4.decode(data)
+    entries = [(head_len + 8, 0, 0, 5, 0, 0), (0, 2, 0, 0, 0, 0), (0, 0, 0, 7, 0, 0)]
+    good = MAGIC + aedat4.io_header(0, table_at, TWO_STREAMS) + body + aedat4._file_table(entries)
+    ev = aedat4.decode(good)
     assert_same(ev.events, np.concatenate([a.events, b.events]))
     assert ev.meta["packets"] == {"EVTS": 2, "IMUS": 1} and ev.sensor_size == (64, 48, 2)
-    assert ev.meta["streams"][2]["typeIdentifier"] == "IMUS"
+    assert ev.meta["streams"][2]["typeIdentifier"] == "IMUS" and "dropped" not in ev.meta
+    bad = MAGIC + aedat4.io_header(0, table_at, TWO_STREAMS) + body + b"any table bytes"
+    with raises_at(table_at, r"\(file data table\): expected a whole file data table: a size prefix equal to the "
+                   r"table's 11 bytes"):
+        aedat4.decode(bad)
+    short = MAGIC + aedat4.io_header(0, table_at, TWO_STREAMS) + body + aedat4._file_table(entries[:2])
+    with raises_at(table_at, "an entry for each of the 3 packets, got 2 entries"):
+        aedat4.decode(short)
+    for data in (bad, short):
+        ev = aedat4.decode(data, strict=False)
+        assert_same(ev.events, np.concatenate([a.events, b.events]))
+        assert ev.meta["dropped"] == {"data_table": 1}
 
 
 def test_event_packet_bytes_match_the_spec_layout():

@@ -61,12 +61,18 @@ def raises_at(offset: int | None, *fragments: str):
 
 def test_text_header_stops_at_binary_and_end_marker():
     data = b"% a 1\r\n% b two\n%\x00\x01binary"
-    lines, body = text_header(data, b"%")
-    assert lines == [" a 1", " b two"] and body == 15
+    assert text_header(data, b"%") == ([" a 1", " b two"], 15, 0)
     data = b"% evt 3.0\n% end\n% not header\n"
-    lines, body = text_header(data, b"%", end_markers=(b"% end",))
-    assert lines == [" evt 3.0", " end"] and body == 16
-    assert text_header(b"", b"#") == ([], 0)
+    assert text_header(data, b"%", end_markers=(b"% end",)) == ([" evt 3.0", " end"], 16, 0)
+    assert text_header(b"", b"#") == ([], 0, 0)
+
+
+def test_text_header_cut_inside_a_line():
+    data = b"% a 1\n% geometry 12"                      # cut inside "% geometry 1280x720\n"
+    assert text_header(data, b"%") == ([" a 1", " geometry 12"], 19, 0)     # sniffing a head: the last line
+    with raises_at(19, "the end of the header line that starts at byte 6", "cut inside its header"):
+        text_header(data, b"%", source="f.raw")
+    assert text_header(data, b"%", source="f.raw", strict=False) == ([" a 1"], 6, 13)   # left out, counted
 
 
 def test_to_int_refuses_non_ascii_digits():

@@ -103,10 +103,10 @@ def inputs(name: str) -> st.SearchStrategy[bytes]:
     return st.one_of(*kinds)
 
 
-def check_reader(name: str, data: bytes) -> None:
+def check_reader(name: str, data: bytes, strict: bool = True) -> None:
     decode = get_format(name).module.decode
     try:
-        ev = decode(data, "<fuzz>")
+        ev = decode(data, "<fuzz>", strict=strict)
     except EventFormatError as e:
         assert e.source == "<fuzz>" and (e.offset is None or 0 <= e.offset <= len(data)), str(e)
         return
@@ -138,6 +138,16 @@ def test_fuzz_reader(name: str, data: st.DataObject) -> None:
     if name == "asl_mat":
         pytest.importorskip("scipy.io")
     check_reader(name, data.draw(inputs(name)))
+
+
+@pytest.mark.parametrize("name", READERS)
+@settings(_FAST, max_examples=FAST // 4)
+@given(data=st.data())
+def test_fuzz_reader_salvage(name: str, data: st.DataObject) -> None:
+    """``strict=False`` (salvage: cut files, bad events dropped) holds to the same guarantees."""
+    if name == "asl_mat":
+        pytest.importorskip("scipy.io")
+    check_reader(name, data.draw(inputs(name)), strict=False)
 
 
 @pytest.mark.slow

@@ -9,9 +9,13 @@ x right, y down, p 1 = ON) and raises :class:`EventFormatError` (a ``ValueError`
 the byte offset and what it expected on malformed input — including input that decodes but breaks what
 the format guarantees: a header cut short or inconsistent with the layout, coordinates outside the declared
 or known sensor, negative times, times out of order where the format stores them in order, impossible time
-jumps. ``strict=False`` salvages what it can and records what it dropped in ``meta["dropped"]``. Writers are
-atomic (temp file + rename), refuse to overwrite unless ``overwrite=True``, and refuse unsorted events for a
-format that stores them in time order.
+jumps, a file cut short. ``strict=False`` salvages what it can and records what it dropped in ``meta["dropped"]``:
+counts of events by reason (``outside_sensor``, ``negative_time``, ``backward_time`` — the fewest events that
+leave the rest in time order — and the EVT decoders' ``time_jump`` / ``unknown_word`` words) and, for a damaged
+end, ``truncated`` (bytes after the last whole record, word or packet before the cut: every event before it comes
+back), ``header_cut`` (the file ends inside its header: no events) and ``data_table`` (an AEDAT 4.0 file data table
+missing or damaged; strict reading refuses it). Writers are atomic (temp file + rename), refuse to overwrite
+unless ``overwrite=True``, and refuse unsorted events for a format that stores them in time order.
 """
 
 from __future__ import annotations
@@ -48,8 +52,9 @@ def read_events(source: Source, format: str | None = None, **options: Any) -> Ev
         format: a name from :func:`available_formats` or an alias (``"shd"``, ``"aedat31"`` …);
             default: detected from the magic bytes, then the extension.
         **options: passed to the format's decoder, e.g. ``sensor_size=(W, H)`` (most formats),
-            ``strict=False`` (salvage: drop what breaks the format's guarantees, counted in
-            ``meta["dropped"]``), ``chip="davis346"`` (aedat2), ``stream=`` (aedat4), ``index=`` (hdf5_spikes).
+            ``strict=False`` (salvage: drop what breaks the format's guarantees, read a cut file up to the cut,
+            counted in ``meta["dropped"]``), ``chip="davis346"`` (aedat2), ``stream=`` (aedat4), ``index=``
+            (hdf5_spikes).
 
     Returns:
         :class:`Events`: ``events`` (``EVENT_DTYPE [N]``), ``sensor_size (W, H, 2)``, ``meta``.

@@ -17,7 +17,7 @@ from ..events import Events
 from .errors import EventFormatError
 
 __all__ = ["Source", "load_bytes", "read_file", "text_header", "header_value", "to_int",
-           "smallest_size", "as_events", "finish"]
+           "smallest_size", "as_events", "finish", "longest_ordered"]
 
 Source = str | os.PathLike | bytes | bytearray | memoryview
 
@@ -56,19 +56,22 @@ def load_bytes(src: Source) -> tuple[bytes, str]:
     return read_file(path), str(path)
 
 
-def text_header(data: bytes, prefix: bytes, *, end_markers: tuple[bytes, ...] = (),
-                start: int = 0, source: str | None = None, fmt: str | None = None) -> tuple[list[str], int]:
+def text_header(data: bytes, prefix: bytes, *, end_markers: tuple[bytes, ...] = (), start: int = 0,
+                source: str | None = None, fmt: str | None = None,
+                strict: bool = True) -> tuple[list[str], int, int]:
     """Split off the leading ``prefix`` text lines (``%`` or ``#``) of a binary file.
 
     A line ends at ``\\n``; the header ends at the first line that does not start with ``prefix``,
     is not text (a binary word that happens to begin with the prefix byte), is longer than 64 KiB,
     or right after a line starting with one of ``end_markers`` (e.g. ``% end``).
 
-    With ``source`` given, a header line that the file ends in before its ``\\n`` (a file cut inside its
-    header) raises ``EventFormatError``; without, it is taken as the last line (for sniffing a file's head).
+    A header line that the file ends in before its ``\\n`` (a file cut inside its header): without ``source``
+    (sniffing a file's head) it is taken as the last line; with ``source``, ``strict`` raises
+    ``EventFormatError`` and otherwise the line is left out.
 
     Returns:
-        (lines without their prefix and line ending, byte offset of the body).
+        (lines without their prefix and line ending, byte offset of the body, bytes of the header line the file
+        was cut inside and that was left out: 0, or ``len(data) - body``).
     """
     pos, n = start, len(data)
     lines: list[str] = []
@@ -81,6 +84,8 @@ def text_header(data: bytes, prefix: bytes, *, end_markers: tuple[bytes, ...] = 
         if _CONTROL.search(raw) is not None:
             break
         if end < 0 and source is not None:
+            if not strict:
+                return lines, pos, n - pos
             raise EventFormatError(source, n, "the end of the header line that starts at byte "
                                    f"{pos} (a line ending)", "the end of the file: it was cut inside its header",
                                    fmt)
@@ -88,7 +93,7 @@ def text_header(data: bytes, prefix: bytes, *, end_markers: tuple[bytes, ...] = 
         pos = stop
         if end_markers and raw.startswith(end_markers):
             break
-    return lines, pos
+    return lines, pos, 0
 
 
 def to_int(s: str | None) -> int | None:
@@ -121,6 +126,50 @@ def _first_violation(t, x, y, W, H, ordered):  # pragma: no cover - jitted
     return -1
 
 
+@njit(cache=True, nogil=True)
+def _longest_ordered(t):  # pragma: no cover - jitted
+    """Mask of a longest non-decreasing subsequence of ``t``: of those, the one whose events come earliest.
+
+    Patience sorting from the back, O(N log N): ``tails[k]`` is the largest first value of a non-decreasing
+    subsequence of length ``k + 1`` seen so far (non-increasing in ``k``), so ``longest[i]``, the length of the
+    longest one starting at ``i``, is one more than the count of ``tails`` ``>= t[i]``. A forward pass then keeps,
+    for each length still needed, the first event that has it and is not earlier than the last one kept.
+    """
+    n = t.size
+    keep = np.zeros(n, dtype=np.bool_)
+    longest = np.empty(n, dtype=np.int64)
+    tails = np.empty(n, dtype=t.dtype)
+    m = 0
+    for i in range(n - 1, -1, -1):
+        v = t[i]
+        lo, hi = 0, m
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if tails[mid] >= v:
+                lo = mid + 1
+            else:
+                hi = mid
+        tails[lo] = v
+        m = max(m, lo + 1)
+        longest[i] = lo + 1
+    need = m
+    last = t[0] if n else 0                    # compared only once an event is kept (need < m)
+    for i in range(n):
+        if need == 0:
+            break
+        if longest[i] == need and (need == m or t[i] >= last):
+            keep[i] = True
+            last = t[i]
+            need -= 1
+    return keep
+
+
+def longest_ordered(t: np.ndarray) -> np.ndarray:
+    """Boolean mask keeping a longest non-decreasing subsequence of ``t`` (the fewest events dropped to make
+    ``t[mask]`` sorted; among equally long ones, the one keeping the earliest events)."""
+    return _longest_ordered(np.ascontiguousarray(t))
+
+
 def finish(ev: np.ndarray, source: str, fmt: str, *, W: int, H: int, ordered: bool, strict: bool,
            offset_of: Callable[[int], int] | None = None) -> tuple[np.ndarray, dict[str, int]]:
     """Check what the format guarantees of decoded events: times ``>= 0``, non-decreasing where the format
@@ -128,7 +177,9 @@ def finish(ev: np.ndarray, source: str, fmt: str, *, W: int, H: int, ordered: bo
 
     ``strict``: raise ``EventFormatError`` at the first violation, naming its byte (``offset_of``: event index →
     byte, where the format has fixed places) or its event index. Otherwise drop every violating event — for
-    order, each event earlier than one kept before it — and return the counts by reason (for ``meta``).
+    order, the fewest events that leave the rest in order (a longest non-decreasing subsequence of the times is
+    kept, so one timestamp corrupted forward costs that one event, not every event after it) — and return the
+    counts by reason (for ``meta``).
 
     Returns:
         ``(events kept, {"negative_time": n, "outside_sensor": n, "backward_time": n})`` (only non-zero counts).
@@ -158,12 +209,12 @@ def finish(ev: np.ndarray, source: str, fmt: str, *, W: int, H: int, ordered: bo
     dropped = {"negative_time": int(neg.sum()), "outside_sensor": int((out & ~neg).sum())}
     keep = ~(neg | out)
     kept = ev[keep]
-    if ordered and kept.size:
+    if ordered and kept.size > 1:
         kt = kept["t"]
-        ok = np.ones(kept.size, dtype=bool)
-        ok[1:] = kt[1:] >= np.maximum.accumulate(kt)[:-1]
-        dropped["backward_time"] = int((~ok).sum())
-        kept = kept[ok]
+        if bool(np.any(kt[1:] < kt[:-1])):
+            ok = longest_ordered(kt)
+            dropped["backward_time"] = int(kept.size - np.count_nonzero(ok))
+            kept = kept[ok]
     return kept, {k: v for k, v in dropped.items() if v}
 
 

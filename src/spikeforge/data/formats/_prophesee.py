@@ -32,18 +32,19 @@ class ProphHeader:
     size: tuple[int, int] | None = None      # (W, H) the header declares
     version: int | None = None               # DAT "% Version"
     fields: dict[str, str] = field(default_factory=dict)
+    cut: int = 0                             # bytes of a header line the file ends inside (left out; not strict)
 
 
-def parse_header(data: bytes, source: str | None = None, fmt: str | None = None) -> ProphHeader:
-    """The header's lines and fields; with ``source``, a header cut before its line end raises (see
-    ``text_header``)."""
-    lines, body = text_header(data, b"%", end_markers=(b"% end",), source=source, fmt=fmt)
+def parse_header(data: bytes, source: str | None = None, fmt: str | None = None, strict: bool = True) -> ProphHeader:
+    """The header's lines and fields; with ``source``, a header cut before its line end raises, or with
+    ``strict`` off is left out and its bytes counted in ``cut`` (see ``text_header``)."""
+    lines, body, cut = text_header(data, b"%", end_markers=(b"% end",), source=source, fmt=fmt, strict=strict)
     fields: dict[str, str] = {}
     for line in lines:
         parts = line.strip().split(None, 1)
         if parts:
             fields.setdefault(parts[0].lower(), parts[1] if len(parts) > 1 else "")
-    h = ProphHeader(lines, body, fields=fields)
+    h = ProphHeader(lines, body, fields=fields, cut=cut)
     fmt = fields.get("format", "")
     evt = fields.get("evt", "").strip()
     if not evt and fmt:
@@ -93,10 +94,12 @@ def time_high_fillers(values: np.ndarray, max_step: int) -> tuple[np.ndarray, np
 def raw_result(out: np.ndarray, size: tuple[int, int] | None, h: ProphHeader, source: str, fmt: str, strict: bool,
                skipped: dict[str, int]) -> Events:
     """The ``Events`` of an EVT decoder: the sensor (the declared one, else the smallest holding the events),
-    the order and sign checks of ``finish``, and what was dropped (the decoder's own ``skipped`` counts first)."""
+    the order and sign checks of ``finish``, and what was dropped (the decoder's own ``skipped`` counts first,
+    then ``finish``'s, then a cut header's or word's ``header_cut`` / ``truncated``)."""
     W, H = size if size is not None else smallest_size(out)
     out, dropped = finish(out, source, fmt, W=W, H=H, ordered=True, strict=strict)
-    dropped = {**{k: v for k, v in skipped.items() if v}, **dropped}
+    tail: dict[str, int] = {k: skipped.pop(k) for k in ("header_cut", "truncated") if k in skipped}
+    dropped = {k: v for k, v in (skipped | dropped | tail).items() if v}
     return Events(out, (W, H, 2), {"format": fmt, "header": h.lines, **({"dropped": dropped} if dropped else {})})
 
 

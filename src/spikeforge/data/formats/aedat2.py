@@ -126,8 +126,10 @@ def decode(data: bytes, source: str = "<bytes>", *, chip: str | None = None,
         chip: ``"dvs128"``, ``"davis240"`` or ``"davis346"``; default from the ``AEChip`` header
             line, else ``dvs128`` (CIFAR10-DVS files).
         sensor_size: overrides the chip's size (events outside it are an error).
-        strict: raise ``EventFormatError`` at the first event outside the sensor or out of time order
-            (default); ``False`` drops such events and counts them in ``meta["dropped"]``.
+        strict: raise ``EventFormatError`` at the first event outside the sensor or out of time order, or where
+            the file ends inside its header or an event (default); ``False`` drops such events and counts them
+            in ``meta["dropped"]``, and reads a cut file up to its last whole event (``"truncated"``: the bytes
+            after it; ``"header_cut"``: the file ends before the header's closing line).
 
     Returns:
         :class:`Events` ``[N]``; ``meta`` has ``version``, ``creation_time_ms``, ``chip``,
@@ -136,15 +138,18 @@ def decode(data: bytes, source: str = "<bytes>", *, chip: str | None = None,
     if not data.startswith(MAGIC):
         raise EventFormatError(source, 0, "the AEDAT 2.0 magic '#!AER-DAT2.0'",
                                repr(bytes(data[:12])), NAME)
-    lines, body = text_header(data, b"#", end_markers=(b"#" + END_HEADER.encode(),), source=source, fmt=NAME)
-    if not lines or not lines[0].startswith("!AER-DAT"):
+    lines, body, line_cut = text_header(data, b"#", end_markers=(b"#" + END_HEADER.encode(),), source=source,
+                                        fmt=NAME, strict=strict)
+    # (not strict, a file cut inside its first line: that line as far as it goes; the magic is whole)
+    first = lines[0] if lines else data[1:].decode("latin-1").rstrip("\r") if line_cut else ""
+    if not first.startswith("!AER-DAT"):
         raise EventFormatError(source, 0, "a '#!AER-DAT2.0' text line", repr(bytes(data[:16])),
                                NAME)
-    cut = body == len(data) and not (lines and lines[-1].startswith(END_HEADER))
+    cut = body + line_cut == len(data) and not (lines and lines[-1].startswith(END_HEADER))
     if cut and strict:       # no events follow, so the header must be whole: jAER closes it with END_HEADER
         raise EventFormatError(source, len(data), f"the '#{END_HEADER}' line that closes the header",
                                "the end of the file: it was cut inside its header", NAME)
-    version = lines[0][len("!AER-DAT"):].strip()
+    version = first[len("!AER-DAT"):].strip()
     if not version.startswith("2"):
         raise EventFormatError(source, 0, "AEDAT version 2.x", version, NAME)
     if chip is not None and chip not in CHIPS:
@@ -155,11 +160,13 @@ def decode(data: bytes, source: str = "<bytes>", *, chip: str | None = None,
                                f"an AEChip of a supported chip {sorted(CHIPS)} (or pass chip=)",
                                chip_name[len("unknown:"):], NAME)
     n_bytes = len(data) - body
-    if n_bytes % 8:
-        raise EventFormatError(source, len(data) - n_bytes % 8,
-                               "a whole number of 8-byte events after the header",
-                               f"{n_bytes} body bytes, {n_bytes % 8} left over", NAME)
-    words = np.frombuffer(data, dtype="<u4", offset=body).reshape(-1, 2)   # kernel byte-swaps
+    rest = n_bytes % 8 if not cut else n_bytes      # bytes of an event (or a header line) the file was cut inside
+    if rest and strict:
+        raise EventFormatError(source, len(data) - rest,
+                               f"a whole number of 8-byte events after the {body}-byte header",
+                               f"{n_bytes} bytes after it ({n_bytes // 8} whole events), {rest} left over: "
+                               "the file was cut", NAME)
+    words = np.frombuffer(data, dtype="<u4", offset=body, count=(n_bytes - rest) // 4).reshape(-1, 2)
     W, H = CHIPS[chip_name]
     out = np.empty(words.shape[0], dtype=EVENT_DTYPE)
     kept: np.ndarray | None = None            # record of each event, where some were dropped (DAVIS)
@@ -188,6 +195,8 @@ def decode(data: bytes, source: str = "<bytes>", *, chip: str | None = None,
             "creation_time_ms": to_int(created), "dropped_aps": int(aps)}
     if cut:
         dropped["header_cut"] = 1
+    if rest:
+        dropped["truncated"] = rest
     if dropped:
         meta["dropped"] = dropped
     return Events(out, size, meta)

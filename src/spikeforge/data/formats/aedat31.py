@@ -75,7 +75,9 @@ def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...]
     """Decode AEDAT 3.1 bytes (polarity events of every packet, in file order).
 
     Events must lie inside the declared (or given) sensor and come in time order, as cAER writes them;
-    ``strict=False`` drops those that do not and counts them in ``meta["dropped"]``.
+    ``strict=False`` drops those that do not and counts them in ``meta["dropped"]``, and reads a file cut inside
+    its header or a packet up to its last whole event (``"truncated"``: the bytes after it; ``"header_cut"``:
+    the file ends before ``#!END-HEADER``).
 
     Returns:
         :class:`Events` ``[N]``; ``meta`` has ``header`` lines, ``packets`` (count per event type)
@@ -84,16 +86,23 @@ def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...]
     if not data.startswith(MAGIC):
         raise EventFormatError(source, 0, "the AEDAT 3.1 magic '#!AER-DAT3.1'",
                                repr(bytes(data[:12])), NAME)
-    lines, pos = text_header(data, b"#", end_markers=(END,), source=source, fmt=NAME)
-    if not lines or not lines[-1].startswith(END[1:].decode()):
-        raise EventFormatError(source, pos, "a '#!END-HEADER' line closing the text header",
-                               repr(bytes(data[pos:pos + 16])), NAME)
+    lines, pos, line_cut = text_header(data, b"#", end_markers=(END,), source=source, fmt=NAME, strict=strict)
     n = len(data)
+    cut: dict[str, int] = {}                   # not strict: what a file cut short lost
+    if not lines or not lines[-1].startswith(END[1:].decode()):
+        if strict or pos + line_cut < n:       # not a cut: something else follows the header lines
+            raise EventFormatError(source, pos, "a '#!END-HEADER' line closing the text header",
+                                   repr(bytes(data[pos:pos + 16])), NAME)
+        cut, pos = {"header_cut": 1, "truncated": line_cut}, n
     starts, counts, ovfs = [], [], []
     packets: dict[int, int] = {}
     while pos < n:
         if n - pos < HEADER.size:
-            raise EventFormatError(source, pos, "a 28-byte packet header", f"{n - pos} bytes", NAME)
+            if not strict:
+                cut = {"truncated": n - pos}
+                break
+            raise EventFormatError(source, pos, "a 28-byte packet header",
+                                   f"{n - pos} bytes before the end of the file: the file was cut", NAME)
         etype, _src, esize, tsoff, ovf, cap, num, valid = HEADER.unpack_from(data, pos)
         if etype not in KNOWN_TYPES:
             raise EventFormatError(source, pos, "a known packet eventType 0..12", etype, NAME)
@@ -105,18 +114,26 @@ def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...]
         if ovf < 0:
             raise EventFormatError(source, pos + 12, "eventTSOverflow >= 0", ovf, NAME)
         nbytes = cap * esize
-        if nbytes > n - pos - HEADER.size:
+        left = n - pos - HEADER.size
+        if nbytes > left and strict:
             raise EventFormatError(source, pos + HEADER.size,
                                    f"{nbytes} bytes of events (capacity {cap} × size {esize})",
-                                   f"{n - pos - HEADER.size} bytes left (truncated packet)", NAME)
+                                   f"{left} bytes left in the file: the file was cut inside the packet", NAME)
         if etype == POLARITY:
             if esize != 8 or tsoff != 4:
                 raise EventFormatError(source, pos, "polarity events of size 8 with the timestamp "
                                        "at offset 4", f"size {esize}, offset {tsoff}", NAME)
+            num = min(num, left // 8)          # a cut packet: its whole events
             if num:
                 starts.append(pos + HEADER.size)
                 counts.append(num)
                 ovfs.append(ovf)
+        if nbytes > left:                      # not strict: the file was cut inside this packet
+            kept = HEADER.size + 8 * num if etype == POLARITY and num else 0
+            cut = {"truncated": n - pos - kept}
+            if kept:
+                packets[etype] = packets.get(etype, 0) + 1
+            break
         packets[etype] = packets.get(etype, 0) + 1
         pos += HEADER.size + nbytes
     words = (np.concatenate([np.frombuffer(data, "<u4", 2 * c, s) for s, c in zip(starts, counts)])
@@ -153,6 +170,8 @@ def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...]
     else:
         W, H = smallest_size(out)
     out, dropped = finish(out, source, NAME, W=W, H=H, ordered=True, strict=strict, offset_of=offset_of)
+    dropped.update(cut)
+    dropped = {k: v for k, v in dropped.items() if v}
     meta = {"format": NAME, "header": lines, "packets": packets, "invalid": int(d.size - idx.size),
             **({"dropped": dropped} if dropped else {})}
     return Events(out, (W, H, 2), meta)

@@ -14,6 +14,13 @@ each stream is; only the chosen event stream is decompressed. A packet of an und
 error. Timestamps are the file's clock (absolute Unix µs); subtract ``t[0]`` downstream if needed.
 Decompressed packets are capped at ``MAX_RATIO`` × their compressed size (no decompression bombs).
 
+The file data table after the packets (a size-prefixed ``FTAB`` FileDataTable, compressed like the packets, one
+entry per packet) is not needed to read the events, but a table that does not decompress, parse or list every
+packet means a damaged file (a file cut by a few bytes ends inside it): strict reading refuses it, naming the
+table; ``strict=False`` reads the events and counts it as ``meta["dropped"]["data_table"]``. A file cut before
+its table (``dataTablePosition`` past the end) or, without a table, inside a packet keeps, when not strict, the
+packets wholly present (``"truncated"``: the bytes of the cut packet).
+
 Spec: https://docs.inivation.com/software/software-advanced-usage/file-formats/aedat-4.0.html
 """
 
@@ -52,16 +59,25 @@ def _err(source: str, offset: int | None, expected: str, got: Any = None) -> Eve
     return EventFormatError(source, offset, expected, got, NAME)
 
 
-def _read_header(data: bytes, source: str) -> tuple[int, int, str, int]:
-    """``(compression, data_table_position, xml, first packet offset)``."""
+class _HeaderCut(Exception):
+    """The file ends inside its IOHeader (raised only when not strict: the caller returns no events)."""
+
+
+def _read_header(data: bytes, source: str, strict: bool = True) -> tuple[int, int, str, int]:
+    """``(compression, data_table_position, xml, first packet offset)``; not ``strict``, a file cut inside the
+    IOHeader raises ``_HeaderCut`` and a data table position past the end of the file is returned as it is."""
     if not data.startswith(MAGIC):
         raise _err(source, 0, "the AEDAT 4.0 magic '#!AER-DAT4.0\\r\\n'", repr(bytes(data[:14])))
     if len(data) < 18:
-        raise _err(source, 14, "a u32 IOHeader length", f"{len(data) - 14} bytes")
+        if not strict:
+            raise _HeaderCut
+        raise _err(source, 14, "a u32 IOHeader length", f"{len(data) - 14} bytes before the end of the file")
     hlen = struct.unpack_from("<I", data, 14)[0]
     if hlen > len(data) - 18:
+        if not strict:
+            raise _HeaderCut
         raise _err(source, 14, f"an IOHeader of {hlen} bytes inside the file",
-                   f"{len(data) - 18} bytes left")
+                   f"{len(data) - 18} bytes after its length field")
     buf = data[18:18 + hlen]
     try:
         root = fb.uoffset(buf, 0, "the IOHeader root table")
@@ -76,8 +92,9 @@ def _read_header(data: bytes, source: str) -> tuple[int, int, str, int]:
     if comp not in COMPRESSION:
         raise _err(source, 18, f"a compression type in {sorted(COMPRESSION)}", comp)
     body = 18 + hlen
-    if table != -1 and not body <= table <= len(data):
-        raise _err(source, 18, f"dataTablePosition -1 or in [{body}, {len(data)}]", table)
+    if table != -1 and not body <= table <= (len(data) if strict else table):
+        why = f" (past the end of the {len(data)}-byte file: it was cut)" if table > len(data) else ""
+        raise _err(source, 18, f"dataTablePosition -1 or a byte offset in [{body}, {len(data)}]", f"{table}{why}")
     return comp, table, xml.decode("utf-8", "replace"), body
 
 
@@ -149,40 +166,74 @@ def _event_elements(buf: bytes) -> bytes:
     return buf[first:first + 16 * n]
 
 
+def _table_entries(data: bytes, at: int, unpack: Callable[[bytes, int], bytes]) -> int:
+    """Entries in the file data table at byte ``at`` (the rest of the file: a size-prefixed ``FTAB``
+    FileDataTable flatbuffer, compressed like the packets); ``ValueError`` / ``FlatbufferError`` if damaged."""
+    payload = data[at:]
+    buf = unpack(payload, MAX_RATIO * len(payload) + 4096)
+    size = fb.read_u32(buf, 0, "the size prefix")
+    if size != len(buf) - 4:
+        raise fb.FlatbufferError(0, f"a size prefix equal to the table's {len(buf) - 4} bytes, got {size}")
+    root = fb.uoffset(buf, 4, "the FileDataTable root table")
+    if buf[8:12] != b"FTAB":
+        raise fb.FlatbufferError(8, f"the identifier 'FTAB', got {bytes(buf[8:12])!r}")
+    p = fb.field_pos(buf, root, 0)
+    return 0 if p is None else fb.vector(buf, p, 4, "the table's entries")[1]
+
+
 def decode(data: bytes, source: str = "<bytes>", *, stream: int | None = None,
            sensor_size: tuple[int, ...] | None = None, strict: bool = True) -> Events:
     """Decode the events of one stream (default: the lowest-id ``EVTS`` stream).
 
     Events must have ``t >= 0``, lie inside the stream's declared (or the given) sensor and come in time
     order, as DV writes them; errors name the byte of the packet that holds the first event that does not.
-    ``strict=False`` drops such events and counts them in ``meta["dropped"]``.
+    ``strict=False`` drops such events and counts them in ``meta["dropped"]``; it also reads a file cut short or
+    with a damaged data table (see the module docstring): ``"truncated"``, ``"data_table"``, and ``"header_cut"``
+    (the file ends inside its IOHeader: no events).
 
     Returns:
         :class:`Events` ``[N]``; ``meta`` has ``compression``, ``streams`` (id → XML attributes),
         ``stream`` (the decoded id) and ``packets`` (count per type identifier).
     """
-    comp, table, xml, pos = _read_header(data, source)
+    try:
+        comp, table, xml, pos = _read_header(data, source, strict)
+    except _HeaderCut:
+        meta: dict[str, Any] = {"format": NAME, "compression": None, "streams": {}, "stream": None, "packets": {},
+                                "dropped": {"header_cut": 1, "truncated": len(data) - len(MAGIC)}}
+        return Events(np.empty(0, EVENT_DTYPE), (0, 0, 2), meta)
+    cut: dict[str, int] = {}                   # not strict: what a cut or damaged end lost
+    if table > len(data):                      # the file was cut before its data table
+        cut["data_table"] = 1
     streams = _streams(xml, source)
     kinds = {sid: a.get("typeIdentifier", "?") for sid, a in streams.items()}
     evts = sorted(sid for sid, k in kinds.items() if k == "EVTS")
     if stream is not None and stream not in evts:
         raise ValueError(f"{source}: stream {stream} is not an event stream; event streams: {evts}")
     target = stream if stream is not None else (evts[0] if evts else None)
-    end = table if table != -1 else len(data)
+    end = table if -1 < table <= len(data) else len(data)
+    until = f"the data table at byte {end}" if end == table else "the end of the file"
+    salvage = not strict and end == len(data)  # a packet the file ends inside was cut, not damaged
     unpack = _decompressor(comp)
     packets: dict[str, int] = {}
     parts: list[bytes] = []
     where: list[tuple[int, int]] = []          # (packet offset, events) for error messages
     while pos < end:
         if end - pos < 8:
+            if salvage:
+                cut["truncated"] = end - pos
+                break
             raise _err(source, pos, "an 8-byte packet header (stream id, size)",
-                       f"{end - pos} bytes")
+                       f"{end - pos} bytes before {until}")
         sid, size = _PKT.unpack_from(data, pos)
         if sid not in kinds:
             raise _err(source, pos, f"a packet of a stream declared in the header {sorted(kinds)}",
                        f"stream id {sid}")
         if size > end - pos - 8:
-            raise _err(source, pos + 4, f"a packet size <= {end - pos - 8} (bytes left)", size)
+            if salvage:
+                cut["truncated"] = end - pos
+                break
+            raise _err(source, pos + 4, f"a packet size <= {end - pos - 8}, the bytes between the packet's "
+                       f"8-byte header and {until}", size)
         packets[kinds[sid]] = packets.get(kinds[sid], 0) + 1
         if sid == target:
             try:
@@ -195,6 +246,17 @@ def decode(data: bytes, source: str = "<bytes>", *, stream: int | None = None,
             parts.append(elems)
             where.append((pos, len(elems) // 16))
         pos += 8 + size
+    if -1 < table <= len(data):                # a table at the very end is missing: the file was cut
+        try:
+            entries = _table_entries(data, table, unpack)
+            if entries != sum(packets.values()):
+                raise ValueError(f"an entry for each of the {sum(packets.values())} packets, got {entries} entries")
+        except (ValueError, fb.FlatbufferError) as e:
+            if strict:
+                what = f"{e.expected} (decompressed byte {e.pos})" if isinstance(e, fb.FlatbufferError) else str(e)
+                raise EventFormatError(source, table, f"a whole file data table: {what}", None, NAME,
+                                       "file data table") from None
+            cut["data_table"] = 1
     raw = np.frombuffer(b"".join(parts), dtype=EVENT_STRUCT)
     out = np.empty(raw.size, dtype=EVENT_DTYPE)
     out["t"] = raw["t"]
@@ -224,6 +286,7 @@ def decode(data: bytes, source: str = "<bytes>", *, stream: int | None = None,
     out, dropped = finish(out, source, NAME, W=W, H=H, ordered=True, strict=strict, offset_of=packet_of)
     if negative.any():
         dropped["outside_sensor"] = dropped.get("outside_sensor", 0) + int(negative.sum())
+    dropped.update(cut)
     meta = {"format": NAME, "compression": COMPRESSION[comp], "streams": streams,
             "stream": target, "packets": packets, **({"dropped": dropped} if dropped else {})}
     return Events(out, (W, H, 2), meta)
@@ -277,7 +340,7 @@ def event_packet(raw: np.ndarray) -> bytes:
 
 
 def _file_table(entries: list[tuple[int, int, int, int, int, int]]) -> bytes:
-    """Size-prefixed ``FTAB`` FileDataTable; entries (offset, stream, size, n, t_start, t_end)."""
+    """Size-prefixed ``FTAB`` FileDataTable; entries (payload offset, stream, size, n, t_start, t_end)."""
     root, rpos, rf = fb.table([b"\0" * 4], 12, align=4)
     vec = 12 + len(root)
     vec += fb.pad_to(vec, 4)
@@ -331,7 +394,8 @@ def encode(ev: Events, *, compression: str = "lz4", packet_events: int = 4096,
         chunk = raw[s:s + step]
         payload = compress(event_packet(chunk), comp)
         packets.append(_PKT.pack(0, len(payload)) + payload)
-        entries.append((pos, 0, len(payload), chunk.size, int(chunk["t"][0]), int(chunk["t"][-1])))
+        # ByteOffset is the payload's, after the 8-byte packet header (as in DV's own files)
+        entries.append((pos + 8, 0, len(payload), chunk.size, int(chunk["t"][0]), int(chunk["t"][-1])))
         pos += len(packets[-1])
     tail = [compress(_file_table(entries), comp)] if data_table else []
     return [MAGIC, io_header(comp, pos if data_table else -1, xml), *packets, *tail]

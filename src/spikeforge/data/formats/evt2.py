@@ -90,23 +90,27 @@ def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...]
     """Decode EVT 2.0 bytes (one jitted pass; the output is at most one event per word).
 
     Args:
-        strict: raise ``EventFormatError`` at the first damaged word or event (default); ``False`` skips
-            them and counts them in ``meta["dropped"]``.
+        strict: raise ``EventFormatError`` at the first damaged word or event, or where the file ends inside
+            its header or a word (default); ``False`` skips them and counts them in ``meta["dropped"]``, and reads
+            a cut file up to its last whole word (``"truncated"``: the bytes after it; ``"header_cut"``: the
+            file ends inside a header line).
 
     Returns:
         :class:`Events` ``[N]``; ``meta`` has the ``header`` lines. Sensor size: ``sensor_size=``,
         else ``% geometry`` / ``% format`` / the camera plugin, else the smallest that holds the
         events.
     """
-    h = parse_header(data, source, NAME)
+    h = parse_header(data, source, NAME, strict)
     if h.evt not in (None, "2.0"):
         raise EventFormatError(source, 0, "an EVT 2.0 header ('% evt 2.0')", f"evt {h.evt}", NAME)
     body = h.body
     n_bytes = len(data) - body
-    if n_bytes % 4:
-        raise EventFormatError(source, len(data) - n_bytes % 4, "a whole number of 32-bit words",
-                               f"{n_bytes} bytes, {n_bytes % 4} left over", NAME)
-    words = np.frombuffer(data, dtype="<u4", offset=body)
+    cut = 0 if h.cut else n_bytes % 4           # bytes of a word the file was cut inside
+    if cut and strict:
+        raise EventFormatError(source, len(data) - cut, f"a whole number of 32-bit words after the {body}-byte "
+                               "header", f"{n_bytes} bytes after it ({n_bytes // 4} whole words), {cut} left over: "
+                               "the file was cut", NAME)
+    words = np.frombuffer(data, dtype="<u4", offset=body, count=0 if h.cut else (n_bytes - cut) // 4)
     size = (int(sensor_size[0]), int(sensor_size[1])) if sensor_size is not None else h.size
     W, H = size if size is not None else (_UNBOUNDED, _UNBOUNDED)
     out = np.empty(words.size, dtype=EVENT_DTYPE)
@@ -126,7 +130,9 @@ def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...]
     out = out[:n] if 2 * n >= words.size else out[:n].copy()
     return raw_result(out, size, h, source, NAME, strict, {"outside_sensor": int(skipped[ERR_OUTSIDE]),
                                                            "time_jump": int(skipped[ERR_JUMP]),
-                                                           "unknown_word": int(skipped[ERR_TYPE])})
+                                                           "unknown_word": int(skipped[ERR_TYPE]),
+                                                           "header_cut": int(h.cut > 0),
+                                                           "truncated": h.cut or cut})
 
 
 def encode(ev: Events) -> list[bytes]:

@@ -148,22 +148,26 @@ def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...]
     """Decode EVT 3.0 bytes.
 
     Args:
-        strict: raise ``EventFormatError`` at the first damaged word or event (default); ``False`` skips
-            them and counts them in ``meta["dropped"]``.
+        strict: raise ``EventFormatError`` at the first damaged word or event, or where the file ends inside
+            its header or a word (default); ``False`` skips them and counts them in ``meta["dropped"]``, and reads
+            a cut file up to its last whole word (``"truncated"``: the bytes after it; ``"header_cut"``: the
+            file ends inside a header line).
 
     Returns:
         :class:`Events` ``[N]``; ``meta`` has the ``header`` lines. Sensor size: ``sensor_size=``,
         else ``% geometry`` / ``% format``, else the smallest sensor holding the events.
     """
-    h = parse_header(data, source, NAME)
+    h = parse_header(data, source, NAME, strict)
     if h.evt not in (None, "3.0"):
         raise EventFormatError(source, 0, "an EVT 3.0 header ('% evt 3.0')", f"evt {h.evt}", NAME)
     body = h.body
     n_bytes = len(data) - body
-    if n_bytes % 2:
-        raise EventFormatError(source, len(data) - 1, "a whole number of 16-bit words",
-                               f"{n_bytes} bytes, 1 left over", NAME)
-    words = np.frombuffer(data, dtype="<u2", offset=body)
+    cut = 0 if h.cut else n_bytes % 2           # a byte of a word the file was cut inside
+    if cut and strict:
+        raise EventFormatError(source, len(data) - 1, f"a whole number of 16-bit words after the {body}-byte "
+                               "header", f"{n_bytes} bytes after it ({n_bytes // 2} whole words), 1 left over: "
+                               "the file was cut", NAME)
+    words = np.frombuffer(data, dtype="<u2", offset=body, count=0 if h.cut else (n_bytes - cut) // 2)
     size = (int(sensor_size[0]), int(sensor_size[1])) if sensor_size is not None else h.size
     W, H = size if size is not None else (1 << 16, 1 << 16)
     out = np.empty(_count(words), dtype=EVENT_DTYPE)
@@ -184,7 +188,9 @@ def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...]
                                f"word {w:#06x} (type {w >> 12:#x})", NAME)
     return raw_result(out[:n], size, h, source, NAME, strict, {"outside_sensor": int(skipped[ERR_OUTSIDE]),
                                                                "time_jump": int(skipped[ERR_JUMP]),
-                                                               "unknown_word": int(skipped[ERR_TYPE])})
+                                                               "unknown_word": int(skipped[ERR_TYPE]),
+                                                               "header_cut": int(h.cut > 0),
+                                                               "truncated": h.cut or cut})
 
 
 def encode(ev: Events) -> list[bytes]:

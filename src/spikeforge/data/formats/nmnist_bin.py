@@ -103,18 +103,21 @@ def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...]
         data: the whole file, ``5·N`` bytes.
         sensor_size: ``(W, H[, 2])`` the recording is known to have.
         overflow_increment: µs added to later timestamps at each ``y == 240`` marker.
-        strict: raise ``EventFormatError`` at the first event that breaks an invariant (default); ``False``
-            drops such events and counts them in ``meta["dropped"]``.
+        strict: raise ``EventFormatError`` at the first event that breaks an invariant, or at a record the file
+            ends inside (default); ``False`` drops such events and counts them in ``meta["dropped"]``, and reads a
+            cut file up to its last whole record (``"truncated"``: the bytes of the cut record).
 
     Returns:
         :class:`Events`; ``meta`` has ``overflow_markers`` (count). Shapes: ``events`` is ``[N]``.
     """
     n_bytes = len(data)
-    if n_bytes % 5:
-        raise EventFormatError(source, n_bytes - n_bytes % 5,
+    cut = n_bytes % 5                   # bytes of a record the file was cut inside
+    if cut and strict:
+        raise EventFormatError(source, n_bytes - cut,
                                "a whole number of 5-byte events (file size a multiple of 5)",
-                               f"{n_bytes} bytes, {n_bytes % 5} left over", NAME)
-    r = np.frombuffer(data, dtype=np.uint8).reshape(-1, 5)
+                               f"{n_bytes} bytes ({n_bytes // 5} whole events), {cut} left over: the file "
+                               "was cut", NAME)
+    r = np.frombuffer(data, dtype=np.uint8, count=n_bytes - cut).reshape(-1, 5)
     out = np.empty(r.shape[0], dtype=EVENT_DTYPE)
     markers, mx, my = _unpack(r, out)
     mx, my = int(mx), int(my)
@@ -130,6 +133,8 @@ def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...]
 
     out, dropped = finish(out, source, NAME, W=W, H=H, ordered=True, strict=strict, offset_of=offset_of)
     meta: dict[str, Any] = {"format": NAME, "overflow_markers": int(markers)}
+    if cut:
+        dropped["truncated"] = cut
     if dropped:
         meta["dropped"] = dropped
     return Events(out, (W, H, 2), meta)

@@ -25,7 +25,7 @@ from numba import njit
 
 from ..events import EVENT_DTYPE, Events
 from ._io import finish
-from ._prophesee import parse_header
+from ._prophesee import ProphHeader, parse_header
 from .errors import EventFormatError
 
 __all__ = ["NAME", "EXTENSIONS", "decode", "encode", "sniff"]
@@ -74,14 +74,21 @@ def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...]
     """Decode DAT bytes (one jitted pass over the events).
 
     Args:
-        strict: raise ``EventFormatError`` at the first event outside the sensor or out of time order
-            (default); ``False`` drops such events and counts them in ``meta["dropped"]``.
+        strict: raise ``EventFormatError`` at the first event outside the sensor or out of time order, or where
+            the file ends inside its header or an event (default); ``False`` drops such events and counts them
+            in ``meta["dropped"]``, and reads a cut file up to its last whole event (``"truncated"``: the bytes
+            after it; ``"header_cut"``: the file ends before its first event could start).
 
     Returns:
         :class:`Events` ``[N]``; ``meta`` has ``version``, ``event_type`` and the ``header`` lines.
     """
-    h = parse_header(data, source, NAME)
+    h = parse_header(data, source, NAME, strict)
     pos = h.body
+    if h.cut or len(data) - pos < 2:             # the file ends inside its header
+        if strict:
+            raise EventFormatError(source, pos, f"the event type and size bytes after the {pos}-byte text header",
+                                   f"{len(data) - pos} bytes after it: the file was cut", NAME)
+        return _empty(h, sensor_size, {"header_cut": 1, "truncated": len(data) - pos})
     if h.version is not None and h.version > 2 or "version" in h.fields and h.version is None:
         raise EventFormatError(source, 0, "'% Version' 1 or 2", repr(h.fields["version"]), NAME, "header")
     v2 = (h.version or 0) >= 2
@@ -89,9 +96,6 @@ def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...]
         raise EventFormatError(source, 0, f"'% Version 2': the declared {h.size[0]}×{h.size[1]} sensor needs its "
                                "14-bit addresses (the layout before Version 2 reaches 512×256)",
                                "no '% Version 2' line", NAME, "header")
-    if len(data) - pos < 2:
-        raise EventFormatError(source, pos, "the event type and size bytes after the header",
-                               f"{len(data) - pos} bytes", NAME)
     etype, esize = data[pos], data[pos + 1]
     if etype not in CD_TYPES:
         raise EventFormatError(source, pos, f"a CD event type {CD_TYPES}", etype, NAME)
@@ -99,29 +103,48 @@ def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...]
         raise EventFormatError(source, pos + 1, "event size 8", esize, NAME)
     body = pos + 2
     n_bytes = len(data) - body
-    if n_bytes % 8:
-        raise EventFormatError(source, len(data) - n_bytes % 8, "a whole number of 8-byte events",
-                               f"{n_bytes} bytes, {n_bytes % 8} left over", NAME)
-    raw = np.frombuffer(data, dtype="<u4", offset=body).reshape(-1, 2)
+    cut = n_bytes % 8                            # bytes of an event the file was cut inside
+    if cut and strict:
+        raise EventFormatError(source, len(data) - cut, f"a whole number of 8-byte events after the {body}-byte "
+                               "header (text, event type and size)", f"{n_bytes} bytes after it "
+                               f"({n_bytes // 8} whole events), {cut} left over: the file was cut", NAME)
+    raw = np.frombuffer(data, dtype="<u4", offset=body, count=(n_bytes - cut) // 4).reshape(-1, 2)
     out = np.empty(raw.shape[0], dtype=EVENT_DTYPE)
     bad, mx, my = _kernel(raw, v2, out)
     if bad >= 0:
         raise EventFormatError(source, body + 8 * bad + 4, "polarity 0 or 1",
                                int(raw[bad, 1]) >> 28, NAME)
-    if sensor_size is not None:
-        W, H = int(sensor_size[0]), int(sensor_size[1])
-    elif h.size is not None:
-        W, H = h.size
-    elif etype == 0x00:                          # Event2D: the ATIS sensor (N-CARS, Gen1)
-        W, H = ATIS_SIZE
-    else:
-        W, H = (mx + 1, my + 1) if out.size else (0, 0)
+    W, H = _sensor(h, etype, sensor_size, (int(mx) + 1, int(my) + 1) if out.size else (0, 0))
     out, dropped = finish(out, source, NAME, W=W, H=H, ordered=True, strict=strict,
                           offset_of=lambda i: body + 8 * i)
+    if cut:
+        dropped["truncated"] = cut
+    return Events(out, (W, H, 2), _meta(h, etype, dropped))
+
+
+def _sensor(h: ProphHeader, etype: int | None, sensor_size: tuple[int, ...] | None,
+            extent: tuple[int, int]) -> tuple[int, int]:
+    """``sensor_size``, else the header's, else the ATIS sensor for ``Event2D``, else the events' ``extent``."""
+    if sensor_size is not None:
+        return int(sensor_size[0]), int(sensor_size[1])
+    if h.size is not None:
+        return h.size
+    if etype == 0x00:                            # Event2D: the ATIS sensor (N-CARS, Gen1)
+        return ATIS_SIZE
+    return extent
+
+
+def _meta(h: ProphHeader, etype: int | None, dropped: dict[str, int]) -> dict[str, Any]:
     meta: dict[str, Any] = {"format": NAME, "version": h.version, "event_type": etype, "header": h.lines}
     if dropped:
-        meta["dropped"] = dropped
-    return Events(out, (W, H, 2), meta)
+        meta["dropped"] = {k: v for k, v in dropped.items() if v}
+    return meta
+
+
+def _empty(h: ProphHeader, sensor_size: tuple[int, ...] | None, dropped: dict[str, int]) -> Events:
+    """No events: the file (read with ``strict=False``) ends before its first event."""
+    W, H = _sensor(h, None, sensor_size, (0, 0))
+    return Events(np.empty(0, EVENT_DTYPE), (W, H, 2), _meta(h, None, dropped))
 
 
 def encode(ev: Events, *, event_type: int = 0x0C) -> list[bytes]:
