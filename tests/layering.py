@@ -1,7 +1,7 @@
 """The import order of spikeforge's packages, and a checker for it (used by ``test_layering.py``).
 
 Lowest first; a package may import only from tiers to its left. Packages in one tier are peers and do
-not import each other. The README's "Where things are" states the same order.
+not import each other. The README and docs/api/index.md state the same order.
 """
 
 from __future__ import annotations

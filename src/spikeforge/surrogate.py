@@ -1,7 +1,7 @@
 """Surrogate gradients: a Heaviside step forward, the derivative of a smooth primitive backward.
 
 Every surrogate is a small frozen dataclass. ``surrogate(x)`` returns ``Θ(x) = 1[x >= 0]`` (the
-spike condition of spikeforge, see the README's conventions) in ``x``'s dtype; its backward multiplies
+spike condition of spikeforge, see docs/guide/conventions.md) in ``x``'s dtype; its backward multiplies
 the incoming gradient by ``grad_fn(x)``, the derivative of ``primitive_fn(x)``. With
 ``spiking=False`` the forward returns the primitive itself, which makes a whole neuron smooth: that is
 how ``torch.autograd.gradcheck`` checks every backward chain end to end.

@@ -1,4 +1,4 @@
-"""The conventions decided once (README, "Conventions"), pinned."""
+"""The conventions decided once (docs/guide/conventions.md), pinned."""
 
 from __future__ import annotations
 

@@ -120,7 +120,7 @@ class TrainConfig:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
-# one line per field: the CLI's --help and the README's flag table read these
+# one line per field: the CLI's --help reads these
 FIELD_HELP: dict[str, str] = {
     "dataset": "dataset by name", "model": "model from the zoo by name", "data_root": "folder of a dataset's files",
     "neuron": "spiking neuron of every layer", "tau": "membrane time constant, in steps",

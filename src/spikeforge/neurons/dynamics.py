@@ -1,6 +1,6 @@
 """The shared pieces of every step function: decay, fire, reset, state quantisation.
 
-Conventions (decided once; pinned by ``tests/neurons/test_conventions.py``, written in the README):
+Conventions (decided once; pinned by ``tests/neurons/test_conventions.py``, written in docs/guide/conventions.md):
 
 * **Spike condition** ``S = Θ(H − V_th)`` with ``Θ(0) = 1``: a neuron exactly at threshold fires
   (``H >= V_th``), as in SpikingJelly. NIR, Norse and snnTorch use ``>``; the difference only shows on
