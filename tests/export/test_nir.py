@@ -14,7 +14,7 @@ from torch import nn
 from spikeforge.export import NIRExportError, NIRImportError, from_nir, to_nir
 from spikeforge.layers import TimeFold, fold_bn_pairs
 from spikeforge.models import create_model
-from spikeforge.neurons import CUBALIF, IF, LIF, SpikingNeuron
+from spikeforge.neurons import CUBALIF, IF, LI, LIF, SpikingNeuron
 
 nir = pytest.importorskip("nir")
 
@@ -212,8 +212,7 @@ def _tiny_graph(**lif):
     (_tiny_graph(tau=np.array([2e-3, 3e-3, 2e-3])), None, "lif: tau differs between neurons"),
     (_tiny_graph(v_leak=np.full(3, 0.5)), None, "lif: v_leak = 0.5 differs from v_reset"),
     (_tiny_graph(tau=np.full(3, 1e-4)), None, "lif: tau = 0.0001 s is shorter than dt"),
-    ({**_tiny_graph(), "lif": nir.LI(tau=np.ones(3), r=np.ones(3), v_leak=np.zeros(3))}, None,
-     "lif: NIR node type LI is not imported"),
+    ({**_tiny_graph(), "lif": nir.Delay(delay=np.ones(3))}, None, "lif: NIR node type Delay is not imported"),
     (_tiny_graph(), [("in", "aff"), ("aff", "lif"), ("lif", "aff"), ("lif", "out")], "the graph has a cycle"),
     (_tiny_graph(), [("in", "aff"), ("aff", "lif"), ("lif", "nowhere")], "no node named 'nowhere'"),
 ])
@@ -362,3 +361,41 @@ def test_every_exported_neuron_comes_back_the_same(neuron: SpikingNeuron, r_mode
         assert torch.equal(back(x), want)
     else:                     # folding rescales weights: equal up to float rounding, so compare spike by spike
         assert (back(x) != want).float().mean() < 0.01
+
+
+@pytest.mark.parametrize("readout", [LI(tau=3.0), LI(tau=4.0, decay_input=False, v_rest=0.25)],
+                         ids=["li", "li-no-decay-input-rest"])
+def test_the_leaky_integrator_readout_follows_nirs_ode_and_comes_back(readout: LI) -> None:
+    torch.manual_seed(4)
+    net = nn.Sequential(TimeFold(nn.Linear(6, 9)), LIF(tau=2.0), TimeFold(nn.Linear(9, 3)), readout).eval()
+    x = (torch.rand(30, 5, 6) < 0.6).float() * 3
+    graph = to_nir(net, x[0], dt=1e-3)
+    node = graph.nodes["3"]
+    assert isinstance(node, nir.LI)
+    drive = net[2](net[1](net[0](x))).detach().double().numpy()
+    v, trace = np.full_like(drive[0], node.v_leak.flat[0]), []
+    for xt in drive:                                    # NIR's LI stepped by forward Euler in float64
+        v = v + 1e-3 / node.tau * ((node.v_leak - v) + node.r * xt)
+        trace.append(v)
+    want = net(x)
+    np.testing.assert_allclose(np.stack(trace), want.detach().double().numpy(), rtol=1e-5, atol=1e-5)
+    assert torch.equal(from_nir(graph, dt=1e-3)(x), want)
+
+
+@pytest.mark.peers
+def test_norse_passes_an_li_node_through_unchanged() -> None:
+    """Norse 1.1's importer has no LI mapping: it replaces the node by an identity, so a readout exported for
+    Norse is read as the layer feeding it. Pinned so the docs' statement is checked."""
+    norse = pytest.importorskip("norse.torch")
+    torch.manual_seed(5)
+    net = nn.Sequential(TimeFold(nn.Linear(6, 9)), LIF(tau=2.0), TimeFold(nn.Linear(9, 3)), LI(tau=4.0)).eval()
+    x = (torch.rand(30, 5, 6) < 0.6).float() * 3
+    theirs = norse.from_nir(to_nir(net, x[0], dt=1e-3), dt=1e-3)
+    state = None
+
+    def step(xt: torch.Tensor) -> torch.Tensor:
+        nonlocal state
+        out, state = theirs(xt, state)
+        return out
+
+    torch.testing.assert_close(_stepwise(step, x), net[2](net[1](net[0](x))).detach(), rtol=1e-6, atol=1e-6)

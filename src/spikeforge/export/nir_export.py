@@ -25,8 +25,8 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from ..core import eval_mode
 from ..layers import TimeFold, ToSequence, fold_bn_pairs
-from ..neurons import CUBALIF, IF, LIF, SpikingNeuron
-from .nir_params import NIRExportError, cubalif_to_nir, if_to_nir, lif_to_nir
+from ..neurons import CUBALIF, IF, LI, LIF, SpikingNeuron
+from .nir_params import NIRExportError, cubalif_to_nir, if_to_nir, li_to_nir, lif_to_nir
 
 __all__ = ["to_nir"]
 
@@ -35,7 +35,7 @@ _PASS = (nn.Identity, nn.Dropout, ToSequence)
 
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (TimeFold, ToSequence, SpikingNeuron)) or super().is_leaf_module(m, qualname)
+        return isinstance(m, (TimeFold, ToSequence, SpikingNeuron, LI)) or super().is_leaf_module(m, qualname)
 
 
 def _np(t: Tensor | None) -> np.ndarray:
@@ -132,7 +132,7 @@ def _fold_r(nodes: dict[str, Any], edges: list[tuple[str, str]], dt: float) -> N
     import nir
 
     for name, node in nodes.items():
-        if isinstance(node, nir.LIF):
+        if isinstance(node, (nir.LIF, nir.LI)):
             lam = dt / float(node.tau.flat[0])
             gain, target = float(node.r.flat[0]), 1.0 / lam
         elif isinstance(node, nir.CubaLIF):
@@ -153,7 +153,7 @@ def _fold_r(nodes: dict[str, Any], edges: list[tuple[str, str]], dt: float) -> N
             feeder.weight = feeder.weight * (gain / target)
             if getattr(feeder, "bias", None) is not None:
                 feeder.bias = feeder.bias * (gain / target)
-        if isinstance(node, nir.LIF):
+        if isinstance(node, (nir.LIF, nir.LI)):
             node.r = np.full_like(node.r, target)
         else:
             node.r = np.full_like(node.r, 1.0 / lam)
@@ -217,6 +217,8 @@ def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1e-3, r_mode: str
                 values[node] = src
             elif isinstance(m, SpikingNeuron):
                 values[node] = b.neuron(str(node.target), m, src, shape)
+            elif isinstance(m, LI):
+                values[node] = b.add(str(node.target), li_to_nir(m, shape, dt, str(node.target)), src)
             else:
                 in_shape = tuple(node.args[0].meta["tensor_meta"].shape)[2:]
                 values[node] = b.stateless(str(node.target), m, src, in_shape)

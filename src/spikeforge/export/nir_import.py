@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import TimeFold
-from .nir_params import NIRImportError, cubalif_from_nir, if_from_nir, lif_from_nir
+from .nir_params import NIRImportError, cubalif_from_nir, if_from_nir, li_from_nir, lif_from_nir
 
 __all__ = ["from_nir", "NIRNet", "Scale"]
 
@@ -117,6 +117,8 @@ def _module(name: str, node: Any, dt: float, neuron_kw: dict[str, Any]) -> nn.Mo
         return scaled(*if_from_nir(node, dt, name, **neuron_kw))
     if isinstance(node, nir.CubaLIF):
         return scaled(*cubalif_from_nir(node, dt, name, **neuron_kw))
+    if isinstance(node, nir.LI):
+        return scaled(*li_from_nir(node, dt, name))
     if isinstance(node, (nir.Affine, nir.Linear)):
         w = t(node.weight)
         if w.dim() != 2:
@@ -160,7 +162,7 @@ def _module(name: str, node: Any, dt: float, neuron_kw: dict[str, Any]) -> nn.Mo
     if isinstance(node, nir.Scale):
         return Scale(t(node.scale))
     raise NIRImportError(f"{name}: NIR node type {type(node).__name__} is not imported (supported: Input, Output, "
-                         "Affine, Linear, Conv1d, Conv2d, AvgPool2d, SumPool2d, Flatten, Scale, IF, LIF, CubaLIF)")
+                         "Affine, Linear, Conv1d, Conv2d, AvgPool2d, SumPool2d, Flatten, Scale, IF, LIF, CubaLIF, LI)")
 
 
 def from_nir(graph: Any, dt: float = 1e-3, **neuron_kw: Any) -> NIRNet:

@@ -10,6 +10,7 @@ its own ``dt`` (seconds). spikeforge's neurons are the forward-Euler steps of th
   ``v_leak = V_reset``; and ``H = V − λ·(V − V_reset) + X`` (``decay_input=False``) when additionally
   ``r = 1/λ = τ_n/dt``;
 * ``IF``: ``dv/dt = r·I``, i.e. ``v ← v + dt·r·I``, equals ``H = V + X`` when ``r = 1/dt``;
+* ``LI`` (the leaky-integrator readout, no spikes): as ``LIF`` with ``v_leak = V_rest``;
 * ``CubaLIF``: ``τ_s·dI/dt = −I + w_in·S``, ``τ_m·dv/dt = (v_leak − v) + r·I``, stepped current first and
   the membrane with the new current (snnTorch's ``Synaptic`` order), equals ``CUBALIF`` when
   ``τ_s = dt/λ_s``, ``τ_m = dt/λ``, ``r = 1``, ``v_leak = V_reset`` and ``w_in = 1`` (``decay_input=True``:
@@ -29,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from ..core import UserError
-from ..neurons import CUBALIF, IF, LIF, euler_leak
+from ..neurons import CUBALIF, IF, LI, LIF, euler_leak
 
-__all__ = ["NIRExportError", "NIRImportError", "lif_to_nir", "if_to_nir", "cubalif_to_nir", "nir_threshold",
-           "sf_threshold", "lif_from_nir", "if_from_nir", "cubalif_from_nir"]
+__all__ = ["NIRExportError", "NIRImportError", "lif_to_nir", "if_to_nir", "cubalif_to_nir", "li_to_nir",
+           "nir_threshold", "sf_threshold", "lif_from_nir", "if_from_nir", "cubalif_from_nir", "li_from_nir"]
 
 
 class NIRExportError(UserError, ValueError):
@@ -111,6 +112,15 @@ def cubalif_to_nir(neuron: CUBALIF, shape: tuple[int, ...], dt: float, where: st
                        v_reset=_full(shape, v_reset), w_in=_full(shape, w_in))
 
 
+def li_to_nir(neuron: LI, shape: tuple[int, ...], dt: float, where: str) -> Any:
+    """The ``nir.LI`` of a spikeforge ``LI`` readout."""
+    import nir
+
+    lam = float(euler_leak(neuron.tau, neuron.dt))
+    return nir.LI(tau=_full(shape, dt / lam), r=_full(shape, 1.0 if neuron.decay_input else 1.0 / lam),
+                  v_leak=_full(shape, neuron.v_rest))
+
+
 def _uniform(node: Any, field: str, where: str) -> float:
     a = np.asarray(getattr(node, field), dtype=np.float64)
     if a.size == 0:
@@ -171,3 +181,13 @@ def cubalif_from_nir(node: Any, dt: float, where: str, **neuron_kw: Any) -> tupl
     if math.isclose(r * w_in * lam_s, 1.0, rel_tol=1e-12) and w_in != 1.0:
         return CUBALIF(decay_input=False, **kw), 1.0
     return CUBALIF(decay_input=True, **kw), r * w_in
+
+
+def li_from_nir(node: Any, dt: float, where: str) -> tuple[LI, float]:
+    """A spikeforge ``LI`` equal to ``node`` (a ``nir.LI``) stepped at ``dt``, and its input scale."""
+    tau_n, r, v_leak = _uniform(node, "tau", where), _uniform(node, "r", where), _uniform(node, "v_leak", where)
+    if not tau_n >= dt:
+        raise NIRImportError(f"{where}: tau = {tau_n:.6g} s is shorter than dt = {dt:.6g} s; import with a smaller dt")
+    if math.isclose(r * dt / tau_n, 1.0, rel_tol=1e-12) and r != 1.0:
+        return LI(tau=tau_n / dt, v_rest=v_leak, decay_input=False), 1.0
+    return LI(tau=tau_n / dt, v_rest=v_leak, decay_input=True), r
