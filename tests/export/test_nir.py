@@ -213,7 +213,11 @@ def _tiny_graph(**lif):
     (_tiny_graph(v_leak=np.full(3, 0.5)), None, "lif: v_leak = 0.5 differs from v_reset"),
     (_tiny_graph(tau=np.full(3, 1e-4)), None, "lif: tau = 0.0001 s is shorter than dt"),
     ({**_tiny_graph(), "lif": nir.Delay(delay=np.ones(3))}, None, "lif: NIR node type Delay is not imported"),
-    (_tiny_graph(), [("in", "aff"), ("aff", "lif"), ("lif", "aff"), ("lif", "out")], "the graph has a cycle"),
+    ({**_tiny_graph(), "aff2": nir.Affine(weight=np.eye(3), bias=np.zeros(3))},
+     [("in", "aff"), ("aff", "aff2"), ("aff2", "aff"), ("aff", "lif"), ("lif", "out")],
+     r"the graph has a cycle without state through \['aff', 'aff2'\]"),
+    ({**_tiny_graph(), "aff": nir.Affine(weight=np.ones((3, 5)), bias=np.zeros(3))}, None,
+     r"aff: its input of shape \(1, 1, 2\) \[T, B, ...\] does not fit the node"),
     (_tiny_graph(), [("in", "aff"), ("aff", "lif"), ("lif", "nowhere")], "no node named 'nowhere'"),
 ])
 def test_a_graph_spikeforge_cannot_run_is_refused_naming_the_node(nodes, edges, message: str) -> None:
@@ -399,3 +403,61 @@ def test_norse_passes_an_li_node_through_unchanged() -> None:
         return out
 
     torch.testing.assert_close(_stepwise(step, x), net[2](net[1](net[0](x))).detach(), rtol=1e-6, atol=1e-6)
+
+
+# -- recurrence ------------------------------------------------------------------------------------------------
+def _recurrent_graph(nested: bool) -> tuple[object, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    w_in, w_rec = rng.integers(-2, 3, (5, 6)).astype(float), rng.integers(-1, 2, (5, 5)).astype(float)
+    lif = nir.LIF(tau=np.full(5, 2e-3), r=np.ones(5), v_leak=np.zeros(5), v_threshold=np.full(5, 0.5),
+                  v_reset=np.zeros(5))
+    inner = {"input": nir.Input(input_type={"input": np.array([5])}), "lif": lif,
+             "w_rec": nir.Linear(weight=w_rec), "output": nir.Output(output_type={"output": np.array([5])})}
+    inner_edges = [("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")]
+    outer = {"in": nir.Input(input_type={"input": np.array([6])}), "w_in": nir.Linear(weight=w_in),
+             "out": nir.Output(output_type={"output": np.array([5])})}
+    if nested:
+        nodes = {**outer, "rnn": nir.NIRGraph(nodes=inner, edges=inner_edges)}
+        edges = [("in", "w_in"), ("w_in", "rnn"), ("rnn", "out")]
+    else:
+        nodes = {**outer, "lif": lif, "w_rec": inner["w_rec"]}
+        edges = [("in", "w_in"), ("w_in", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "out")]
+    return nir.NIRGraph(nodes=nodes, edges=edges), w_in, w_rec
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["flat", "nested-graph"])
+def test_a_recurrent_graph_runs_step_by_step_as_written_out(nested: bool) -> None:
+    graph, w_in, w_rec = _recurrent_graph(nested)
+    x = (torch.rand(25, 4, 6) < 0.5).float()
+    t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+    v, s, outs = torch.zeros(4, 5), torch.zeros(4, 5), []
+    for xt in x:                                  # the recurrent edge carries the previous step's spikes
+        v = v + 0.5 * (xt @ t(w_in).T + s @ t(w_rec).T - v)
+        s = (v >= np.nextafter(np.float32(0.5), np.float32(1))).float()
+        v = v * (1 - s)
+        outs.append(s)
+    want = torch.stack(outs)
+    assert 0.05 < want.mean() < 0.95
+    assert torch.equal(from_nir(graph, dt=1e-3)(x), want)
+
+
+@pytest.mark.peers
+def test_we_run_snntorchs_recurrent_leaky() -> None:
+    """snnTorch's RLeaky exports as a LIF with a recurrent Affine (a cycle through the neuron)."""
+    snn = pytest.importorskip("snntorch")
+    import snntorch.utils as su
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(0)
+    lin = nn.Linear(6, 5)
+    lin.weight.data, lin.bias.data = torch.randint(-2, 3, lin.weight.shape).float(), torch.zeros(5)
+    rl = snn.RLeaky(beta=torch.full((5,), 0.5), threshold=torch.full((5,), 1.0), linear_features=5, init_hidden=True,
+                    output=True, reset_mechanism="zero", reset_delay=False)
+    rl.recurrent.weight.data, rl.recurrent.bias.data = torch.randint(-1, 2, (5, 5)).float(), torch.zeros(5)
+    theirs = nn.Sequential(lin, rl)
+    x = (torch.rand(30, 4, 6) < 0.5).float()
+    graph = export_to_nir(theirs, x[0, 0])
+    su.reset(theirs)
+    want = _stepwise(lambda xt: theirs(xt)[0], x)
+    assert 0.05 < want.mean() < 0.95
+    assert torch.equal(from_nir(graph, dt=1e-4)(x), want)

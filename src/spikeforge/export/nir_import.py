@@ -2,8 +2,9 @@
 
 Each NIR node becomes a spikeforge module (stateless ones inside ``TimeFold``, neurons as multi-step
 neurons); ``NIRNet`` runs them in a topological order, each on the sum of what its incoming edges carry,
-a whole sequence per node. That is exact for graphs without cycles; a graph with a cycle (recurrence) is
-refused, naming the nodes on it.
+a whole sequence per node. A graph with cycles through neurons (recurrence) runs step by step instead,
+each recurrent edge carrying the previous step's output; a cycle through no neuron is refused, naming it.
+Nested graphs (how peers write recurrent layers) are inlined.
 """
 
 from __future__ import annotations
@@ -37,28 +38,75 @@ class Scale(nn.Module):
 class NIRNet(nn.Module):
     """A NIR graph as a spikeforge module: ``forward(x_seq [T, B, ...]) -> [T, B, ...]``.
 
-    ``nodes`` maps each module key to its NIR node name, ``order`` is the evaluation order and ``inputs``
-    the incoming edges of every node.
+    ``names`` maps each module key to its NIR node name, ``order`` is the evaluation order, ``inputs`` the
+    incoming edges of every node and ``recurrent`` the edges that close a cycle. Without cycles each node
+    runs over the whole sequence; with them the graph runs step by step, a recurrent edge carrying its
+    source's output of the previous step (nothing at the first step).
     """
 
     def __init__(self, modules: dict[str, nn.Module], names: dict[str, str], order: list[str],
-                 inputs: dict[str, list[str]], graph_input: str, graph_output: str) -> None:
+                 inputs: dict[str, list[str]], graph_input: str, graph_output: str,
+                 recurrent: list[tuple[str, str]] | None = None) -> None:
         super().__init__()
         self.layers = nn.ModuleDict(modules)
         self.names, self.order, self.inputs = names, order, inputs
         self.graph_input, self.graph_output = graph_input, graph_output
+        self.recurrent = list(recurrent or [])
+
+    def _run_node(self, key: str, x: Tensor) -> Tensor:
+        if key not in self.layers:
+            return x
+        try:
+            return self.layers[key](x)
+        except (RuntimeError, ValueError) as e:
+            raise NIRImportError(f"{self.names[key]}: its input of shape {tuple(x.shape)} [T, B, ...] does not "
+                                 f"fit the node ({str(e).splitlines()[0]})") from None
+
+    @staticmethod
+    def _sum(parts: list[Tensor]) -> Tensor:
+        x = parts[0]
+        for p in parts[1:]:
+            x = x + p
+        return x
 
     def forward(self, x_seq: Tensor) -> Tensor:
+        if self.recurrent:
+            return self._forward_steps(x_seq)
         values: dict[str, Tensor] = {self.graph_input: x_seq}
         for key in self.order:
-            if key == self.graph_input:
-                continue
-            srcs = self.inputs[key]
-            x = values[srcs[0]]
-            for s in srcs[1:]:
-                x = x + values[s]
-            values[key] = self.layers[key](x) if key in self.layers else x
+            if key != self.graph_input:
+                values[key] = self._run_node(key, self._sum([values[s] for s in self.inputs[key]]))
         return values[self.graph_output]
+
+    def _forward_steps(self, x_seq: Tensor) -> Tensor:
+        back = {(a, b) for a, b in self.recurrent}
+        states: dict[str, Any] = {}
+        prev: dict[str, Tensor] = {}
+        outs = []
+        for x_t in x_seq:
+            values: dict[str, Tensor] = {self.graph_input: x_t.unsqueeze(0)}
+            for key in self.order:
+                if key == self.graph_input:
+                    continue
+                parts = [values[s] for s in self.inputs[key] if (s, key) not in back]
+                parts += [prev[s] for s in self.inputs[key] if (s, key) in back and s in prev]
+                values[key] = self._step(key, self._sum(parts), states)
+            prev = values
+            outs.append(values[self.graph_output][0])
+        return torch.stack(outs)
+
+    def _step(self, key: str, x: Tensor, states: dict[str, Any]) -> Tensor:
+        """One step of node ``key`` on ``x [1, B, ...]``, keeping a neuron's state between steps."""
+        m: Any = self.layers[key] if key in self.layers else None
+        chain: list[Any] = list(m) if isinstance(m, nn.Sequential) and not isinstance(m, TimeFold) else [m]
+        if not any(hasattr(c, "run") for c in chain):
+            return self._run_node(key, x)
+        for c in chain:
+            if hasattr(c, "run"):
+                x, states[key] = c.run(x, states.get(key))
+            else:
+                x = c(x)
+        return x
 
 
 def _key(name: str, used: set[str]) -> str:
@@ -69,30 +117,82 @@ def _key(name: str, used: set[str]) -> str:
     return key
 
 
-def _order(names: list[str], edges: list[tuple[str, str]]) -> list[str]:
-    preds: dict[str, list[str]] = {n: [] for n in names}
+def _order(names: list[str], edges: list[tuple[str, str]], roots: list[str],
+           stateful: set[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """A topological order once the edges that close a cycle (found depth-first from ``roots``) are set
+    aside, and those edges. A cycle through no stateful node (no neuron) has no meaning step by step."""
     succ: dict[str, list[str]] = {n: [] for n in names}
     for a, b in edges:
         for end in (a, b):
-            if end not in preds:
+            if end not in succ:
                 raise NIRImportError(f"edge {a!r} -> {b!r}: no node named {end!r} in the graph")
-        preds[b].append(a)
         succ[a].append(b)
-    indeg = {n: len(p) for n, p in preds.items()}
+    back: list[tuple[str, str]] = []
+    colour = dict.fromkeys(names, 0)              # 0 new, 1 on the current path, 2 done
+    path: list[str] = []
+
+    def visit(n: str) -> None:
+        colour[n] = 1
+        path.append(n)
+        for m in succ[n]:
+            if colour[m] == 1:
+                cycle = path[path.index(m):]
+                if not stateful & set(cycle):
+                    raise NIRImportError(f"the graph has a cycle without state through {cycle[:6]}: each node "
+                                         "on it would need its own output of the same step")
+                back.append((n, m))
+            elif colour[m] == 0:
+                visit(m)
+        path.pop()
+        colour[n] = 2
+
+    for r in [*roots, *names]:
+        if colour[r] == 0:
+            visit(r)
+    forward = [e for e in edges if e not in back]
+    indeg = dict.fromkeys(names, 0)
+    for _, b in forward:
+        indeg[b] += 1
     ready = [n for n in names if indeg[n] == 0]
     order = []
     while ready:
         n = ready.pop(0)
         order.append(n)
-        for m in succ[n]:
-            indeg[m] -= 1
-            if indeg[m] == 0:
-                ready.append(m)
-    if len(order) < len(names):
-        cyc = sorted(n for n in names if indeg[n] > 0)
-        raise NIRImportError(f"the graph has a cycle through {cyc[:6]}{' …' if len(cyc) > 6 else ''}: recurrent "
-                             "NIR graphs are not imported (spikeforge runs each node over the whole sequence)")
-    return order
+        for a, b in forward:
+            if a == n:
+                indeg[b] -= 1
+                if indeg[b] == 0:
+                    ready.append(b)
+    return order, back
+
+
+def _flatten(graph: Any) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The graph's nodes and edges with every nested ``NIRGraph`` node inlined (names ``outer.inner``; an
+    edge into the nested node goes to its ``Input``, an edge out of it leaves its ``Output``)."""
+    import nir
+
+    nodes: dict[str, Any] = {}
+    edges: list[tuple[str, str]] = []
+    ports: dict[str, tuple[str, str]] = {}
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.NIRGraph):
+            inner, inner_edges = _flatten(node)
+            ins = [n for n, v in inner.items() if isinstance(v, nir.Input)]
+            outs = [n for n, v in inner.items() if isinstance(v, nir.Output)]
+            if len(ins) != 1 or len(outs) != 1:
+                raise NIRImportError(f"{name}: a nested graph with {len(ins)} inputs and {len(outs)} outputs; "
+                                     "one of each is imported")
+            for n, v in inner.items():
+                nodes[f"{name}.{n}"] = v
+            edges += [(f"{name}.{a}", f"{name}.{b}") for a, b in inner_edges]
+            ports[name] = (f"{name}.{ins[0]}", f"{name}.{outs[0]}")
+        else:
+            nodes[name] = node
+    for a, b in graph.edges:
+        a = ports[a][1] if a in ports else a
+        b = ports[b][0] if b in ports else b
+        edges.append((a, b))
+    return nodes, edges
 
 
 def _two(a: Any) -> tuple[int, int]:
@@ -189,24 +289,30 @@ def from_nir(graph: Any, dt: float = 1e-3, **neuron_kw: Any) -> NIRNet:
             raise NIRImportError(f"{path}: no such file") from None
         except Exception as e:
             raise NIRImportError(f"{path}: not a readable NIR file ({type(e).__name__}: {e})") from e
-    names = list(graph.nodes)
-    order = _order(names, list(graph.edges))
-    ins = [n for n in names if isinstance(graph.nodes[n], nir.Input)]
-    outs = [n for n in names if isinstance(graph.nodes[n], nir.Output)]
+    nodes, edges = _flatten(graph)
+    names = list(nodes)
+    ins = [n for n in graph.nodes if isinstance(graph.nodes[n], nir.Input)]
+    outs = [n for n in graph.nodes if isinstance(graph.nodes[n], nir.Output)]
     if len(ins) != 1 or len(outs) != 1:
         raise NIRImportError(f"the graph has {len(ins)} Input and {len(outs)} Output nodes; one of each is imported")
+    stateful = {n for n, v in nodes.items() if isinstance(v, (nir.LIF, nir.IF, nir.CubaLIF, nir.LI))}
+    order, back = _order(names, edges, ins, stateful)
     used: set[str] = set()
     keys = {n: _key(n, used) for n in names}
     modules: dict[str, nn.Module] = {}
     inputs: dict[str, list[str]] = {keys[n]: [] for n in names}
-    for a, b in graph.edges:
+    for a, b in edges:
         inputs[keys[b]].append(keys[a])
     for n in names:
         if n not in ins and not inputs[keys[n]]:
             raise NIRImportError(f"{n}: the node has no incoming edge")
-        if isinstance(graph.nodes[n], nir.NIRGraph):
-            raise NIRImportError(f"{n}: nested NIR graphs are not imported")
-        m = _module(n, graph.nodes[n], dt, neuron_kw)
+        m = _module(n, nodes[n], dt, neuron_kw)
         if m is not None:
             modules[keys[n]] = m
-    return NIRNet(modules, {keys[n]: n for n in names}, [keys[n] for n in order], inputs, keys[ins[0]], keys[outs[0]])
+    net = NIRNet(modules, {keys[n]: n for n in names}, [keys[n] for n in order], inputs, keys[ins[0]],
+                 keys[outs[0]], [(keys[a], keys[b]) for a, b in back])
+    shape = getattr(graph.nodes[ins[0]], "input_type", {}).get("input")
+    if shape is not None and np.size(shape) and np.all(np.asarray(shape) > 0):
+        with torch.no_grad():                      # a dry run names the first node whose shapes do not fit
+            net(torch.zeros((1, 1, *(int(d) for d in np.asarray(shape).ravel()))))
+    return net
