@@ -80,3 +80,22 @@ def test_categories_on_a_hand_made_module() -> None:
     assert a.categories["ac"] == n / 2                   # the last product, with spikes
     assert a.categories["mac"] == (2 * n + n + n + n) / 2
     assert a.categories["neuron"] > 0
+
+
+def test_an_audit_of_a_silent_model_says_it_cannot_tell() -> None:
+    """All-zero spikes are binary operands, so a model that never fires passes the value test trivially: the
+    audit records the firing and says so instead of answering yes."""
+    import torch
+
+    from spikeforge.analysis import audit
+    from spikeforge.models import create_model
+
+    net = create_model("spikformer_tiny", in_channels=1, num_classes=10, img_size=8, T=4).eval()
+    silent = audit(net, torch.rand(4, 8, 1, 8, 8))
+    assert silent.fired is False and silent.spiking_layers == 12 and len(silent.silent) == 12
+    assert silent.table().splitlines()[-1].endswith("cannot tell: no spiking layer fired on these inputs "
+                                                    "(every spike operand was 0)")
+    loud = audit(net, torch.rand(4, 8, 1, 8, 8) * 50)
+    assert loud.fired is True and 0 < len(loud.silent) < 12
+    assert f"{len(loud.silent)} of 12 spiking layers never fired" in loud.table().splitlines()[-1]
+    assert loud.to_dict()["fired"] is True

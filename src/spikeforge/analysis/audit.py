@@ -62,6 +62,16 @@ class Audit:
     categories: dict[str, float]
     findings: list[Finding]
     samples: int
+    silent: list[str] | None = None    # spiking layers that never fired on the inputs (None: not recorded)
+    spiking_layers: int | None = None  # how many spiking layers were recorded
+
+    @property
+    def fired(self) -> bool | None:
+        """Whether any spiking layer fired on the inputs (``None`` when not recorded). An audit of a model that
+        never fires passes trivially, since all-zero operands are binary."""
+        if self.silent is None or self.spiking_layers is None:
+            return None
+        return len(self.silent) < self.spiking_layers
 
     def nonspike_macs(self, exclude: Iterable[str] = ("encoder", "head"), synaptic: bool = True) -> list[Finding]:
         """Findings in synaptic layers (``synaptic=True``), leaving out those tagged in ``exclude``
@@ -79,7 +89,7 @@ class Audit:
     def to_dict(self) -> dict[str, Any]:
         return {"samples": self.samples, "categories": dict(self.categories),
                 "nonspike_synaptic_macs_excl_encoder_head": self.nonspike_mac_count(),
-                "spike_driven": self.spike_driven(),
+                "spike_driven": self.spike_driven(), "fired": self.fired, "silent_layers": self.silent,
                 "findings": [{"layer": f.layer, "module_type": f.module_type, "op": f.op, "role": f.role,
                               "count": f.count, "cause": f.cause, "tags": f.tags} for f in self.findings]}
 
@@ -95,6 +105,10 @@ class Audit:
         rows.append("multiplications per sample: " + ", ".join(
             f"{k} {v:.4g} ({100 * v / total:.1f}%)" for k, v in self.categories.items()))
         verdict = "yes" if self.spike_driven() else f"no ({self.nonspike_mac_count():.4g} non-spike synaptic MACs)"
+        if self.fired is False:
+            verdict = "cannot tell: no spiking layer fired on these inputs (every spike operand was 0)"
+        elif self.silent:
+            verdict += f" ({len(self.silent)} of {self.spiking_layers} spiking layers never fired on these inputs)"
         rows.append(f"spike-driven outside the encoder and the head: {verdict}")
         return "\n".join(rows)
 
@@ -116,8 +130,14 @@ def audit_counter(counter: OpCounter) -> Audit:
 def audit(model: nn.Module, inputs: Tensor | Iterable[Tensor], batch_dim: int = 1) -> Audit:
     """Run ``model`` on ``inputs`` (a batch ``[T, B, ...]`` or an iterable of batches) under ``torch.no_grad``
     and sort every multiplication it executes. Neurons run the torch reference loop meanwhile."""
+    from .record import record
+
     batches = [inputs] if isinstance(inputs, Tensor) else inputs
-    with torch.no_grad(), OpCounter(model, "spikingformer", batch_dim) as c:
+    with torch.no_grad(), OpCounter(model, "spikingformer", batch_dim) as c, record(model) as rec:
         for x in batches:
             model(x)
-    return audit_counter(c)
+    result = audit_counter(c)
+    rates = rec.rates()
+    result.silent = [name for name, r in rates.items() if r == 0]
+    result.spiking_layers = len(rates)
+    return result
