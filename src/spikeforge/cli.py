@@ -35,6 +35,8 @@ EXAMPLES = {
     "report": ["spikeforge report runs/RUN/checkpoints/best.safetensors",
                "spikeforge report runs/RUN/checkpoints/best.safetensors --convention spikformer --no-plots"],
     "list": ["spikeforge list models", "spikeforge list methods"],
+    "import": ["spikeforge import model.nir -o imported.safetensors --dataset digits --T 8",
+               "spikeforge eval imported.safetensors"],
     "export": ["spikeforge export runs/RUN -o model.nir",
                "spikeforge export runs/RUN/checkpoints/last.safetensors --format nir --dt 1e-3 -o model.nir"],
 }
@@ -119,6 +121,18 @@ def _parser() -> argparse.ArgumentParser:
                     help="keep: each LIF's r as mapped (default); fold: r = tau/dt with dt/tau folded into the "
                          "weights feeding it (snnTorch's importer needs this, with --dt 1e-4)")
     ex.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    im = sub.add_parser("import", help="a NIR file as a checkpoint that eval and report take",
+                        epilog=_epilog("import"), formatter_class=fmt)
+    im.add_argument("file", metavar="NIR_FILE")
+    im.add_argument("-o", "--out", required=True,
+                    help="the checkpoint to write (refused if it exists, see --overwrite)")
+    im.add_argument("--dataset", required=True, help="the dataset the graph classifies (its input shape and classes "
+                                                     "are checked against the graph)")
+    im.add_argument("--T", type=int, default=8, help="time steps per sample (default 8)")
+    im.add_argument("--encoding", default="direct", help="how static inputs become spikes (default direct)")
+    im.add_argument("--dt", type=float, default=1e-3, help="seconds per time step the graph is simulated with "
+                                                          "(default 1e-3)")
+    im.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     ls = sub.add_parser("list", help="list the registered names of a kind with a short description",
                         epilog=_epilog("list"), formatter_class=fmt)
     ls.add_argument("kind", metavar="KIND", help=f"one of: {', '.join(LISTS)}")
@@ -136,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     from .training import RunFailed
     try:
         return int({"train": _train, "eval": _eval, "report": _report, "export": _export,
-                    "list": _list}[args.command](args))
+                    "import": _import, "list": _list}[args.command](args))
     except UserError as e:
         print(f"spikeforge: error: {_one_line(e)}", file=sys.stderr)
         return 2
@@ -217,6 +231,13 @@ def _export(args: argparse.Namespace) -> int:
     from .app import export_checkpoint
     print(json.dumps(export_checkpoint(args.checkpoint, args.out, args.format, args.dt, args.overwrite,
                                                 args.r_mode), indent=2))
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from .app import import_nir
+    print(json.dumps(import_nir(args.file, args.out, args.dataset, args.T, args.encoding, args.dt, args.overwrite),
+                     indent=2))
     return 0
 
 

@@ -102,3 +102,42 @@ def test_export_reports_what_it_wrote(runs: Path, tmp_path: Path, capsys: pytest
                  str(tmp_path / "m.nir")]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["nodes"] == 6 and rep["edges"] == 5 and rep["model"] == "spiking_mlp_tiny"
+
+
+def test_import_gives_a_checkpoint_that_evaluates_like_the_run(runs: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """export -> import -> eval: the imported graph scores exactly what the run's checkpoint scores."""
+    from spikeforge.app import evaluate_checkpoint
+
+    run = runs / "spiking_cnn_tiny-pool=avg"
+    assert main_in_process(capsys, "export", str(run), "-o", str(tmp_path / "cnn.nir"))[0] == 0
+    code, err = main_in_process(capsys, "import", str(tmp_path / "cnn.nir"), "-o", str(tmp_path / "imp.safetensors"),
+                                "--dataset", "digits", "--T", "4")
+    assert code == 0, err
+    capsys.readouterr()
+    theirs = evaluate_checkpoint(tmp_path / "imp.safetensors")
+    ours = evaluate_checkpoint(run / "checkpoints" / "best.safetensors")
+    assert theirs["model"] == "nir-import" and theirs["test_samples"] == ours["test_samples"] == 355
+    assert theirs["test_accuracy"] == ours["test_accuracy"] > 0.5
+    (tmp_path / "cnn.nir").unlink()                             # the checkpoint holds the graph itself
+    assert evaluate_checkpoint(tmp_path / "imp.safetensors")["test_accuracy"] == ours["test_accuracy"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--dataset", "emulated-nmnist"], "model: nir-import cannot take emulated-nmnist's input of shape"),
+    (["--dataset", "digits", "--dt", "-1"], "--dt: the duration of one step must be a positive number"),
+    (["--dataset", "digitz"], "dataset: unknown dataset 'digitz'; did you mean 'digits'"),
+])
+def test_import_refusals_are_one_line_and_write_nothing(runs: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str], args: list[str],
+                                                        message: str) -> None:
+    assert main_in_process(capsys, "export", str(runs / "spiking_mlp_tiny"), "-o", str(tmp_path / "m.nir"))[0] == 0
+    code, err = main_in_process(capsys, "import", str(tmp_path / "m.nir"), "-o", str(tmp_path / "c.safetensors"),
+                                *args)
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_a_zoo_name_cannot_be_trained_as_an_imported_graph(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = main_in_process(capsys, "train", "--dataset", "digits", "--model", "nir-import")
+    assert code == 2 and "unknown model 'nir-import'" in err[0]

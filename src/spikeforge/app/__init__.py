@@ -3,6 +3,7 @@
 * ``train(cfg)`` → a run folder (``config.json``, checkpoints, ``metrics.csv``, TensorBoard, ``summary.json``);
 * ``evaluate_checkpoint(path)`` → test accuracy; ``run_report(path)`` → ``report.json`` and plots;
 * ``export_checkpoint(path, out)`` → a NIR file, checked against the model before it is written;
+* ``import_nir(file, out, dataset)`` → a checkpoint of a NIR graph that ``eval`` and ``report`` take;
 * ``rebuild(path)`` → the config, data and model of a checkpoint (the one place that rebuilds a model);
 * ``list_names(kind)`` → what ``spikeforge list`` prints.
 
@@ -12,7 +13,7 @@
 from .build import Rebuilt, data_from_config, model_from_config, neuron_from_config, rebuild, registries, validate
 from .config import FIELD_HELP, ConfigError, TrainConfig, load_config, read_config_file
 from .evaluate import evaluate_checkpoint
-from .export import ExportTargetError, export_checkpoint
+from .export import ExportTargetError, export_checkpoint, import_nir
 from .listing import LISTS, list_names
 from .report import run_report
 from .rundir import SAFE_ON_RESUME
@@ -21,4 +22,4 @@ from .train import layer_firing_rates, sample_spikes, threads, train
 __all__ = ["TrainConfig", "ConfigError", "load_config", "read_config_file", "FIELD_HELP", "validate", "registries",
            "neuron_from_config", "model_from_config", "data_from_config", "rebuild", "Rebuilt", "train",
            "evaluate_checkpoint", "run_report", "layer_firing_rates", "sample_spikes", "threads", "LISTS",
-           "list_names", "SAFE_ON_RESUME", "export_checkpoint", "ExportTargetError"]
+           "list_names", "SAFE_ON_RESUME", "export_checkpoint", "import_nir", "ExportTargetError"]

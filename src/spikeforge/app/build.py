@@ -38,9 +38,17 @@ def registries() -> dict[str, list[str]]:
             "surrogate": list(SURROGATES), "loss": list(LOSSES), "method": list(METHODS)}
 
 
-def validate(cfg: TrainConfig) -> TrainConfig:
-    """Every check that can fail before any file is written."""
-    cfg.validate(registries())
+IMPORTED_NIR = "nir-import"
+"""The ``model`` of a checkpoint written by ``spikeforge import``: rebuilt from the NIR file it stores."""
+
+
+def validate(cfg: TrainConfig, imported: bool = False) -> TrainConfig:
+    """Every check that can fail before any file is written (``imported``: the model may be an imported NIR
+    graph, which only a checkpoint can rebuild)."""
+    names = registries()
+    if imported:
+        names["model"] = [*names["model"], IMPORTED_NIR]
+    cfg.validate(names)
     if DATASETS.info(cfg.dataset).get("needs_root"):
         if not cfg.data_root:
             raise ConfigError(f"data_root: dataset {cfg.dataset!r} reads the original release from --data-root")
@@ -116,6 +124,9 @@ def _check_model_args(name: str, args: dict[str, Any]) -> None:
 
 def model_from_config(cfg: TrainConfig, data: DataBundle) -> nn.Module:
     """The zoo model of the config, built for the dataset; bad ``--model-arg`` values raise ``ConfigError``."""
+    if cfg.model == IMPORTED_NIR:
+        raise ConfigError(f"model: {IMPORTED_NIR} is a NIR graph brought in by `spikeforge import`; it is rebuilt "
+                          "from that checkpoint, not built from a name")
     _check_model_args(cfg.model, cfg.model_args)
     base = dict(in_channels=data.in_channels, num_classes=data.num_classes, img_size=data.img_size, T=cfg.T,
                 neuron=neuron_from_config(cfg))
@@ -149,6 +160,20 @@ def check_input(model: nn.Module, data: DataBundle, cfg: TrainConfig) -> None:
                           f"[T, 1, {data.num_classes}]")
 
 
+def graph_from_bytes(data: Tensor, dt: float, where: str) -> nn.Module:
+    """The ``NIRNet`` of a NIR file stored as bytes (a ``uint8`` tensor) in an imported checkpoint."""
+    import tempfile
+
+    from ..export import from_nir
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "graph.nir"
+        path.write_bytes(data.numpy().tobytes())
+        try:
+            return from_nir(path, dt=dt)
+        except UserError as e:
+            raise CheckpointError(f"checkpoint {where}: its stored NIR graph does not load ({e})") from None
+
+
 @dataclass
 class Rebuilt:
     """A checkpoint's run, rebuilt: its config, data, model (weights loaded) and the checkpoint itself."""
@@ -170,16 +195,22 @@ def rebuild(checkpoint: str | Path, **overrides: Any) -> Rebuilt:
     if not isinstance(saved, dict) or not saved:
         raise CheckpointError(f"checkpoint {checkpoint} stores no training config (meta.config)")
     saved = {k: v for k, v in saved.items() if k != "run_dir"}
+    nir_file = ck["extra"].get("nir", {}).get("file")
     try:
-        cfg = validate(load_config(None, saved))
+        cfg = validate(load_config(None, saved), imported=nir_file is not None)
     except ConfigError as e:
         raise CheckpointError(f"checkpoint {checkpoint}: its saved config is invalid ({e})") from None
     for k, v in overrides.items():
         if v is not None:
             setattr(cfg, k, v)
-    validate(cfg)
+    validate(cfg, imported=nir_file is not None)
     data = data_from_config(cfg)
-    model = model_from_config(cfg, data)
+    if cfg.model == IMPORTED_NIR:
+        if nir_file is None:
+            raise CheckpointError(f"checkpoint {checkpoint}: its model is an imported NIR graph, but it stores none")
+        model = graph_from_bytes(nir_file, float(ck["extra"]["nir"]["dt"]), str(checkpoint))
+    else:
+        model = model_from_config(cfg, data)
     try:
         model.load_state_dict(ck["model"])
     except RuntimeError as e:

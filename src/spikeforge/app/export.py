@@ -11,9 +11,11 @@ import torch
 from ..core import UserError, atomic_write, eval_mode
 from ..export import EXPORTERS, from_nir
 from ..layers import fold_bn_pairs
-from .build import first_input, rebuild
+from ..training import save_checkpoint
+from .build import IMPORTED_NIR, check_input, data_from_config, first_input, rebuild, validate
+from .config import TrainConfig
 
-__all__ = ["export_checkpoint", "ExportTargetError"]
+__all__ = ["export_checkpoint", "import_nir", "ExportTargetError"]
 
 
 class ExportTargetError(UserError, FileExistsError):
@@ -30,6 +32,46 @@ def _checkpoint_of(path: Path) -> Path:
     return path
 
 
+def _target(out: str | Path, overwrite: bool) -> Path:
+    if not str(out):
+        raise ExportTargetError("-o/--out: an empty path; give the file to write")
+    path = Path(out)
+    if path.is_dir():
+        raise ExportTargetError(f"{path} is a folder; give the file to write")
+    if path.exists() and not overwrite:
+        raise ExportTargetError(f"{path} exists; pass --overwrite to replace it")
+    if not path.parent.is_dir():
+        raise ExportTargetError(f"{path}: the folder {path.parent} does not exist")
+    return path
+
+
+def import_nir(path: str | Path, out: str | Path, dataset: str, T: int = 8, encoding: str = "direct",
+               dt: float = 1e-3, overwrite: bool = False) -> dict[str, Any]:
+    """Write a NIR file as a spikeforge checkpoint that ``eval`` and ``report`` take on ``dataset``.
+
+    The checkpoint stores the file itself (so it rebuilds without it, checked by the checkpoint's hash), the
+    imported module's weights and a config naming the dataset, ``T`` and the encoding. The graph must take
+    one sample of the dataset and return ``[T, 1, num_classes]``: that is checked before anything is written.
+    """
+    from ..export import from_nir
+
+    target = _target(out, overwrite)
+    if not dt > 0 or dt == float("inf"):
+        raise UserError(f"--dt: the duration of one step must be a positive number of seconds, got {dt}")
+    src = Path(path)
+    net = from_nir(src, dt=dt)                         # a missing or malformed file: one line naming it
+    cfg = validate(TrainConfig(dataset=dataset, model=IMPORTED_NIR, T=T, encoding=encoding, progress=False),
+                   imported=True)
+    data = data_from_config(cfg)
+    check_input(net, data, cfg)
+    raw = torch.frombuffer(bytearray(src.read_bytes()), dtype=torch.uint8)
+    save_checkpoint(target, model=net.state_dict(), meta={"step": 0, "config": cfg.to_dict(), "method": "nir-import",
+                                                         "source": str(src)},
+                    extra={"nir": {"file": raw, "dt": dt}})
+    return {"file": str(src), "checkpoint": str(target), "dataset": dataset, "T": T, "encoding": encoding,
+            "dt": dt, "nodes": len(net.names), "parameters": sum(p.numel() for p in net.parameters())}
+
+
 def export_checkpoint(path: str | Path, out: str | Path, fmt: str = "nir", dt: float = 1e-3,
                       overwrite: bool = False, r_mode: str = "keep") -> dict[str, Any]:
     """Export the model of a checkpoint (or of a run folder's ``best``, else ``last``) to ``out``.
@@ -41,15 +83,7 @@ def export_checkpoint(path: str | Path, out: str | Path, fmt: str = "nir", dt: f
     import nir
 
     EXPORTERS[fmt]                                     # an unknown format: one line with the choices
-    if not str(out):
-        raise ExportTargetError("-o/--out: an empty path; give the file to write")
-    out = Path(out)
-    if out.is_dir():
-        raise ExportTargetError(f"{out} is a folder; give the file to write (e.g. {out / 'model.nir'})")
-    if out.exists() and not overwrite:
-        raise ExportTargetError(f"{out} exists; pass --overwrite to replace it")
-    if not out.parent.is_dir():
-        raise ExportTargetError(f"{out}: the folder {out.parent} does not exist")
+    out = _target(out, overwrite)
     if not dt > 0 or dt == float("inf"):
         raise UserError(f"--dt: the duration of one step must be a positive number of seconds, got {dt}")
     ckpt = _checkpoint_of(Path(path))
