@@ -99,3 +99,16 @@ def test_an_audit_of_a_silent_model_says_it_cannot_tell() -> None:
     assert loud.fired is True and 0 < len(loud.silent) < 12
     assert f"{len(loud.silent)} of 12 spiking layers never fired" in loud.table().splitlines()[-1]
     assert loud.to_dict()["fired"] is True
+
+
+def test_the_report_carries_the_firing_the_audit_saw() -> None:
+    import torch
+
+    from spikeforge.analysis import analyze
+    from spikeforge.models import create_model
+
+    net = create_model("spikformer_tiny", in_channels=1, num_classes=10, img_size=8, T=4).eval()
+    silent = analyze(net, [torch.rand(4, 8, 1, 8, 8)])["audit"]
+    loud = analyze(net, [torch.rand(4, 8, 1, 8, 8) * 50])["audit"]
+    assert silent["fired"] is False and len(silent["silent_layers"]) == 12
+    assert loud["fired"] is True and len(loud["silent_layers"]) < 12

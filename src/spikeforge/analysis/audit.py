@@ -113,8 +113,9 @@ class Audit:
         return "\n".join(rows)
 
 
-def audit_counter(counter: OpCounter) -> Audit:
-    """The audit of what an ``OpCounter`` saw (any convention: the audit always uses the strict rule)."""
+def audit_counter(counter: OpCounter, rates: dict[str, float] | None = None) -> Audit:
+    """The audit of what an ``OpCounter`` saw (any convention: the audit always uses the strict rule);
+    ``rates`` (spiking layer → firing rate, from a recorder on the same pass) lets it tell a silent model."""
     n = max(counter.samples, 1)
     cats = {c: 0.0 for c in CATEGORIES}
     findings = []
@@ -124,7 +125,11 @@ def audit_counter(counter: OpCounter) -> Audit:
         if layer.audit.get("mac", 0.0) > 0:
             findings.append(Finding(layer.name, layer.module_type, layer.op, layer.role, layer.audit["mac"] / n,
                                     "; ".join(layer.causes), sorted(layer.tags)))
-    return Audit(cats, findings, counter.samples)
+    result = Audit(cats, findings, counter.samples)
+    if rates is not None:
+        result.silent = [name for name, r in rates.items() if r == 0]
+        result.spiking_layers = len(rates)
+    return result
 
 
 def audit(model: nn.Module, inputs: Tensor | Iterable[Tensor], batch_dim: int = 1) -> Audit:
@@ -136,8 +141,4 @@ def audit(model: nn.Module, inputs: Tensor | Iterable[Tensor], batch_dim: int = 
     with torch.no_grad(), OpCounter(model, "spikingformer", batch_dim) as c, record(model) as rec:
         for x in batches:
             model(x)
-    result = audit_counter(c)
-    rates = rec.rates()
-    result.silent = [name for name, r in rates.items() if r == 0]
-    result.spiking_layers = len(rates)
-    return result
+    return audit_counter(c, rec.rates())

@@ -46,7 +46,7 @@ def analyze(model: nn.Module, batches: Iterable[Tensor], convention: str | Conve
     neuron_ops = sum(v.dense for v in c.per_layer("neuron").values()) / n
     return {"convention": c.convention.name, "samples": c.samples, "energy": {**energy(c, em),
             "neuron_internal_mults": neuron_ops}, "layers": layers, "firing_rates": rec.summary(),
-            "audit": audit_counter(c).to_dict()}
+            "audit": audit_counter(c, rec.rates()).to_dict()}
 
 
 def write_plots(rep: Mapping[str, Any], spikes: Mapping[str, Tensor], out: Path) -> dict[str, str]:
