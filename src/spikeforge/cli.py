@@ -1,4 +1,4 @@
-"""``spikeforge train | eval | report | list``: the command line. It parses arguments and calls
+"""``spikeforge train | eval | report | export | import | list``: the command line. It parses arguments and calls
 ``spikeforge.app``; nothing else happens here.
 
 Flags follow one rule (printed by ``spikeforge train --help``): ``--method`` picks how the model learns,
@@ -97,7 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--dataset", default=None, help="test dataset (default: the one the checkpoint was trained on)")
     rp.add_argument("--data-root", dest="data_root", default=None, help="folder of the dataset's files")
     rp.add_argument("--out-dir", dest="out_dir", default=None,
-                    help="folder for report.json and the PNG plots (default: <run>/report)")
+                    help="folder for report.json and the PNG plots (default: <run>/report, or <name>-report beside "
+                         "a checkpoint outside a run)")
     rp.add_argument("--convention", default="spikingformer", choices=("spikingformer", "spikformer", "neurobench"),
                     help="operation counting convention (default: spikingformer, strict 0/1 spikes)")
     rp.add_argument("--e-ac", dest="e_ac", type=float, default=0.9, help="pJ per accumulate (default 0.9)")
@@ -121,6 +122,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="keep: each LIF's r as mapped (default); fold: r = tau/dt with dt/tau folded into the "
                          "weights feeding it (snnTorch's importer needs this, with --dt 1e-4)")
     ex.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    ex.add_argument("--data-root", dest="data_root", default=None,
+                    help="folder of the dataset's files, if it moved since training (for the check sample)")
     im = sub.add_parser("import", help="a NIR file as a checkpoint that eval and report take",
                         epilog=_epilog("import"), formatter_class=fmt)
     im.add_argument("file", metavar="NIR_FILE")
@@ -129,7 +132,9 @@ def _parser() -> argparse.ArgumentParser:
     im.add_argument("--dataset", required=True, help="the dataset the graph classifies (its input shape and classes "
                                                      "are checked against the graph)")
     im.add_argument("--T", type=int, default=8, help="time steps per sample (default 8)")
-    im.add_argument("--encoding", default="direct", help="how static inputs become spikes (default direct)")
+    im.add_argument("--encoding", default=None,
+                    help="how static inputs become spikes: direct, rate or latency (default: train's, rate)")
+    im.add_argument("--data-root", dest="data_root", default=None, help="folder of the dataset's files")
     im.add_argument("--dt", type=float, default=1e-3, help="seconds per time step the graph is simulated with "
                                                           "(default 1e-3)")
     im.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -230,14 +235,14 @@ def _report(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .app import export_checkpoint
     print(json.dumps(export_checkpoint(args.checkpoint, args.out, args.format, args.dt, args.overwrite,
-                                                args.r_mode), indent=2))
+                                       args.r_mode, args.data_root), indent=2))
     return 0
 
 
 def _import(args: argparse.Namespace) -> int:
     from .app import import_nir
-    print(json.dumps(import_nir(args.file, args.out, args.dataset, args.T, args.encoding, args.dt, args.overwrite),
-                     indent=2))
+    print(json.dumps(import_nir(args.file, args.out, args.dataset, args.T, args.encoding, args.dt, args.overwrite,
+                                args.data_root), indent=2))
     return 0
 
 

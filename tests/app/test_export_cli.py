@@ -112,7 +112,7 @@ def test_import_gives_a_checkpoint_that_evaluates_like_the_run(runs: Path, tmp_p
     run = runs / "spiking_cnn_tiny-pool=avg"
     assert main_in_process(capsys, "export", str(run), "-o", str(tmp_path / "cnn.nir"))[0] == 0
     code, err = main_in_process(capsys, "import", str(tmp_path / "cnn.nir"), "-o", str(tmp_path / "imp.safetensors"),
-                                "--dataset", "digits", "--T", "4")
+                                "--dataset", "digits", "--T", "4", "--encoding", "direct")
     assert code == 0, err
     capsys.readouterr()
     theirs = evaluate_checkpoint(tmp_path / "imp.safetensors")
@@ -141,3 +141,28 @@ def test_import_refusals_are_one_line_and_write_nothing(runs: Path, tmp_path: Pa
 def test_a_zoo_name_cannot_be_trained_as_an_imported_graph(capsys: pytest.CaptureFixture[str]) -> None:
     code, err = main_in_process(capsys, "train", "--dataset", "digits", "--model", "nir-import")
     assert code == 2 and "unknown model 'nir-import'" in err[0]
+
+
+def test_a_report_of_a_checkpoint_outside_a_run_stays_beside_it(tmp_path: Path) -> None:
+    from spikeforge.app.report import default_report_dir
+    assert default_report_dir(tmp_path / "run" / "checkpoints" / "best.safetensors") == tmp_path / "run" / "report"
+    assert default_report_dir(tmp_path / "sub" / "imported.safetensors") == tmp_path / "sub" / "imported-report"
+
+
+def test_import_takes_a_data_root_and_train_s_default_encoding(runs: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main_in_process(capsys, "export", str(runs / "spiking_mlp_tiny"), "-o", str(tmp_path / "m.nir"))[0] == 0
+    code, err = main_in_process(capsys, "import", str(tmp_path / "m.nir"), "-o", str(tmp_path / "n.safetensors"),
+                                "--dataset", "nmnist", "--data-root", str(tmp_path / "nowhere"))
+    assert code == 2 and "nowhere is not a folder" in err[0], err
+    from spikeforge.cli import main
+    assert main(["import", str(tmp_path / "m.nir"), "-o", str(tmp_path / "d.safetensors"), "--dataset", "digits"]) == 0
+    assert json.loads(capsys.readouterr().out)["encoding"] == TrainConfig().encoding
+
+
+def test_a_checkpoint_that_appears_meanwhile_is_not_replaced(tmp_path: Path) -> None:
+    from spikeforge.training import save_checkpoint
+    (tmp_path / "c.safetensors").write_bytes(b"mine")
+    with pytest.raises(FileExistsError):
+        save_checkpoint(tmp_path / "c.safetensors", model={"w": torch.zeros(1)}, overwrite=False)
+    assert (tmp_path / "c.safetensors").read_bytes() == b"mine"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import numpy as np
@@ -461,3 +462,86 @@ def test_we_run_snntorchs_recurrent_leaky() -> None:
     want = _stepwise(lambda xt: theirs(xt)[0], x)
     assert 0.05 < want.mean() < 0.95
     assert torch.equal(from_nir(graph, dt=1e-4)(x), want)
+
+
+# -- refusals found by a hostile review ---------------------------------------------------------------------
+class _Twice(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.sn = TimeFold(nn.Linear(4, 4)), TimeFold(nn.Linear(4, 4)), LIF()
+
+    def forward(self, x):
+        return self.sn(self.fc2(self.sn(self.fc1(x))))
+
+
+class _Pair(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = TimeFold(nn.Linear(4, 4))
+
+    def forward(self, x):
+        y = self.fc(x)
+        return y, y
+
+
+class _Doubled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.sn = TimeFold(nn.Linear(4, 4)), LIF()
+
+    def forward(self, x):
+        a = self.fc(x)
+        return self.sn(a + a)
+
+
+@pytest.mark.parametrize("model,sample,message", [
+    (_Twice(), (1, 4), "sn: the module is called more than once in forward"),
+    (_Pair(), (1, 4), "only models with one output tensor"),
+    (_Doubled(), (1, 4), "its input adds a value to itself"),
+    (nn.Sequential(TimeFold(nn.Conv2d(2, 2, 3, groups=2)), LIF()), (1, 2, 5, 5), "a grouped Conv2d"),
+    (nn.Sequential(nn.Flatten(1), LIF()), (1, 2, 4), "would merge time and batch"),
+    (nn.Sequential(TimeFold(nn.Linear(4, 4), nn.BatchNorm1d(4, track_running_stats=False))), (2, 4),
+     "no running statistics"),
+    (nn.Sequential(TimeFold(nn.Linear(4, 4)), LIF()), (1, 5), "the sample input of shape (1, 5)"),
+], ids=["called-twice", "tuple-output", "a+a", "grouped-conv", "flatten-time", "bn-without-stats", "bad-sample"])
+def test_export_refusals_name_the_module(model: nn.Module, sample: tuple[int, ...], message: str,
+                                         capfd: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(NIRExportError, match=re.escape(message)):
+        to_nir(model.eval(), torch.rand(*sample))
+    assert capfd.readouterr().err == ""                 # no traceback printed by fx's shape propagation
+
+
+def test_a_flatten_on_the_time_first_tensor_exports_as_the_same_flatten() -> None:
+    net = nn.Sequential(nn.Flatten(2), TimeFold(nn.Linear(8, 3)), LIF(tau=2.0)).eval()
+    x = torch.rand(6, 5, 2, 4) * 3
+    graph = to_nir(net, x[0])
+    assert graph.nodes["0"].start_dim == 0
+    assert torch.equal(from_nir(graph)(x), net(x))
+
+
+def test_node_names_that_are_module_attributes_import() -> None:
+    nodes = _tiny_graph()
+    graph = nir.NIRGraph(nodes={"input": nodes["in"], "train": nodes["aff"], "forward": nodes["lif"],
+                                "output": nodes["out"]},
+                         edges=[("input", "train"), ("train", "forward"), ("forward", "output")])
+    assert from_nir(graph)(torch.rand(5, 2, 2) * 4).shape == (5, 2, 3)
+
+
+@pytest.mark.parametrize("edges", [
+    [("in", "A"), ("A", "L"), ("L", "B"), ("B", "A"), ("A", "B"), ("L", "out")],
+    [("in", "A"), ("A", "B"), ("B", "A"), ("A", "L"), ("L", "B"), ("L", "out")],
+], ids=["one-order", "another-order"])
+def test_a_stateless_cycle_is_refused_whatever_the_edge_order(edges) -> None:
+    eye = nir.Affine(weight=np.eye(3), bias=np.zeros(3))
+    lif = _tiny_graph()["lif"]
+    nodes = {"in": nir.Input(input_type={"input": np.array([3])}), "A": eye, "B": eye, "L": lif,
+             "out": nir.Output(output_type={"output": np.array([3])})}
+    with pytest.raises(NIRImportError, match=r"cycle without state through \['A', 'B'\]"):
+        from_nir(nir.NIRGraph(nodes=nodes, edges=edges, type_check=False))
+
+
+def test_without_the_nir_package_one_line_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    monkeypatch.setitem(sys.modules, "nir", None)
+    with pytest.raises(NIRImportError, match=re.escape("pip install 'spikeforge[nir]'")):
+        to_nir(nn.Sequential(TimeFold(nn.Linear(2, 2)), LIF()), torch.rand(1, 2))

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from ..core import UserError, eval_mode, first_line
 from ..data import DATASETS, DataBundle, batch_loader, build_dataset, to_time_first
+from ..export import NIRNet
 from ..models import MODELS, create_model
 from ..neurons import NEURONS
 from ..surrogate import SURROGATES, get_surrogate
@@ -160,18 +161,18 @@ def check_input(model: nn.Module, data: DataBundle, cfg: TrainConfig) -> None:
                           f"[T, 1, {data.num_classes}]")
 
 
-def graph_from_bytes(data: Tensor, dt: float, where: str) -> nn.Module:
-    """The ``NIRNet`` of a NIR file stored as bytes (a ``uint8`` tensor) in an imported checkpoint."""
+def graph_from_bytes(data: Tensor, dt: float, where: str) -> NIRNet:
+    """The ``NIRNet`` of a NIR file held as bytes (a ``uint8`` tensor); errors name ``where``."""
     import tempfile
 
-    from ..export import from_nir
+    from ..export import NIRImportError, from_nir
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "graph.nir"
         path.write_bytes(data.numpy().tobytes())
         try:
             return from_nir(path, dt=dt)
-        except UserError as e:
-            raise CheckpointError(f"checkpoint {where}: its stored NIR graph does not load ({e})") from None
+        except NIRImportError as e:
+            raise NIRImportError(str(e).replace(str(path), where)) from None
 
 
 @dataclass
@@ -208,7 +209,10 @@ def rebuild(checkpoint: str | Path, **overrides: Any) -> Rebuilt:
     if cfg.model == IMPORTED_NIR:
         if nir_file is None:
             raise CheckpointError(f"checkpoint {checkpoint}: its model is an imported NIR graph, but it stores none")
-        model = graph_from_bytes(nir_file, float(ck["extra"]["nir"]["dt"]), str(checkpoint))
+        try:
+            model: nn.Module = graph_from_bytes(nir_file, float(ck["extra"]["nir"]["dt"]), "its stored NIR graph")
+        except UserError as e:
+            raise CheckpointError(f"checkpoint {checkpoint}: {e}") from None
     else:
         model = model_from_config(cfg, data)
     try:

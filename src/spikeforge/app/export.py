@@ -9,10 +9,11 @@ from typing import Any
 import torch
 
 from ..core import UserError, atomic_write, eval_mode
-from ..export import EXPORTERS, from_nir
+from ..export import EXPORTERS, NIRExportError, from_nir
+from ..export.nir_params import require_nir
 from ..layers import fold_bn_pairs
 from ..training import save_checkpoint
-from .build import IMPORTED_NIR, check_input, data_from_config, first_input, rebuild, validate
+from .build import IMPORTED_NIR, check_input, data_from_config, first_input, graph_from_bytes, rebuild, validate
 from .config import TrainConfig
 
 __all__ = ["export_checkpoint", "import_nir", "ExportTargetError"]
@@ -38,56 +39,67 @@ def _target(out: str | Path, overwrite: bool) -> Path:
     path = Path(out)
     if path.is_dir():
         raise ExportTargetError(f"{path} is a folder; give the file to write")
-    if path.exists() and not overwrite:
+    if (path.exists() or path.is_symlink()) and not overwrite:
         raise ExportTargetError(f"{path} exists; pass --overwrite to replace it")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ExportTargetError(f"{path}: {path.parent} is a file, not a folder")
     if not path.parent.is_dir():
         raise ExportTargetError(f"{path}: the folder {path.parent} does not exist")
     return path
 
 
-def import_nir(path: str | Path, out: str | Path, dataset: str, T: int = 8, encoding: str = "direct",
-               dt: float = 1e-3, overwrite: bool = False) -> dict[str, Any]:
+def import_nir(path: str | Path, out: str | Path, dataset: str, T: int = 8, encoding: str | None = None,
+               dt: float = 1e-3, overwrite: bool = False, data_root: str | None = None) -> dict[str, Any]:
     """Write a NIR file as a spikeforge checkpoint that ``eval`` and ``report`` take on ``dataset``.
 
     The checkpoint stores the file itself (so it rebuilds without it, checked by the checkpoint's hash), the
-    imported module's weights and a config naming the dataset, ``T`` and the encoding. The graph must take
-    one sample of the dataset and return ``[T, 1, num_classes]``: that is checked before anything is written.
+    imported module's weights and a config naming the dataset, ``T`` and the encoding (``train``'s default
+    when not given). The graph must take one sample of the dataset and return ``[T, 1, num_classes]``: that
+    is checked before anything is written.
     """
-    from ..export import from_nir
-
+    require_nir()
     target = _target(out, overwrite)
     if not dt > 0 or dt == float("inf"):
         raise UserError(f"--dt: the duration of one step must be a positive number of seconds, got {dt}")
     src = Path(path)
-    net = from_nir(src, dt=dt)                         # a missing or malformed file: one line naming it
-    cfg = validate(TrainConfig(dataset=dataset, model=IMPORTED_NIR, T=T, encoding=encoding, progress=False),
-                   imported=True)
+    if src.is_dir():
+        raise UserError(f"{src}: a folder, not a NIR file")
+    try:
+        data_bytes = src.read_bytes()                  # read once: what is checked is what is stored
+    except FileNotFoundError:
+        raise UserError(f"{src}: no such file") from None
+    raw = torch.frombuffer(bytearray(data_bytes), dtype=torch.uint8)
+    net = graph_from_bytes(raw, dt, str(src))          # a malformed file: one line naming it
+    fields: dict[str, Any] = {"dataset": dataset, "model": IMPORTED_NIR, "T": T, "progress": False,
+                              "data_root": data_root}
+    if encoding is not None:
+        fields["encoding"] = encoding
+    cfg = validate(TrainConfig(**fields), imported=True)
     data = data_from_config(cfg)
     check_input(net, data, cfg)
-    raw = torch.frombuffer(bytearray(src.read_bytes()), dtype=torch.uint8)
     save_checkpoint(target, model=net.state_dict(), meta={"step": 0, "config": cfg.to_dict(), "method": "nir-import",
                                                          "source": str(src)},
-                    extra={"nir": {"file": raw, "dt": dt}})
-    return {"file": str(src), "checkpoint": str(target), "dataset": dataset, "T": T, "encoding": encoding,
+                    extra={"nir": {"file": raw, "dt": dt}}, overwrite=overwrite)
+    return {"file": str(src), "checkpoint": str(target), "dataset": dataset, "T": T, "encoding": cfg.encoding,
             "dt": dt, "nodes": len(net.names), "parameters": sum(p.numel() for p in net.parameters())}
 
 
 def export_checkpoint(path: str | Path, out: str | Path, fmt: str = "nir", dt: float = 1e-3,
-                      overwrite: bool = False, r_mode: str = "keep") -> dict[str, Any]:
+                      overwrite: bool = False, r_mode: str = "keep", data_root: str | None = None) -> dict[str, Any]:
     """Export the model of a checkpoint (or of a run folder's ``best``, else ``last``) to ``out``.
 
     The graph is checked before it is written: imported back, it must give the BatchNorm-folded model's
-    output on the first test sample exactly. The file is written atomically; an existing ``out`` is
-    refused unless ``overwrite``.
+    output on the first test sample exactly (``r_mode="fold"``: up to float rounding, at most one spike in a
+    thousand). The file is written atomically; an existing ``out`` is refused unless ``overwrite``, also one
+    that appears while the export runs.
     """
-    import nir
-
+    nir = require_nir()
     EXPORTERS[fmt]                                     # an unknown format: one line with the choices
     out = _target(out, overwrite)
     if not dt > 0 or dt == float("inf"):
         raise UserError(f"--dt: the duration of one step must be a positive number of seconds, got {dt}")
     ckpt = _checkpoint_of(Path(path))
-    rb = rebuild(ckpt, progress=False)
+    rb = rebuild(ckpt, progress=False, data_root=data_root)
     x = first_input(rb.data, rb.cfg)                   # [T, 1, ...]
     graph = EXPORTERS[fmt](rb.model, x[0], dt=dt, r_mode=r_mode)
     folded = copy.deepcopy(rb.model)
@@ -95,9 +107,13 @@ def export_checkpoint(path: str | Path, out: str | Path, fmt: str = "nir", dt: f
     with eval_mode(folded), torch.no_grad():
         want = folded(x)
         got = from_nir(graph, dt=dt)(x)
-    if not torch.equal(want, got):
-        raise RuntimeError(f"the exported graph does not reproduce {rb.cfg.model}'s output on a test sample "
-                           f"(max difference {(want - got).abs().max().item():.3g}); this is a bug, please report it")
-    atomic_write(out, lambda p: nir.write(str(p), graph), overwrite=True)
+    exact = torch.equal(want, got)
+    if not exact and not (r_mode == "fold" and (want != got).float().mean().item() <= 1e-3):
+        raise NIRExportError(f"the exported graph does not reproduce {rb.cfg.model}'s output on a test sample "
+                             f"(max difference {(want - got).abs().max().item():.3g}); this is a bug, please report it")
+    try:
+        atomic_write(out, lambda p: nir.write(str(p), graph), overwrite=overwrite)
+    except FileExistsError:
+        raise ExportTargetError(f"{out} appeared while exporting; pass --overwrite to replace it") from None
     return {"checkpoint": str(ckpt), "model": rb.cfg.model, "format": fmt, "file": str(out), "dt": dt, "r_mode": r_mode,
             "nodes": len(graph.nodes), "edges": len(graph.edges), "checked_on": tuple(x.shape)}

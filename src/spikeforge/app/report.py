@@ -32,6 +32,15 @@ from .build import rebuild
 __all__ = ["run_report"]
 
 
+def default_report_dir(checkpoint: str | Path) -> Path:
+    """``<run>/report`` for a run's ``<run>/checkpoints/*.safetensors``; beside any other checkpoint file
+    (an imported one, a copy), ``<name>-report/`` — never a folder above it that it does not belong to."""
+    ck = Path(checkpoint).resolve()
+    if ck.parent.name == "checkpoints":
+        return ck.parent.parent / "report"
+    return ck.with_name(f"{ck.stem}-report")
+
+
 def run_report(checkpoint: str | Path, dataset: str | None = None, out_dir: str | Path | None = None, *,
                data_root: str | None = None, convention: str | Convention = "spikingformer",
                energy_model: EnergyModel | None = None, batch_size: int = 64, count_batches: int = 4,
@@ -57,7 +66,7 @@ def run_report(checkpoint: str | Path, dataset: str | None = None, out_dir: str 
 
     rb = rebuild(checkpoint, dataset=dataset, data_root=data_root, progress=False)
     cfg, data, model = rb.cfg, rb.data, rb.model
-    out = Path(out_dir) if out_dir is not None else Path(checkpoint).resolve().parent.parent / "report"
+    out = Path(out_dir) if out_dir is not None else default_report_dir(checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
     gen = torch.Generator().manual_seed(12345)

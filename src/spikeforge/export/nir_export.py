@@ -12,7 +12,9 @@ one time step at a time with its own state handling, while spikeforge's layers a
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import math
 import operator
 from typing import Any
@@ -21,12 +23,12 @@ import numpy as np
 import torch
 import torch.fx as fx
 from torch import Tensor, nn
-from torch.fx.passes.shape_prop import ShapeProp
+from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 from ..core import eval_mode
 from ..layers import TimeFold, ToSequence, fold_bn_pairs
 from ..neurons import CUBALIF, IF, LI, LIF, SpikingNeuron
-from .nir_params import NIRExportError, cubalif_to_nir, if_to_nir, li_to_nir, lif_to_nir
+from .nir_params import NIRExportError, cubalif_to_nir, if_to_nir, li_to_nir, lif_to_nir, require_nir
 
 __all__ = ["to_nir"]
 
@@ -53,20 +55,31 @@ class _Builder:
         self.edges: list[tuple[str, str]] = []
 
     def add(self, name: str, node: Any, sources: list[str]) -> list[str]:
+        if name in self.nodes:
+            raise NIRExportError(f"{name}: the module is called more than once in forward; NIR has one node per "
+                                 "layer (give each call its own module)")
+        if len(set(sources)) != len(sources):
+            raise NIRExportError(f"{name}: its input adds a value to itself ({' + '.join(sources)}); NIR sums "
+                                 "distinct edges only")
         self.nodes[name] = node
         self.edges += [(s, name) for s in sources]
         return [name]
 
-    def stateless(self, name: str, m: nn.Module, sources: list[str], shape: tuple[int, ...]) -> list[str]:
-        """One module of a time-folded chain, on one sample of ``shape`` (no batch)."""
-        import nir
-
+    def stateless(self, name: str, m: nn.Module, sources: list[str], shape: tuple[int, ...],
+                  time_first: bool = False) -> list[str]:
+        """One module, on one sample of ``shape`` (no batch). ``time_first``: called on ``[T, B, ...]`` itself
+        rather than inside a ``TimeFold`` (``[T·B, ...]``), which matters for a dimension index."""
+        nir = require_nir()
+        lead = 2 if time_first else 1             # dimensions before the sample's
         if isinstance(m, _PASS):
             return sources
         if isinstance(m, nn.Linear):
             node = (nir.Affine(weight=_np(m.weight), bias=_np(m.bias)) if m.bias is not None
                     else nir.Linear(weight=_np(m.weight)))
             return self.add(name, node, sources)
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.groups != 1:
+            raise NIRExportError(f"{name}: a grouped {type(m).__name__} (groups={m.groups}) is not exported: nir "
+                                 "1.0.8's type inference ignores groups")
         if isinstance(m, nn.Conv2d):
             if not isinstance(m.padding, tuple) or m.padding_mode != "zeros":
                 raise NIRExportError(f"{name}: Conv2d with padding={m.padding!r}, padding_mode={m.padding_mode!r} "
@@ -100,11 +113,12 @@ class _Builder:
             return self.add(name, nir.AvgPool2d(kernel_size=np.array(k), stride=np.array(k),
                                                 padding=np.array((0, 0))), sources)
         if isinstance(m, nn.Flatten):
-            # torch counts the (folded) batch as dim 0; NIR's types have no batch dimension
-            start = m.start_dim - 1 if m.start_dim > 0 else m.start_dim
-            end = m.end_dim - 1 if m.end_dim > 0 else m.end_dim
-            if m.start_dim == 0:
-                raise NIRExportError(f"{name}: Flatten(start_dim=0) would merge the batch")
+            # torch counts the (folded) batch — and, outside TimeFold, time — as leading dims; NIR's types do not
+            if 0 <= m.start_dim < lead:
+                raise NIRExportError(f"{name}: Flatten(start_dim={m.start_dim}) would merge "
+                                     f"{'time and batch' if time_first else 'the batch'} into the sample")
+            start = m.start_dim - lead if m.start_dim > 0 else m.start_dim
+            end = m.end_dim - lead if m.end_dim > 0 else m.end_dim
             return self.add(name, nir.Flatten(input_type={"input": np.array(shape)}, start_dim=start, end_dim=end),
                             sources)
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -128,7 +142,8 @@ class _Builder:
 def _fold_r(nodes: dict[str, Any], edges: list[tuple[str, str]], dt: float) -> None:
     """``r_mode="fold"``: give every LIF ``r = τ_n/dt`` (``r·dt/τ_n = 1``, what snnTorch's importer requires),
     and every CubaLIF also ``w_in = τ_s/dt``, by scaling the weights and bias of the layers feeding it by the
-    factor that moves; the dynamics are unchanged."""
+    factor that moves. The dynamics are the same up to float rounding (exactly the same when the factor is a
+    power of two): ``(λW)x`` and ``λ(Wx)`` round differently."""
     import nir
 
     for name, node in nodes.items():
@@ -170,7 +185,8 @@ def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1e-3, r_mode: str
             ``export.nir_params``).
         r_mode: ``"keep"`` writes each LIF's ``r`` as the mapping gives it (1 for ``decay_input=True``);
             ``"fold"`` moves the factor ``dt/τ`` into the weights of the layers feeding the neuron so that
-            ``r = τ/dt`` for every LIF (snnTorch's importer needs this form, with ``dt = 1e-4``).
+            ``r = τ/dt`` for every LIF (snnTorch's importer needs this form, with ``dt = 1e-4``); equal up to
+            float rounding (exact when ``dt/τ`` is a power of two).
 
     Returns:
         ``nir.NIRGraph`` with an ``input`` and an ``output`` node; node names are the modules' paths.
@@ -179,34 +195,43 @@ def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1e-3, r_mode: str
         NIRExportError: naming the first module or operation NIR cannot express (soft reset, max pooling,
             attention, PSN, multiplicative SEW connections, …). Nothing is approximated.
     """
-    try:
-        import nir
-    except ImportError as e:  # pragma: no cover
-        raise ImportError("NIR export needs nir: pip install 'spikeforge[nir]'") from e
+    nir = require_nir()
     if not dt > 0:
         raise ValueError(f"dt must be > 0 seconds, got {dt}")
     if r_mode not in ("keep", "fold"):
         raise ValueError(f"r_mode must be 'keep' or 'fold', got {r_mode!r}")
     net = copy.deepcopy(model).cpu().float()
-    fold_bn_pairs(net)
+    try:
+        fold_bn_pairs(net)
+    except (TypeError, ValueError) as e:
+        raise NIRExportError(f"{type(model).__name__}: {e}") from None
     try:
         gm = fx.GraphModule(net, _Tracer().trace(net))
     except Exception as e:
         raise NIRExportError(f"{type(model).__name__}: torch.fx cannot trace the model "
-                             f"({type(e).__name__}: {e})") from e
+                             f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
     x = sample_input.detach().cpu().float().unsqueeze(0)
-    with eval_mode(gm), torch.no_grad():
-        ShapeProp(gm).propagate(x)
+    try:
+        with eval_mode(gm), torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+            ShapeProp(gm).propagate(x)
+    except Exception as e:
+        raise NIRExportError(f"{type(model).__name__}: the sample input of shape {tuple(sample_input.shape)} "
+                             f"(one step, [B, ...]) does not run through the model "
+                             f"({str(e).splitlines()[0]})") from None
     b = _Builder(dt)
     values: dict[fx.Node, list[str]] = {}
     modules = dict(gm.named_modules())
     for node in gm.graph.nodes:
-        shape = tuple(node.meta["tensor_meta"].shape)[2:] if "tensor_meta" in node.meta else ()
+        meta = node.meta.get("tensor_meta")
+        shape = tuple(meta.shape)[2:] if isinstance(meta, TensorMetadata) else ()
         if node.op == "placeholder":
             if values:
                 raise NIRExportError(f"{type(model).__name__}: only models with one input are exported")
             values[node] = b.add("input", nir.Input(input_type={"input": np.array(shape)}), [])
         elif node.op == "call_module":
+            if node.target in ("input", "output"):
+                raise NIRExportError(f"{node.target}: a module named {node.target!r} collides with NIR's graph "
+                                     "input/output node; rename it")
             m, src = modules[node.target], values[node.args[0]]
             if isinstance(m, TimeFold):
                 y = torch.zeros((1, *tuple(node.args[0].meta["tensor_meta"].shape)[2:]))
@@ -221,14 +246,14 @@ def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1e-3, r_mode: str
                 values[node] = b.add(str(node.target), li_to_nir(m, shape, dt, str(node.target)), src)
             else:
                 in_shape = tuple(node.args[0].meta["tensor_meta"].shape)[2:]
-                values[node] = b.stateless(str(node.target), m, src, in_shape)
+                values[node] = b.stateless(str(node.target), m, src, in_shape, time_first=True)
         elif node.op == "call_function" and node.target in (operator.add, torch.add) and len(node.args) == 2 \
                 and all(isinstance(a, fx.Node) for a in node.args) and not node.kwargs:
             values[node] = values[node.args[0]] + values[node.args[1]]
         elif node.op == "output":
             out = node.args[0]
-            if not isinstance(out, fx.Node):
-                raise NIRExportError(f"{type(model).__name__}: only models with one output are exported")
+            if not isinstance(out, fx.Node) or not isinstance(out.meta.get("tensor_meta"), TensorMetadata):
+                raise NIRExportError(f"{type(model).__name__}: only models with one output tensor are exported")
             b.add("output", nir.Output(output_type={"output": np.array(tuple(out.meta["tensor_meta"].shape)[2:])}),
                   values[out])
         else:
@@ -237,4 +262,7 @@ def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1e-3, r_mode: str
                                  "edges into a node; products, attention and reshapes outside Flatten do not export)")
     if r_mode == "fold":
         _fold_r(b.nodes, b.edges, dt)
-    return nir.NIRGraph(nodes=b.nodes, edges=b.edges)
+    try:
+        return nir.NIRGraph(nodes=b.nodes, edges=b.edges)
+    except ValueError as e:
+        raise NIRExportError(f"{type(model).__name__}: nir rejected the graph ({str(e).splitlines()[0]})") from None

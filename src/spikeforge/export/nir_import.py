@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import TimeFold
-from .nir_params import NIRImportError, cubalif_from_nir, if_from_nir, li_from_nir, lif_from_nir
+from .nir_params import NIRImportError, cubalif_from_nir, if_from_nir, li_from_nir, lif_from_nir, require_nir
 
 __all__ = ["from_nir", "NIRNet", "Scale"]
 
@@ -88,9 +88,10 @@ class NIRNet(nn.Module):
             for key in self.order:
                 if key == self.graph_input:
                     continue
-                parts = [values[s] for s in self.inputs[key] if (s, key) not in back]
+                parts = [values[s] for s in self.inputs[key] if (s, key) not in back and s in values]
                 parts += [prev[s] for s in self.inputs[key] if (s, key) in back and s in prev]
-                values[key] = self._step(key, self._sum(parts), states)
+                if parts:               # at the first step a node fed only by recurrent edges has no input yet
+                    values[key] = self._step(key, self._sum(parts), states)
             prev = values
             outs.append(values[self.graph_output][0])
         return torch.stack(outs)
@@ -110,45 +111,32 @@ class NIRNet(nn.Module):
 
 
 def _key(name: str, used: set[str]) -> str:
-    key = re.sub(r"\W", "_", name) or "node"
-    while key in used or key[0].isdigit():
-        key = f"n_{key}"
+    """A module key for a NIR node name: prefixed, so no name (``train``, ``forward``, ``keys`` …) can shadow
+    an attribute of the module that holds it."""
+    key = "node_" + re.sub(r"\W", "_", name)
+    while key in used:
+        key += "_"
     used.add(key)
     return key
 
 
 def _order(names: list[str], edges: list[tuple[str, str]], roots: list[str],
            stateful: set[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """A topological order once the edges that close a cycle (found depth-first from ``roots``) are set
-    aside, and those edges. A cycle through no stateful node (no neuron) has no meaning step by step."""
+    """The recurrent edges and a topological order of the rest.
+
+    An edge is recurrent when it leaves a neuron for a node in the same strongly connected component: it
+    carries that neuron's output of the previous step (the convention of recurrent SNN layers, whatever the
+    edges' order in the file). What remains must be acyclic, or some cycle passes through no neuron and has
+    no state to carry it.
+    """
     succ: dict[str, list[str]] = {n: [] for n in names}
     for a, b in edges:
         for end in (a, b):
             if end not in succ:
                 raise NIRImportError(f"edge {a!r} -> {b!r}: no node named {end!r} in the graph")
         succ[a].append(b)
-    back: list[tuple[str, str]] = []
-    colour = dict.fromkeys(names, 0)              # 0 new, 1 on the current path, 2 done
-    path: list[str] = []
-
-    def visit(n: str) -> None:
-        colour[n] = 1
-        path.append(n)
-        for m in succ[n]:
-            if colour[m] == 1:
-                cycle = path[path.index(m):]
-                if not stateful & set(cycle):
-                    raise NIRImportError(f"the graph has a cycle without state through {cycle[:6]}: each node "
-                                         "on it would need its own output of the same step")
-                back.append((n, m))
-            elif colour[m] == 0:
-                visit(m)
-        path.pop()
-        colour[n] = 2
-
-    for r in [*roots, *names]:
-        if colour[r] == 0:
-            visit(r)
+    comp = {n: i for i, c in enumerate(_strong_components(names, succ)) for n in c}
+    back = [(a, b) for a, b in edges if a in stateful and comp[a] == comp[b]]
     forward = [e for e in edges if e not in back]
     indeg = dict.fromkeys(names, 0)
     for _, b in forward:
@@ -163,7 +151,65 @@ def _order(names: list[str], edges: list[tuple[str, str]], roots: list[str],
                 indeg[b] -= 1
                 if indeg[b] == 0:
                     ready.append(b)
+    if len(order) < len(names):
+        fsucc: dict[str, list[str]] = {n: [] for n in names}
+        for a, b in forward:
+            fsucc[a].append(b)
+        cyc = sorted(next(c for c in _strong_components(names, fsucc) if len(c) > 1 or c[0] in fsucc[c[0]]))
+        raise NIRImportError(f"the graph has a cycle without state through {cyc[:6]}: each node on it would "
+                             "need its own output of the same step")
+    seen, todo = set(roots), list(roots)
+    while todo:
+        for m in succ[todo.pop()]:
+            if m not in seen:
+                seen.add(m)
+                todo.append(m)
+    unreached = [n for n in names if n not in seen]
+    if unreached:
+        raise NIRImportError(f"{unreached[0]}: the node is not reachable from the graph's input")
     return order, back
+
+
+def _strong_components(names: list[str], succ: dict[str, list[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components (iterative): every cycle lies inside one."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    comps: list[list[str]] = []
+    counter = 0
+    for root in names:
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            n, i = work.pop()
+            if i == 0:
+                index[n] = low[n] = counter
+                counter += 1
+                stack.append(n)
+                on.add(n)
+            if i < len(succ[n]):
+                work.append((n, i + 1))
+                m = succ[n][i]
+                if m not in index:
+                    work.append((m, 0))
+                elif m in on:
+                    low[n] = min(low[n], index[m])
+                continue
+            if low[n] == index[n]:
+                comp = []
+                while True:
+                    m = stack.pop()
+                    on.discard(m)
+                    comp.append(m)
+                    if m == n:
+                        break
+                comps.append(comp)
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[n])
+    return comps
 
 
 def _flatten(graph: Any) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -277,8 +323,7 @@ def from_nir(graph: Any, dt: float = 1e-3, **neuron_kw: Any) -> NIRNet:
         NIRImportError: naming the node (or edge) that cannot be run as it means: unknown node types,
             per-neuron parameters that differ within a layer, ``v_leak ≠ v_reset``, cycles, bad shapes.
     """
-    import nir
-
+    nir = require_nir()
     if not dt > 0:
         raise ValueError(f"dt must be > 0 seconds, got {dt}")
     if not isinstance(graph, nir.NIRGraph):

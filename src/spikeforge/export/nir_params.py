@@ -32,7 +32,7 @@ import numpy as np
 from ..core import UserError
 from ..neurons import CUBALIF, IF, LI, LIF, euler_leak
 
-__all__ = ["NIRExportError", "NIRImportError", "lif_to_nir", "if_to_nir", "cubalif_to_nir", "li_to_nir",
+__all__ = ["NIRExportError", "NIRImportError", "require_nir", "lif_to_nir", "if_to_nir", "cubalif_to_nir", "li_to_nir",
            "nir_threshold", "sf_threshold", "lif_from_nir", "if_from_nir", "cubalif_from_nir", "li_from_nir"]
 
 
@@ -42,6 +42,15 @@ class NIRExportError(UserError, ValueError):
 
 class NIRImportError(UserError, ValueError):
     """A NIR graph, node or parameter spikeforge cannot run as it means; the message names the node."""
+
+
+def require_nir() -> Any:
+    """The ``nir`` package, or one line naming the extra to install."""
+    try:
+        import nir
+    except ImportError:
+        raise NIRImportError("NIR export and import need the nir package: pip install 'spikeforge[nir]'") from None
+    return nir
 
 
 def nir_threshold(v_th: float) -> float:
@@ -160,7 +169,8 @@ def if_from_nir(node: Any, dt: float, where: str, **neuron_kw: Any) -> tuple[IF,
     """A spikeforge ``IF`` equal to the Euler step of ``node`` (a ``nir.IF``), and its input scale ``r·dt``."""
     r = _uniform(node, "r", where)
     v_th = sf_threshold(_uniform(node, "v_threshold", where))
-    return IF(v_threshold=v_th, v_reset=_reset(node, where), **neuron_kw), r * dt
+    gain = 1.0 if math.isclose(r * dt, 1.0, rel_tol=1e-12) else r * dt
+    return IF(v_threshold=v_th, v_reset=_reset(node, where), **neuron_kw), gain
 
 
 def cubalif_from_nir(node: Any, dt: float, where: str, **neuron_kw: Any) -> tuple[CUBALIF, float]:

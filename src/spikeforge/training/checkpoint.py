@@ -75,9 +75,10 @@ def _join_optimizer(tensors: dict[str, Tensor], rest: dict[str, Any]) -> dict[st
 
 def save_checkpoint(path: str | Path, *, model: dict[str, Tensor], optimizer: dict[str, Any] | None = None,
                     rng: dict[str, Any] | None = None, meta: dict[str, Any] | None = None,
-                    extra: dict[str, dict[str, Any]] | None = None) -> Path:
+                    extra: dict[str, dict[str, Any]] | None = None, overwrite: bool = True) -> Path:
     """Write atomically. ``rng`` values and the values of each ``extra`` section (e.g. ``{"method": state}``)
-    that are tensors are stored as tensors, the rest as JSON."""
+    that are tensors are stored as tensors, the rest as JSON. ``overwrite=False`` refuses an existing file,
+    also one that appears while writing."""
     try:
         from safetensors.torch import save_file
     except ImportError as e:  # pragma: no cover
@@ -99,7 +100,7 @@ def save_checkpoint(path: str | Path, *, model: dict[str, Tensor], optimizer: di
     info["sha256"] = _digest(tensors, info)
     path.parent.mkdir(parents=True, exist_ok=True)
     header = {"spikeforge": json.dumps(info)}
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header), overwrite=overwrite)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
