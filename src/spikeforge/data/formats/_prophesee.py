@@ -15,8 +15,9 @@ import numpy as np
 
 from ..events import Events
 from ._io import finish, smallest_size, text_header, to_int
+from .errors import EventFormatError
 
-__all__ = ["ProphHeader", "parse_header", "raw_kind", "time_high_fillers", "raw_result"]
+__all__ = ["ProphHeader", "parse_header", "raw_kind", "time_high_fillers", "raw_words", "raw_result"]
 
 # plugin-name fragment → (W, H), checked in order (Metavision HAL plugin names)
 _PLUGINS = (("gen31", (640, 480)), ("gen3", (640, 480)), ("gen41", (1280, 720)),
@@ -89,6 +90,19 @@ def time_high_fillers(values: np.ndarray, max_step: int) -> tuple[np.ndarray, np
     idx = np.repeat(np.arange(v.size), counts)
     k = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts) + 1
     return np.repeat(prev, counts) + max_step * k, idx
+
+
+def raw_words(data: bytes, h: ProphHeader, source: str, fmt: str, strict: bool, dtype: str) -> tuple[np.ndarray, int]:
+    """The whole little-endian ``dtype`` words after the header, and the bytes of a word the file was cut
+    inside (which ``strict`` refuses). A file cut inside its header has no words."""
+    size = np.dtype(dtype).itemsize
+    n_bytes = len(data) - h.body
+    cut = 0 if h.cut else n_bytes % size
+    if cut and strict:
+        raise EventFormatError(source, len(data) - cut, f"a whole number of {8 * size}-bit words after the "
+                               f"{h.body}-byte header", f"{n_bytes} bytes after it ({n_bytes // size} whole words), "
+                               f"{cut} left over: the file was cut", fmt)
+    return np.frombuffer(data, dtype=dtype, offset=h.body, count=0 if h.cut else (n_bytes - cut) // size), cut
 
 
 def raw_result(out: np.ndarray, size: tuple[int, int] | None, h: ProphHeader, source: str, fmt: str, strict: bool,

@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit
 
 from ..events import EVENT_DTYPE, Events
-from ._prophesee import parse_header, raw_result, time_high_fillers
+from ._prophesee import parse_header, raw_result, raw_words, time_high_fillers
 from .errors import EventFormatError
 
 __all__ = ["NAME", "EXTENSIONS", "decode", "encode", "sniff"]
@@ -161,13 +161,7 @@ def decode(data: bytes, source: str = "<bytes>", *, sensor_size: tuple[int, ...]
     if h.evt not in (None, "3.0"):
         raise EventFormatError(source, 0, "an EVT 3.0 header ('% evt 3.0')", f"evt {h.evt}", NAME)
     body = h.body
-    n_bytes = len(data) - body
-    cut = 0 if h.cut else n_bytes % 2           # a byte of a word the file was cut inside
-    if cut and strict:
-        raise EventFormatError(source, len(data) - 1, f"a whole number of 16-bit words after the {body}-byte "
-                               "header", f"{n_bytes} bytes after it ({n_bytes // 2} whole words), 1 left over: "
-                               "the file was cut", NAME)
-    words = np.frombuffer(data, dtype="<u2", offset=body, count=0 if h.cut else (n_bytes - cut) // 2)
+    words, cut = raw_words(data, h, source, NAME, strict, "<u2")
     size = (int(sensor_size[0]), int(sensor_size[1])) if sensor_size is not None else h.size
     W, H = size if size is not None else (1 << 16, 1 << 16)
     out = np.empty(_count(words), dtype=EVENT_DTYPE)
