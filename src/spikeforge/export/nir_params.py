@@ -147,20 +147,32 @@ def _reset(node: Any, where: str) -> float:
     return 0.0 if node.v_reset is None else _uniform(node, "v_reset", where)
 
 
+def _steps(node: Any, field: str, dt: float, where: str) -> float:
+    """The time constant ``field`` of ``node`` in steps of ``dt`` (so ``euler_leak(τ, 1) = dt/τ_n``); one shorter
+    than a step would make the Euler step overshoot."""
+    tau = _uniform(node, field, where)
+    if not tau >= dt:
+        raise NIRImportError(f"{where}: {field} = {tau:.6g} s is shorter than dt = {dt:.6g} s (the Euler step "
+                             "would overshoot); import with a smaller dt")
+    return tau / dt
+
+
+def _rest(node: Any, where: str, family: str) -> float:
+    """``v_reset``, which must equal ``v_leak``: a spikeforge neuron leaks towards its reset potential."""
+    v_leak, v_reset = _uniform(node, "v_leak", where), _reset(node, where)
+    if v_leak != v_reset:
+        raise NIRImportError(f"{where}: v_leak = {v_leak} differs from v_reset = {v_reset}; spikeforge's {family} "
+                             "leaks towards its reset potential")
+    return v_reset
+
+
 def lif_from_nir(node: Any, dt: float, where: str, **neuron_kw: Any) -> tuple[LIF, float]:
     """A spikeforge ``LIF`` equal to the Euler step of ``node`` (a ``nir.LIF``) at ``dt``, and the factor
     its input must be scaled by first (1 when ``r`` is one of the two forms above)."""
-    tau_n, r = _uniform(node, "tau", where), _uniform(node, "r", where)
-    v_leak, v_reset = _uniform(node, "v_leak", where), _reset(node, where)
-    if not tau_n >= dt:
-        raise NIRImportError(f"{where}: tau = {tau_n:.6g} s is shorter than dt = {dt:.6g} s (the Euler step "
-                             "would overshoot); import with a smaller dt")
-    if v_leak != v_reset:
-        raise NIRImportError(f"{where}: v_leak = {v_leak} differs from v_reset = {v_reset}; spikeforge's LIF "
-                             "leaks towards its reset potential")
-    tau = tau_n / dt                                   # in steps, so euler_leak(tau, 1) = dt/τ_n
+    tau, r = _steps(node, "tau", dt, where), _uniform(node, "r", where)
+    v_reset = _rest(node, where, "LIF")
     v_th = sf_threshold(_uniform(node, "v_threshold", where))
-    if math.isclose(r * dt / tau_n, 1.0, rel_tol=1e-12) and r != 1.0:
+    if math.isclose(r / tau, 1.0, rel_tol=1e-12) and r != 1.0:
         return LIF(tau=tau, decay_input=False, v_threshold=v_th, v_reset=v_reset, **neuron_kw), 1.0
     return LIF(tau=tau, decay_input=True, v_threshold=v_th, v_reset=v_reset, **neuron_kw), r
 
@@ -175,29 +187,19 @@ def if_from_nir(node: Any, dt: float, where: str, **neuron_kw: Any) -> tuple[IF,
 
 def cubalif_from_nir(node: Any, dt: float, where: str, **neuron_kw: Any) -> tuple[CUBALIF, float]:
     """A spikeforge ``CUBALIF`` equal to ``node`` (a ``nir.CubaLIF``) stepped at ``dt``, and its input scale."""
-    tau_m, tau_s = _uniform(node, "tau_mem", where), _uniform(node, "tau_syn", where)
+    tau_m, tau_s = _steps(node, "tau_mem", dt, where), _steps(node, "tau_syn", dt, where)
     r, w_in = _uniform(node, "r", where), _uniform(node, "w_in", where)
-    v_leak, v_reset = _uniform(node, "v_leak", where), _reset(node, where)
-    for name, tau in (("tau_mem", tau_m), ("tau_syn", tau_s)):
-        if not tau >= dt:
-            raise NIRImportError(f"{where}: {name} = {tau:.6g} s is shorter than dt = {dt:.6g} s; import with a "
-                                 "smaller dt")
-    if v_leak != v_reset:
-        raise NIRImportError(f"{where}: v_leak = {v_leak} differs from v_reset = {v_reset}; spikeforge's CUBALIF "
-                             "leaks towards its reset potential")
+    v_reset = _rest(node, where, "CUBALIF")
     v_th = sf_threshold(_uniform(node, "v_threshold", where))
-    lam_s = dt / tau_s
-    kw = dict(tau=tau_m / dt, tau_syn=tau_s / dt, v_threshold=v_th, v_reset=v_reset, **neuron_kw)
-    if math.isclose(r * w_in * lam_s, 1.0, rel_tol=1e-12) and w_in != 1.0:
+    kw = dict(tau=tau_m, tau_syn=tau_s, v_threshold=v_th, v_reset=v_reset, **neuron_kw)
+    if math.isclose(r * w_in / tau_s, 1.0, rel_tol=1e-12) and w_in != 1.0:
         return CUBALIF(decay_input=False, **kw), 1.0
     return CUBALIF(decay_input=True, **kw), r * w_in
 
 
 def li_from_nir(node: Any, dt: float, where: str) -> tuple[LI, float]:
     """A spikeforge ``LI`` equal to ``node`` (a ``nir.LI``) stepped at ``dt``, and its input scale."""
-    tau_n, r, v_leak = _uniform(node, "tau", where), _uniform(node, "r", where), _uniform(node, "v_leak", where)
-    if not tau_n >= dt:
-        raise NIRImportError(f"{where}: tau = {tau_n:.6g} s is shorter than dt = {dt:.6g} s; import with a smaller dt")
-    if math.isclose(r * dt / tau_n, 1.0, rel_tol=1e-12) and r != 1.0:
-        return LI(tau=tau_n / dt, v_rest=v_leak, decay_input=False), 1.0
-    return LI(tau=tau_n / dt, v_rest=v_leak, decay_input=True), r
+    tau, r, v_leak = _steps(node, "tau", dt, where), _uniform(node, "r", where), _uniform(node, "v_leak", where)
+    if math.isclose(r / tau, 1.0, rel_tol=1e-12) and r != 1.0:
+        return LI(tau=tau, v_rest=v_leak, decay_input=False), 1.0
+    return LI(tau=tau, v_rest=v_leak, decay_input=True), r
