@@ -254,6 +254,25 @@ def _integer_mlp(decay_input: bool) -> nn.Module:
                          LIF(tau=2.0, decay_input=decay_input, v_threshold=2.0)).eval()
 
 
+def _run_snntorch(theirs: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A snnTorch network (hidden state inside its modules) over ``x [T, B, ...]``, one step per call."""
+    import snntorch.utils as su
+    su.reset(theirs)
+    return _stepwise(lambda xt: (lambda o: o[0] if isinstance(o, tuple) else o)(theirs(xt)), x)
+
+
+def _run_norse(theirs: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A Norse network (explicit state) over ``x [T, B, ...]``, one step per call."""
+    state = None
+
+    def step(xt: torch.Tensor) -> torch.Tensor:
+        nonlocal state
+        out, state = theirs(xt, state)
+        return out
+
+    return _stepwise(step, x)
+
+
 def _stepwise(step, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return torch.stack([step(xt) for xt in x])
@@ -263,14 +282,12 @@ def _stepwise(step, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("decay_input,r_mode", [(False, "keep"), (True, "fold")])
 def test_snntorch_runs_what_we_export(decay_input: bool, r_mode: str) -> None:
     pytest.importorskip("snntorch")
-    import snntorch.utils as su
     from snntorch.import_nir import import_from_nir
 
     net = _integer_mlp(decay_input)
     x = (torch.rand(30, 8, 20) < 0.5).float()
     theirs = import_from_nir(to_nir(net, x[0], dt=1e-4, r_mode=r_mode))     # snnTorch assumes dt = 1e-4
-    su.reset(theirs)
-    got = _stepwise(lambda xt: (lambda o: o[0] if isinstance(o, tuple) else o)(theirs(xt)), x)
+    got = _run_snntorch(theirs, x)
     want = net(x)
     assert 0.05 < want.mean() < 0.95
     assert torch.equal(got, want)
@@ -280,7 +297,6 @@ def test_snntorch_runs_what_we_export(decay_input: bool, r_mode: str) -> None:
 @pytest.mark.peers
 def test_snntorch_runs_our_current_based_lif() -> None:
     pytest.importorskip("snntorch")
-    import snntorch.utils as su
     from snntorch.import_nir import import_from_nir
 
     torch.manual_seed(2)
@@ -289,8 +305,7 @@ def test_snntorch_runs_our_current_based_lif() -> None:
     net = nn.Sequential(TimeFold(lin), CUBALIF(tau=2.0, tau_syn=4.0, v_threshold=0.5)).eval()
     x = (torch.rand(30, 8, 20) < 0.5).float()
     theirs = import_from_nir(to_nir(net, x[0], dt=1e-4, r_mode="fold"))
-    su.reset(theirs)
-    got = _stepwise(lambda xt: (lambda o: o[0] if isinstance(o, tuple) else o)(theirs(xt)), x)
+    got = _run_snntorch(theirs, x)
     want = net(x)
     assert 0.05 < want.mean() < 0.95
     assert torch.equal(got, want)
@@ -302,16 +317,9 @@ def test_norse_runs_what_we_export() -> None:
     net = _integer_mlp(True)
     x = (torch.rand(30, 8, 20) < 0.5).float()
     theirs = norse.from_nir(to_nir(net, x[0], dt=1e-3), dt=1e-3)
-    state = None
-
-    def step(xt: torch.Tensor) -> torch.Tensor:
-        nonlocal state
-        out, state = theirs(xt, state)
-        return out
-
     want = net(x)
     assert 0.05 < want.mean() < 0.95
-    assert torch.equal(_stepwise(step, x), want)
+    assert torch.equal(_run_norse(theirs, x), want)
 
 
 @pytest.mark.peers
@@ -319,7 +327,6 @@ def test_we_run_what_snntorch_exports() -> None:
     """snnTorch's Leaky with reset to zero and no reset delay is an Euler LIF with decay_input=False; its
     exporter needs per-neuron parameter tensors (scalars fail nir 1.0.8's type inference)."""
     snn = pytest.importorskip("snntorch")
-    import snntorch.utils as su
     from snntorch.export_nir import export_to_nir
 
     torch.manual_seed(0)
@@ -332,8 +339,7 @@ def test_we_run_what_snntorch_exports() -> None:
                                          output=True, reset_mechanism="zero", reset_delay=False))
     x = (torch.rand(30, 8, 20) < 0.5).float()
     graph = export_to_nir(theirs, x[0, 0])
-    su.reset(theirs)
-    want = _stepwise(lambda xt: theirs(xt)[0], x)
+    want = _run_snntorch(theirs, x)
     assert 0.05 < want.mean() < 0.95
     assert torch.equal(from_nir(graph, dt=1e-4)(x), want)
 
@@ -396,14 +402,7 @@ def test_norse_passes_an_li_node_through_unchanged() -> None:
     net = nn.Sequential(TimeFold(nn.Linear(6, 9)), LIF(tau=2.0), TimeFold(nn.Linear(9, 3)), LI(tau=4.0)).eval()
     x = (torch.rand(30, 5, 6) < 0.6).float() * 3
     theirs = norse.from_nir(to_nir(net, x[0], dt=1e-3), dt=1e-3)
-    state = None
-
-    def step(xt: torch.Tensor) -> torch.Tensor:
-        nonlocal state
-        out, state = theirs(xt, state)
-        return out
-
-    torch.testing.assert_close(_stepwise(step, x), net[2](net[1](net[0](x))).detach(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(_run_norse(theirs, x), net[2](net[1](net[0](x))).detach(), rtol=1e-6, atol=1e-6)
 
 
 # -- recurrence ------------------------------------------------------------------------------------------------
@@ -446,7 +445,6 @@ def test_a_recurrent_graph_runs_step_by_step_as_written_out(nested: bool) -> Non
 def test_we_run_snntorchs_recurrent_leaky() -> None:
     """snnTorch's RLeaky exports as a LIF with a recurrent Affine (a cycle through the neuron)."""
     snn = pytest.importorskip("snntorch")
-    import snntorch.utils as su
     from snntorch.export_nir import export_to_nir
 
     torch.manual_seed(0)
@@ -458,8 +456,7 @@ def test_we_run_snntorchs_recurrent_leaky() -> None:
     theirs = nn.Sequential(lin, rl)
     x = (torch.rand(30, 4, 6) < 0.5).float()
     graph = export_to_nir(theirs, x[0, 0])
-    su.reset(theirs)
-    want = _stepwise(lambda xt: theirs(xt)[0], x)
+    want = _run_snntorch(theirs, x)
     assert 0.05 < want.mean() < 0.95
     assert torch.equal(from_nir(graph, dt=1e-4)(x), want)
 
