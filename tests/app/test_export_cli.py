@@ -166,3 +166,22 @@ def test_a_checkpoint_that_appears_meanwhile_is_not_replaced(tmp_path: Path) -> 
     with pytest.raises(FileExistsError):
         save_checkpoint(tmp_path / "c.safetensors", model={"w": torch.zeros(1)}, overwrite=False)
     assert (tmp_path / "c.safetensors").read_bytes() == b"mine"
+
+
+def test_an_import_target_that_appears_meanwhile_is_one_line(runs: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import spikeforge.app.export as ex
+    from spikeforge.training import save_checkpoint
+    assert main_in_process(capsys, "export", str(runs / "spiking_mlp_tiny"), "-o", str(tmp_path / "m.nir"))[0] == 0
+    target = tmp_path / "c.safetensors"
+
+    def racing(path, **kw):                    # another process writes the target between check and write
+        target.write_bytes(b"theirs")
+        return save_checkpoint(path, **kw)
+
+    monkeypatch.setattr(ex, "save_checkpoint", racing)
+    code, err = main_in_process(capsys, "import", str(tmp_path / "m.nir"), "-o", str(target), "--dataset", "digits")
+    assert code == 2 and err == [f"spikeforge: error: {target} appeared while importing; pass --overwrite to "
+                                 "replace it"]
+    assert target.read_bytes() == b"theirs"

@@ -48,6 +48,11 @@ def _target(out: str | Path, overwrite: bool) -> Path:
     return path
 
 
+def _check_dt(dt: float) -> None:
+    if not dt > 0 or dt == float("inf"):
+        raise UserError(f"--dt: the duration of one step must be a positive number of seconds, got {dt}")
+
+
 def import_nir(path: str | Path, out: str | Path, dataset: str, T: int = 8, encoding: str | None = None,
                dt: float = 1e-3, overwrite: bool = False, data_root: str | None = None) -> dict[str, Any]:
     """Write a NIR file as a spikeforge checkpoint that ``eval`` and ``report`` take on ``dataset``.
@@ -59,8 +64,7 @@ def import_nir(path: str | Path, out: str | Path, dataset: str, T: int = 8, enco
     """
     require_nir()
     target = _target(out, overwrite)
-    if not dt > 0 or dt == float("inf"):
-        raise UserError(f"--dt: the duration of one step must be a positive number of seconds, got {dt}")
+    _check_dt(dt)
     src = Path(path)
     if src.is_dir():
         raise UserError(f"{src}: a folder, not a NIR file")
@@ -77,9 +81,12 @@ def import_nir(path: str | Path, out: str | Path, dataset: str, T: int = 8, enco
     cfg = validate(TrainConfig(**fields), imported=True)
     data = data_from_config(cfg)
     check_input(net, data, cfg)
-    save_checkpoint(target, model=net.state_dict(), meta={"step": 0, "config": cfg.to_dict(), "method": "nir-import",
-                                                         "source": str(src)},
-                    extra={"nir": {"file": raw, "dt": dt}}, overwrite=overwrite)
+    try:
+        save_checkpoint(target, model=net.state_dict(), overwrite=overwrite,
+                        meta={"step": 0, "config": cfg.to_dict(), "method": "nir-import", "source": str(src)},
+                        extra={"nir": {"file": raw, "dt": dt}})
+    except FileExistsError:
+        raise ExportTargetError(f"{target} appeared while importing; pass --overwrite to replace it") from None
     return {"file": str(src), "checkpoint": str(target), "dataset": dataset, "T": T, "encoding": cfg.encoding,
             "dt": dt, "nodes": len(net.names), "parameters": sum(p.numel() for p in net.parameters())}
 
@@ -96,8 +103,7 @@ def export_checkpoint(path: str | Path, out: str | Path, fmt: str = "nir", dt: f
     nir = require_nir()
     EXPORTERS[fmt]                                     # an unknown format: one line with the choices
     out = _target(out, overwrite)
-    if not dt > 0 or dt == float("inf"):
-        raise UserError(f"--dt: the duration of one step must be a positive number of seconds, got {dt}")
+    _check_dt(dt)
     ckpt = _checkpoint_of(Path(path))
     rb = rebuild(ckpt, progress=False, data_root=data_root)
     x = first_input(rb.data, rb.cfg)                   # [T, 1, ...]
