@@ -137,24 +137,22 @@ def _order(names: list[str], edges: list[tuple[str, str]], roots: list[str],
         succ[a].append(b)
     comp = {n: i for i, c in enumerate(_strong_components(names, succ)) for n in c}
     back = [(a, b) for a, b in edges if a in stateful and comp[a] == comp[b]]
-    forward = [e for e in edges if e not in back]
+    fsucc: dict[str, list[str]] = {n: [] for n in names}
     indeg = dict.fromkeys(names, 0)
-    for _, b in forward:
-        indeg[b] += 1
+    for a, b in edges:
+        if (a, b) not in back:
+            fsucc[a].append(b)
+            indeg[b] += 1
     ready = [n for n in names if indeg[n] == 0]
     order = []
     while ready:
         n = ready.pop(0)
         order.append(n)
-        for a, b in forward:
-            if a == n:
-                indeg[b] -= 1
-                if indeg[b] == 0:
-                    ready.append(b)
+        for m in fsucc[n]:
+            indeg[m] -= 1
+            if indeg[m] == 0:
+                ready.append(m)
     if len(order) < len(names):
-        fsucc: dict[str, list[str]] = {n: [] for n in names}
-        for a, b in forward:
-            fsucc[a].append(b)
         cyc = sorted(next(c for c in _strong_components(names, fsucc) if len(c) > 1 or c[0] in fsucc[c[0]]))
         raise NIRImportError(f"the graph has a cycle without state through {cyc[:6]}: each node on it would "
                              "need its own output of the same step")
