@@ -381,27 +381,20 @@ class Trainer:
                     break
             self.progress.end_epoch()
             metrics = self._epoch_metrics(s.ep_losses, s.ep_accs, s.ep_seen, time.perf_counter() - t0)
-            if s.pos < len(batches):
+            partial = s.pos < len(batches)
+            if partial:
                 # stopped inside the epoch (--max-steps, or a callback's stop): the checkpoints keep the
                 # position in the epoch, so --resume continues it; the partial epoch is reported, not logged
                 # in the checkpoint's history (the resumed run writes the epoch's row when it ends)
-                if "val_accuracy" in metrics and metrics["val_accuracy"] > s.best_val:
-                    s.best_val = metrics["val_accuracy"]
-                    self.save("best")
-                self.save("last")
-                s.history.append(metrics)
-                for cb in self.callbacks:
-                    cb.on_epoch_end(self, metrics)
-                break
+                self._save_best_and_last(metrics)
             s.history.append(metrics)
             for cb in self.callbacks:
                 cb.on_epoch_end(self, metrics)
+            if partial:
+                break
             s.epoch += 1
             s.pos, s.ep_losses, s.ep_accs, s.ep_seen = 0, [], [], 0
-            if "val_accuracy" in metrics and metrics["val_accuracy"] > s.best_val:
-                s.best_val = metrics["val_accuracy"]
-                self.save("best")
-            self.save("last")
+            self._save_best_and_last(metrics)
             if self.stop or (self.max_steps is not None and s.step >= self.max_steps):
                 break
         for cb in self.callbacks:
@@ -410,6 +403,13 @@ class Trainer:
             raise TooManySkipped(f"{s.skipped} of {s.step} steps were skipped as non-finite, more than the allowed "
                                  f"{self.max_skipped:.0%} (--max-skipped); the run did not train")
         return self.result()
+
+    def _save_best_and_last(self, metrics: dict[str, Any]) -> None:
+        """``best`` when the validation accuracy improved, then ``last``."""
+        if "val_accuracy" in metrics and metrics["val_accuracy"] > self.state.best_val:
+            self.state.best_val = metrics["val_accuracy"]
+            self.save("best")
+        self.save("last")
 
     def result(self) -> FitResult:
         """What the run has produced so far."""
