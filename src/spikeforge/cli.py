@@ -49,7 +49,7 @@ def _epilog(cmd: str) -> str:
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     names = registries()
     for f in dataclasses.fields(TrainConfig):
-        if f.name in ("extra", "model_args"):
+        if f.name in ("extra", "model_args", "method_args"):
             continue
         flag = "--" + f.name.replace("_", "-")
         choices = names.get(f.name) or TrainConfig.CHOICES.get(f.name)
@@ -62,6 +62,9 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
                    help="emulated-nmnist only: digit source digits | mnist5k | fashion (default mnist5k)")
     p.add_argument("--model-arg", dest="model_arg", action="append", default=None, metavar="KEY=VALUE",
                    help="a keyword argument of the model factory, e.g. --model-arg width=32 (repeatable)")
+    p.add_argument("--method-arg", dest="method_arg", action="append", default=None, metavar="KEY=VALUE",
+                   help="a setting of the learning method, e.g. --method-arg alpha=0.5 (repeatable; "
+                        "`spikeforge list methods` names them)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -172,6 +175,8 @@ def _train(args: argparse.Namespace) -> int:
         overrides["extra"] = {"source": args.source}
     if args.model_arg:
         overrides["model_args"] = _model_args(args.model_arg)
+    if args.method_arg:
+        overrides["method_args"] = _model_args(args.method_arg, "method_args")
     if args.resume is None:
         result, model, data = train(load_config(args.config, overrides), overwrite=args.overwrite)
     else:
@@ -191,13 +196,13 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_args(items: list[str]) -> dict[str, Any]:
+def _model_args(items: list[str], field: str = "model_args") -> dict[str, Any]:
     """``["width=32", "drop=0.1"]`` → ``{"width": 32, "drop": 0.1}`` (values read as JSON, else strings)."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.isidentifier():
-            raise ConfigError(f"model_args: {item!r} is not KEY=VALUE with KEY a Python name")
+            raise ConfigError(f"{field}: {item!r} is not KEY=VALUE with KEY a Python name")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -18,14 +18,15 @@ from torch import Tensor, nn
 from ..core import UserError, eval_mode, first_line
 from ..data import DATASETS, DataBundle, batch_loader, build_dataset, to_time_first
 from ..export import NIRNet
+from ..learning import METHODS
 from ..models import MODELS, create_model
 from ..neurons import NEURONS
 from ..surrogate import SURROGATES, get_surrogate
-from ..training import LOSSES, METHODS, CheckpointError, load_checkpoint
+from ..training import LOSSES, CheckpointError, TrainStep, get_method, load_checkpoint
 from .config import ConfigError, TrainConfig, load_config
 
-__all__ = ["registries", "validate", "neuron_from_config", "model_from_config", "data_from_config", "Rebuilt",
-           "rebuild", "first_input", "check_input"]
+__all__ = ["registries", "validate", "neuron_from_config", "method_from_config", "model_from_config",
+           "data_from_config", "Rebuilt", "rebuild", "first_input", "check_input"]
 
 # what the data and the config decide; --model-arg may not override them
 DERIVED = {"in_channels": "the dataset", "num_classes": "the dataset", "img_size": "the dataset", "T": "--T",
@@ -123,8 +124,25 @@ def _check_model_args(name: str, args: dict[str, Any]) -> None:
             raise ConfigError(f"model_args: {key}={value!r}: {name} expects a string (default {default!r})")
 
 
-def model_from_config(cfg: TrainConfig, data: DataBundle) -> nn.Module:
-    """The zoo model of the config, built for the dataset; bad ``--model-arg`` values raise ``ConfigError``."""
+def method_from_config(cfg: TrainConfig) -> TrainStep:
+    """The config's learning method with its ``method_args``; a setting it does not take, or a bad value,
+    raises ``ConfigError`` naming it and the method's settings."""
+    factory = METHODS[cfg.method]
+    known = [k for k in inspect.signature(factory).parameters if k != "self"]
+    for key in cfg.method_args:
+        if key not in known:
+            raise ConfigError(f"method_args: method {cfg.method} has no setting {key!r} (its settings: "
+                              f"{', '.join(known) or 'none'})")
+    try:
+        return get_method(cfg.method, **cfg.method_args)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"method_args: {cfg.method}: {first_line(e)}") from None
+
+
+def model_from_config(cfg: TrainConfig, data: DataBundle, method: TrainStep | None = None) -> nn.Module:
+    """The zoo model of the config, built for the dataset and prepared for the config's learning method
+    (``method``, or one built from the config); bad ``--model-arg`` values and a model the method cannot
+    train raise ``ConfigError``."""
     if cfg.model == IMPORTED_NIR:
         raise ConfigError(f"model: {IMPORTED_NIR} is a NIR graph brought in by `spikeforge import`; it is rebuilt "
                           "from that checkpoint, not built from a name")
@@ -132,10 +150,15 @@ def model_from_config(cfg: TrainConfig, data: DataBundle) -> nn.Module:
     base = dict(in_channels=data.in_channels, num_classes=data.num_classes, img_size=data.img_size, T=cfg.T,
                 neuron=neuron_from_config(cfg))
     try:
-        return create_model(cfg.model, **{**base, **cfg.model_args})
+        model = create_model(cfg.model, **{**base, **cfg.model_args})
     except (TypeError, ValueError, RuntimeError) as e:
         what = f" with model_args {cfg.model_args}" if cfg.model_args else ""
         raise ConfigError(f"model: {cfg.model} cannot be built for {data.name}{what} ({first_line(e)})") from None
+    method = method or method_from_config(cfg)
+    reason = method.check(model)
+    if reason is not None:
+        raise ConfigError(f"method: {cfg.method} cannot train {cfg.model}: {reason}")
+    return method.prepare(model)
 
 
 def first_input(data: DataBundle, cfg: TrainConfig) -> Tensor:

@@ -65,6 +65,7 @@ class TrainConfig:
     progress: bool = True
     eval_every: int = 1             # evaluate val/test every N epochs (and always after the last)
     model_args: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments of the model factory
+    method_args: dict[str, Any] = field(default_factory=dict)  # the learning method's own settings
     extra: dict[str, Any] = field(default_factory=dict)
 
     CHOICES = {
@@ -142,6 +143,7 @@ FIELD_HELP: dict[str, str] = {
     "max_steps": "stop after N steps", "limit_train": "train on the first N samples only",
     "threads": "torch threads (restored when the run ends)", "progress": "show the progress bar",
     "eval_every": "evaluate val/test every N epochs (and after the last)",
+    "method_args": "the learning method's own settings (--method-arg KEY=VALUE)",
 }
 """One line of help per config field, shown by ``spikeforge train --help`` and in config errors."""
 

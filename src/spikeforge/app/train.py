@@ -25,11 +25,13 @@ from torch import nn
 from ..core import FolderLock, atomic_write, check_free, eval_mode
 from ..data import DataBundle
 from ..training import (
+    METHODS,
     FiringRates,
     FitResult,
     RunFailed,
     TensorBoardLogger,
     Trainer,
+    TrainStep,
     constant,
     cosine_warmup,
     evaluate,
@@ -37,7 +39,7 @@ from ..training import (
     get_loss,
     optimizer_factory,
 )
-from .build import check_input, data_from_config, first_input, model_from_config, validate
+from .build import check_input, data_from_config, first_input, method_from_config, model_from_config, validate
 from .config import ConfigError, TrainConfig
 from .rundir import apply_changes, check_target, clear_run, default_run_dir, holds_run, saved_config
 
@@ -87,9 +89,22 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None, *, c
         cfg = apply_changes(saved_config(rd), changes or {}, rd)
     elif cfg is None:
         raise ConfigError("train: give a config, or resume= a run folder")
+    else:
+        _method_settings(validate(cfg))
     validate(cfg)
     with threads(cfg.threads):
         return _train(cfg, resume is not None, overwrite, callbacks, loss, optimizer, batch_transform)
+
+
+def _method_settings(cfg: TrainConfig) -> None:
+    """Apply the run settings the learning method fixes (the ANN twins train at ``T = 1`` on direct input),
+    saying so on stderr where they change what the config asked for."""
+    fixed = {k: v for k, v in getattr(METHODS[cfg.method], "config", {}).items() if getattr(cfg, k) != v}
+    if fixed:
+        print(f"spikeforge: method {cfg.method} trains with " + ", ".join(f"{k}={v}" for k, v in fixed.items())
+              + " (set by the method)", file=sys.stderr)
+        for k, v in fixed.items():
+            setattr(cfg, k, v)
 
 
 def _train(cfg: TrainConfig, resume: bool, overwrite: bool, callbacks: list[Any] | None, loss: Any, optimizer: Any,
@@ -103,7 +118,8 @@ def _train(cfg: TrainConfig, resume: bool, overwrite: bool, callbacks: list[Any]
         raise _holds_run(run_dir)
     torch.manual_seed(cfg.seed)
     data = data_from_config(cfg)
-    model = model_from_config(cfg, data)
+    method = method_from_config(cfg)
+    model = model_from_config(cfg, data, method)
     check_input(model, data, cfg)                # a wrong shape fails here, before anything is written
     cfg.run_dir = str(run_dir)
     lock: FolderLock | None = None
@@ -128,7 +144,7 @@ def _train(cfg: TrainConfig, resume: bool, overwrite: bool, callbacks: list[Any]
             elif holds_run(run_dir):     # a run finished here between the first check and the lock
                 raise _holds_run(run_dir)
             _write_config(run_dir, cfg)
-        trainer = _trainer(cfg, model, data, run_dir, rank, callbacks, loss, optimizer, batch_transform)
+        trainer = _trainer(cfg, model, data, run_dir, rank, callbacks, loss, optimizer, batch_transform, method)
         if checkpoint is not None:
             trainer.resume(checkpoint)
         try:
@@ -154,7 +170,8 @@ def _holds_run(run_dir: Path) -> ConfigError:
 
 
 def _trainer(cfg: TrainConfig, model: nn.Module, data: DataBundle, run_dir: Path, rank: int,
-             callbacks: list[Any] | None, loss: Any, optimizer: Any, batch_transform: Any) -> Trainer:
+             callbacks: list[Any] | None, loss: Any, optimizer: Any, batch_transform: Any,
+             method: TrainStep) -> Trainer:
     steps_per_epoch = -(-len(data.train) // cfg.batch_size)  # type: ignore[arg-type]
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
     sched = (cosine_warmup(cfg.lr, total, int(cfg.warmup_epochs * steps_per_epoch)) if cfg.schedule == "cosine"
@@ -169,7 +186,7 @@ def _trainer(cfg: TrainConfig, model: nn.Module, data: DataBundle, run_dir: Path
                    batch_transform=batch_transform, run_dir=run_dir, ckpt_every=cfg.ckpt_every,
                    grad_clip=cfg.grad_clip, amp=cfg.amp, skip_nonfinite=cfg.skip_nonfinite, seed=cfg.seed,
                    max_steps=cfg.max_steps, num_workers=cfg.num_workers, progress=cfg.progress,
-                   config=cfg.to_dict(), eval_every=cfg.eval_every, method=cfg.method, max_skipped=cfg.max_skipped)
+                   config=cfg.to_dict(), eval_every=cfg.eval_every, method=method, max_skipped=cfg.max_skipped)
 
 
 def _write_config(run_dir: Path, cfg: TrainConfig) -> None:

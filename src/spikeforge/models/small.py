@@ -2,8 +2,8 @@
 
 * ``spiking_cnn_tiny``: Conv(C→16)-BN-LIF-MaxPool-Conv(16→32)-BN-LIF-MaxPool-Linear — the spiking CNN of
   the peer benchmark (``benchmarks/models.py``), sized by ``img_size``;
-* ``spiking_mlp_tiny``: Flatten-Linear-LIF-Linear, BatchNorm-free (so data-parallel runs equal a single
-  process exactly).
+* ``spiking_mlp_tiny``: Flatten-Linear-LIF-Linear, BatchNorm-free by default (so data-parallel runs equal a
+  single process exactly; ``bn=True`` puts a BatchNorm1d before the neuron).
 """
 
 from __future__ import annotations
@@ -52,14 +52,16 @@ class SmallSpikingCNN(SpikingClassifier):
 
 
 class SmallSpikingMLP(SpikingClassifier):
-    """Flatten-Linear-LIF and a linear head; no normalisation layer."""
+    """Flatten-Linear-LIF and a linear head; no normalisation layer unless ``bn=True`` (a BatchNorm1d
+    before the neuron, as DSR's reproduction uses)."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, img_size: int = 8, T: int = 8,
-                 neuron: NeuronSpec = None, hidden: int = 128) -> None:
+                 neuron: NeuronSpec = None, hidden: int = 128, bn: bool = False) -> None:
         super().__init__()
         self.T, self.in_channels, self.img_size = T, in_channels, img_size
         self.stem = ToSequence(T, sample_dims=3)
-        self.fc = TimeFold(nn.Flatten(), nn.Linear(in_channels * img_size * img_size, hidden))
+        fc = nn.Linear(in_channels * img_size * img_size, hidden)
+        self.fc = TimeFold(nn.Flatten(), fc, nn.BatchNorm1d(hidden)) if bn else TimeFold(nn.Flatten(), fc)
         self.sn = make_neuron(neuron)
         self._set_head(hidden, num_classes)
 

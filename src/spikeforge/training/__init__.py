@@ -21,7 +21,17 @@ from .checkpoint import (
 from .engine import DivergedError, FitResult, NonFiniteError, RunFailed, TooManySkipped, Trainer, evaluate, fit
 from .losses import LOSSES, accuracy, count_correct, get_loss, mean_ce, mse_rate, tet
 from .optim import constant, cosine_warmup, optimizer_factory
-from .steps import BPTT, METHODS, NonFiniteLoss, StepContext, StepOutput, TrainStep, get_method
+from .steps import (
+    BPTT,
+    METHODS,
+    NonFiniteLoss,
+    StepContext,
+    StepOutput,
+    TrainStep,
+    get_method,
+    mark_prepared,
+    prepared_by,
+)
 
 __all__ = ["fit", "Trainer", "FitResult", "RunFailed", "NonFiniteError", "DivergedError", "TooManySkipped",
            "evaluate", "Callback", "StepInfo", "CSVLogger", "TensorBoardLogger", "ProgressBar", "FiringRates",
@@ -29,4 +39,4 @@ __all__ = ["fit", "Trainer", "FitResult", "RunFailed", "NonFiniteError", "Diverg
            "CheckpointFallbackWarning",
            "LOSSES", "get_loss", "mean_ce", "mse_rate", "tet", "accuracy", "count_correct", "optimizer_factory",
            "cosine_warmup", "constant", "TrainStep", "BPTT", "StepContext", "StepOutput", "NonFiniteLoss",
-           "METHODS", "get_method"]
+           "METHODS", "get_method", "prepared_by", "mark_prepared"]

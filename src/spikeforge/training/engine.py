@@ -40,7 +40,7 @@ from ..data import DataBundle, batch_loader, to_time_first
 from .callbacks import Callback, CSVLogger, ProgressBar, StepInfo
 from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import LOSSES, accuracy, count_correct, mean_ce
-from .steps import NonFiniteLoss, StepContext, TrainStep, autocast, get_method
+from .steps import NonFiniteLoss, StepContext, TrainStep, autocast, get_method, prepared_by
 
 __all__ = ["fit", "Trainer", "FitResult", "RunFailed", "NonFiniteError", "DivergedError", "TooManySkipped", "evaluate"]
 
@@ -176,6 +176,8 @@ class Trainer:
     """Holds the model, the optimiser, the data and the state; ``fit`` drives it.
 
     ``loss`` and ``method`` take a function or object, or a registered name (``LOSSES``, ``METHODS``).
+    A method that changes the model (``TrainStep.prepare``) does so here, in place, before the optimiser
+    sees its parameters, unless the model was prepared for it already.
     """
 
     def __init__(self, model: nn.Module, data: DataBundle, *, T: int, encoding: str = "rate",
@@ -189,6 +191,12 @@ class Trainer:
                  eval_every: int = 1, method: str | TrainStep = "bptt", max_skipped: float = 0.1,
                  diverge_factor: float | None = 50.0, diverge_steps: int = 5) -> None:
         self.rank, self.world = _rank()
+        self.method = get_method(method)
+        if prepared_by(model) != self.method.name:
+            reason = self.method.check(model)
+            if reason is not None:
+                raise ValueError(f"method {self.method.name!r} cannot train this model: {reason}")
+            model = self.method.prepare(model)
         self.model = model
         self.ddp_model: nn.Module = model
         if self.world > 1:
@@ -215,10 +223,6 @@ class Trainer:
         self.csv = CSVLogger(self.run_dir / "metrics.csv") if self.run_dir is not None and self.rank == 0 else None
         self.callbacks = [self.progress, *([self.csv] if self.csv else []), *callbacks]
         self.device = next(model.parameters()).device
-        self.method = get_method(method)
-        reason = self.method.check(model)
-        if reason is not None:
-            raise ValueError(f"method {self.method.name!r} cannot train this model: {reason}")
         # AMP's loss scaling: only fp16 needs it (bf16 has float32's range); disabled it is a pass-through
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
 

@@ -11,7 +11,11 @@ DDP wrapper under ``torchrun``), ``ctx.module`` the bare model. A step that call
 per batch wraps all but the last in ``ctx.no_sync()``, so DDP all-reduces once. ``state_dict()`` goes into
 every checkpoint, so ``--resume`` is exact for any strategy.
 
-Methods by name (``METHODS``): ``bptt``; other methods register here under their names.
+Methods by name (``METHODS``): ``bptt`` here; ``spikeforge.learning`` registers the others (DSR, tandem,
+spike count, the ANN twins for conversion). A method may change the model it trains: ``prepare(model)``
+swaps its neurons in place (once; a prepared model is left as it is), and ``check(model)`` says why it
+cannot train a model at all. The engine calls both before the first step, ``app`` when it builds a run's
+model, so ``eval``, ``report`` and ``--resume`` see the model the method trained.
 """
 
 from __future__ import annotations
@@ -19,14 +23,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from ..core import Registry
 
-__all__ = ["TrainStep", "BPTT", "StepContext", "StepOutput", "NonFiniteLoss", "METHODS", "get_method", "autocast"]
+__all__ = ["TrainStep", "BPTT", "StepContext", "StepOutput", "NonFiniteLoss", "METHODS", "get_method", "autocast",
+           "prepared_by", "mark_prepared"]
 
 LossFn = Callable[[Tensor, Tensor, dict[str, Any]], Tensor]
 
@@ -99,16 +104,28 @@ class TrainStep:
     """A learning method's step. Subclasses implement ``__call__``; stateful ones ``state_dict`` too.
 
     ``check(model)`` returns ``None`` when the method can train ``model``, else the reason (the CLI
-    prints it before anything is written).
+    prints it before anything is written). ``prepare(model)`` turns a zoo model into the one the method
+    trains, in place (swapping neurons, tying thresholds into weights) and marks it, so a second call does
+    nothing. ``config`` lists the run settings the method fixes (the ANN twins train at ``T = 1``).
+    ``options()`` are the method's own settings (``--method-arg``), saved in the run's config.
     """
 
     name = "step"
-
-    def __call__(self, model: nn.Module, batch: tuple[Tensor, Tensor], ctx: StepContext) -> StepOutput:
-        raise NotImplementedError
+    config: ClassVar[dict[str, Any]] = {}
 
     def check(self, model: nn.Module) -> str | None:
         return None
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """The model this method trains (``model`` itself, changed in place); the default changes nothing."""
+        return model
+
+    def options(self) -> dict[str, Any]:
+        """The method's settings, as ``--method-arg`` takes them."""
+        return {}
+
+    def __call__(self, model: nn.Module, batch: tuple[Tensor, Tensor], ctx: StepContext) -> StepOutput:
+        raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -152,6 +169,22 @@ METHODS: Registry[Callable[[], TrainStep]] = Registry("method", lambda s: s.lowe
 METHODS.register("bptt", BPTT, summary="backpropagation through time with surrogate gradients (the default)")
 
 
-def get_method(spec: str | TrainStep) -> TrainStep:
-    """A fresh step strategy from a registered name, or the object itself."""
-    return spec if isinstance(spec, TrainStep) else METHODS[spec]()
+def prepared_by(model: nn.Module) -> str | None:
+    """The name of the method whose ``prepare`` changed ``model``, or ``None``."""
+    return getattr(model, "_spikeforge_method", None)
+
+
+def mark_prepared(model: nn.Module, name: str) -> nn.Module:
+    """Record that method ``name`` prepared ``model`` (``prepare`` calls this last); returns ``model``."""
+    model._spikeforge_method = name  # type: ignore[assignment]
+    return model
+
+
+def get_method(spec: str | TrainStep, **options: Any) -> TrainStep:
+    """A fresh step strategy from a registered name and its options, or the object itself. An option the
+    method does not take raises ``TypeError``; a bad value ``ValueError``."""
+    if isinstance(spec, TrainStep):
+        if options:
+            raise TypeError(f"options {sorted(options)} given with a TrainStep object; set them on the object")
+        return spec
+    return METHODS[spec](**options)

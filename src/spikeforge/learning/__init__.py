@@ -1,0 +1,27 @@
+"""Learning methods beyond BPTT, each a train-step strategy registered in ``METHODS`` (``--method``).
+
+* ``dsr`` — differentiation on spike representation (``dsr.py``);
+* ``tandem``, ``spike-count`` — spike-count backward through an ANN with shared weights (``tandem.py``,
+  ``spike_count.py``);
+* ``ann``, ``qcfs`` — the ANN twins that ``spikeforge convert`` turns into SNNs (``conversion.py``).
+
+They share one neuron (``neurons.RateNeuron``: soft reset, spike at ``α·V_th``), one compatibility check
+and one neuron swap (``base.py``), and one plan for folding thresholds into the next weights
+(``graph.py``)::
+
+    from spikeforge.learning import METHODS
+    from spikeforge.models import create_model
+    from spikeforge.training import fit
+    model = create_model("spiking_mlp_tiny", hidden=256)
+    fit(model, data, T=8, method=METHODS["dsr"](alpha=0.5))     # the model's neurons become DSR neurons
+"""
+
+from ..training import METHODS
+from .base import MAX_POOLS, rate_compatible, replace_neurons
+from .dsr import DSR, DSRRule, weighted_rate
+from .graph import SCALE_TRANSPARENT, SYNAPTIC, FoldPlan, spike_consumers
+from .neurons import RateNeuron, RateParams, RateState, ScaleByThreshold, fold_thresholds, rate_neurons, rate_step
+
+__all__ = ["METHODS", "DSR", "DSRRule", "weighted_rate", "RateNeuron", "RateParams", "RateState", "rate_step",
+           "ScaleByThreshold", "fold_thresholds", "rate_neurons", "FoldPlan", "spike_consumers", "SYNAPTIC",
+           "SCALE_TRANSPARENT", "rate_compatible", "replace_neurons", "MAX_POOLS"]
