@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from ..core import UserError, eval_mode, first_line
 from ..data import DATASETS, DataBundle, batch_loader, build_dataset, to_time_first
 from ..export import NIRNet
-from ..learning import METHODS
+from ..learning import METHODS, convert
 from ..models import MODELS, create_model
 from ..neurons import NEURONS
 from ..surrogate import SURROGATES, get_surrogate
@@ -99,6 +99,21 @@ def _factory_params(name: str) -> dict[str, inspect.Parameter]:
     return params
 
 
+def _check_kind(field: str, owner: str, key: str, value: Any, default: Any) -> None:
+    """``value`` has the kind of value ``default`` has (bool, integer, number, string), or ``ConfigError``."""
+    if default is None or default is inspect.Parameter.empty:
+        return
+    flag = "--" + field.replace("_", "-").removesuffix("s")
+    what = (("true or false", isinstance(value, bool)) if isinstance(default, bool) else
+            ("an integer", isinstance(value, int) and not isinstance(value, bool)) if isinstance(default, int) else
+            ("a number", isinstance(value, (int, float)) and not isinstance(value, bool))
+            if isinstance(default, float) else
+            ("a string", isinstance(value, str)) if isinstance(default, str) else ("", True))
+    if not what[1]:
+        raise ConfigError(f"{field}: {key}={value!r}: {owner} expects {what[0]} (default {default!r}; "
+                          f"{flag} {key}=VALUE reads VALUE as JSON)")
+
+
 def _check_model_args(name: str, args: dict[str, Any]) -> None:
     """Each ``--model-arg`` is a keyword of the model's factory and has the kind of value its default has."""
     params = _factory_params(name)
@@ -112,27 +127,21 @@ def _check_model_args(name: str, args: dict[str, Any]) -> None:
             raise ConfigError(f"model_args: {name} has no argument {key!r} (its arguments: "
                               f"{', '.join(k for k in params if k not in DERIVED)})")
         default = params[key].default
-        if isinstance(default, bool) or default is None or default is inspect.Parameter.empty:
-            continue
-        if isinstance(default, int) and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ConfigError(f"model_args: {key}={value!r}: {name} expects an integer (default {default})")
-        if isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ConfigError(f"model_args: {key}={value!r}: {name} expects a number (default {default})")
-        if isinstance(default, (int, float)) and default > 0 and not value > 0:
+        _check_kind("model_args", name, key, value, default)
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and default > 0 and not value > 0:
             raise ConfigError(f"model_args: {key}={value!r}: {name} expects a value > 0 (default {default})")
-        if isinstance(default, str) and not isinstance(value, str):
-            raise ConfigError(f"model_args: {key}={value!r}: {name} expects a string (default {default!r})")
 
 
 def method_from_config(cfg: TrainConfig) -> TrainStep:
     """The config's learning method with its ``method_args``; a setting it does not take, or a bad value,
     raises ``ConfigError`` naming it and the method's settings."""
     factory = METHODS[cfg.method]
-    known = [k for k in inspect.signature(factory).parameters if k != "self"]
-    for key in cfg.method_args:
-        if key not in known:
+    params = {k: v for k, v in inspect.signature(factory).parameters.items() if k != "self"}
+    for key, value in cfg.method_args.items():
+        if key not in params:
             raise ConfigError(f"method_args: method {cfg.method} has no setting {key!r} (its settings: "
-                              f"{', '.join(known) or 'none'})")
+                              f"{', '.join(params) or 'none'})")
+        _check_kind("method_args", f"method {cfg.method}", key, value, params[key].default)
     try:
         return get_method(cfg.method, **cfg.method_args)
     except (TypeError, ValueError) as e:
@@ -238,6 +247,13 @@ def rebuild(checkpoint: str | Path, **overrides: Any) -> Rebuilt:
             raise CheckpointError(f"checkpoint {checkpoint}: {e}") from None
     else:
         model = model_from_config(cfg, data)
+        conversion = ck["extra"].get("conversion")
+        if conversion is not None:      # `spikeforge convert`: the ANN twin, converted; the weights fill it in
+            try:
+                model = convert(model, alpha=float(conversion["alpha"]), T=cfg.T)
+            except (KeyError, TypeError, ValueError) as e:
+                raise CheckpointError(f"checkpoint {checkpoint}: its conversion record does not rebuild "
+                                      f"({first_line(e)})") from None
     try:
         model.load_state_dict(ck["model"])
     except RuntimeError as e:

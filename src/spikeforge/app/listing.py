@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from ..core import Registry
@@ -26,4 +27,11 @@ def list_names(kind: str) -> list[tuple[str, str]]:
     their kind in the summary (``[scan]`` or ``[parallel]``)."""
     reg = LISTS[kind]
     tag = (lambda n: f"[{reg.info(n)['kind']}] ") if kind == "neurons" else (lambda n: "")
-    return [(n, tag(n) + reg.summary(n).replace("``", "")) for n in reg]
+    tail = _settings if kind == "methods" else (lambda n: "")
+    return [(n, tag(n) + reg.summary(n).replace("``", "") + tail(n)) for n in reg]
+
+
+def _settings(name: str) -> str:
+    """`` [--method-arg: alpha=0.5, ...]``: a method's settings with their defaults."""
+    params = [p for k, p in inspect.signature(METHODS[name]).parameters.items() if k != "self"]
+    return f" [--method-arg: {', '.join(f'{p.name}={p.default!r}' for p in params)}]" if params else ""

@@ -108,7 +108,7 @@ def apply_changes(saved: dict[str, Any], changes: dict[str, Any], run_dir: Path)
         if k == "run_dir" or getattr(cfg, k) == v:
             continue
         if k not in SAFE_ON_RESUME:
-            flag = "--" + k.replace("_", "-")
+            flag = "--" + k.replace("_", "-").removesuffix("s") if k.endswith("_args") else "--" + k.replace("_", "-")
             raise ConfigError(f"resume: {flag} cannot change when a run resumes (the run has {getattr(cfg, k)!r}, "
                               f"given {v!r}); what may change: {', '.join(SAFE_ON_RESUME)}")
         setattr(cfg, k, v)

@@ -96,10 +96,19 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None, *, c
         return _train(cfg, resume is not None, overwrite, callbacks, loss, optimizer, batch_transform)
 
 
+NEURON_FIELDS = ("neuron", "tau", "v_threshold", "surrogate", "alpha", "detach_reset", "memory")
+
+
 def _method_settings(cfg: TrainConfig) -> None:
     """Apply the run settings the learning method fixes (the ANN twins train at ``T = 1`` on direct input),
     saying so on stderr where they change what the config asked for."""
-    fixed = {k: v for k, v in getattr(METHODS[cfg.method], "config", {}).items() if getattr(cfg, k) != v}
+    factory = METHODS[cfg.method]
+    if getattr(factory, "replaces_neurons", False):
+        given = [f"--{k.replace('_', '-')}" for k in NEURON_FIELDS if getattr(cfg, k) != getattr(TrainConfig, k)]
+        if given:
+            print(f"spikeforge: method {cfg.method} puts its own neurons in the model and ignores {', '.join(given)} "
+                  "(its settings are --method-arg KEY=VALUE: `spikeforge list methods`)", file=sys.stderr)
+    fixed = {k: v for k, v in getattr(factory, "config", {}).items() if getattr(cfg, k) != v}
     if fixed:
         print(f"spikeforge: method {cfg.method} trains with " + ", ".join(f"{k}={v}" for k, v in fixed.items())
               + " (set by the method)", file=sys.stderr)

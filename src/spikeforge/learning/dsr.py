@@ -61,23 +61,33 @@ def weighted_rate(x: Tensor, beta: float | None) -> Tensor:
 
 @dataclass(frozen=True)
 class DSRRule:
-    """The DSR backward of a ``RateNeuron`` (see the module docstring): a ``GradientRule``."""
+    """The DSR backward of a ``RateNeuron`` (see the module docstring): a ``GradientRule`` that keeps only
+    the input's (weighted) rate ``[B, ...]`` for backward, so a layer's saved state does not grow with ``T``."""
 
-    def __call__(self, grad_spikes: Tensor, x_seq: Tensor, spikes: Tensor, state: Any,
+    def summarize(self, x_seq: Tensor, spikes: Tensor, params: RateParams) -> tuple[Tensor]:
+        """The input rate ``r`` (``[B, ...]``), all the backward needs of the forward."""
+        return (weighted_rate(x_seq, None if params.leak is None else 1.0 - params.leak),)
+
+    def __call__(self, grad_spikes: Tensor, saved: tuple[Tensor, ...] | Tensor, x_shape: Any, state: Any,
                  params: RateParams) -> tuple[Tensor, dict[str, Tensor]]:
-        T = x_seq.shape[0]
-        vth = torch.as_tensor(params.v_threshold, dtype=x_seq.dtype, device=x_seq.device).detach()
+        """``(∂L/∂x [T, B, ...], {"v_threshold": ∂L/∂V_th})`` from ``∂L/∂S`` and the input rate ``saved``
+        (or from the input ``saved`` itself and ``x_shape`` the spikes, when called as a plain rule)."""
+        if isinstance(saved, Tensor):                       # called with (x_seq, spikes): summarise here
+            saved = self.summarize(saved, x_shape, params)
+            x_shape = grad_spikes.shape
+        (r,) = saved
+        T = int(x_shape[0])
+        vth = torch.as_tensor(params.v_threshold, dtype=r.dtype, device=r.device).detach()
         grad_value = grad_spikes if params.emit else grad_spikes / vth     # ∂L/∂(V_th·S)
         lam = params.leak
         if lam is None:
-            r, g = x_seq.mean(0), grad_value.sum(0)
+            g = grad_value.sum(0)
             inside, above, gain = (r >= 0) & (r <= vth), r > vth, 1.0
         else:
-            beta = 1.0 - lam
-            r, g = weighted_rate(x_seq, beta), T * weighted_rate(grad_value, beta)
+            g = T * weighted_rate(grad_value, 1.0 - lam)
             top = vth / lam
             inside, above, gain = (r > 0) & (r < top), r > top, lam
-        gx = (g * inside * (gain / T)).unsqueeze(0).expand_as(x_seq)
+        gx = (g * inside * (gain / T)).unsqueeze(0).expand(x_shape)
         gth = (g * above).sum()
         return gx.contiguous(), {"v_threshold": gth.reshape(vth.shape)}
 
@@ -97,6 +107,7 @@ class DSR(BPTT):
     """
 
     name = "dsr"
+    replaces_neurons = True
 
     def __init__(self, alpha: float = 0.5, vth: float = 1.0, vth_bound: float = 1e-3, train_vth: bool = True,
                  neuron: str = "if", tau: float = 2.0) -> None:

@@ -35,6 +35,11 @@ class GradientRule(Protocol):
     (e.g. ``{"v_threshold": g}`` for a learnable threshold): that ``g`` is what arrives in ``.grad``. A
     parameter the rule gives no gradient gets none; the initial state never does. Rate-based rules (DSR,
     tandem learning, the spike-count rule) take this form.
+
+    A rule that needs less than the whole input and spike trains in backward may define
+    ``summarize(x_seq, spikes, params) -> tuple of tensors``: only that summary is kept for backward
+    (e.g. an input rate ``[B, ...]``, so the memory no longer grows with ``T``), and the rule is then called
+    as ``rule(grad_spikes, summary, x_shape, state, params)``.
     """
 
     def __call__(self, grad_spikes: Tensor, x_seq: Tensor, spikes: Tensor, state: State,
@@ -48,20 +53,25 @@ class _RuleGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x_seq: Tensor, spikes: Tensor, rule: GradientRule, state: State, params: Any,  # type: ignore[override]
                 names: tuple[str, ...], *values: Tensor) -> Tensor:
-        ctx.save_for_backward(x_seq, spikes)
+        summarize = getattr(rule, "summarize", None)
+        ctx.summarized = summarize is not None
+        ctx.save_for_backward(*(summarize(x_seq, spikes, params) if summarize is not None else (x_seq, spikes)))
         ctx.rule, ctx.state, ctx.params, ctx.names = rule, state, params, names
-        ctx.shapes = [v.shape for v in values]
+        ctx.shapes, ctx.x_shape = [v.shape for v in values], x_seq.shape
         return spikes.clone()
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        x_seq, spikes = ctx.saved_tensors
-        out = ctx.rule(grad, x_seq, spikes, ctx.state, ctx.params)
+        saved = ctx.saved_tensors
+        if ctx.summarized:
+            out = ctx.rule(grad, saved, ctx.x_shape, ctx.state, ctx.params)
+        else:
+            out = ctx.rule(grad, saved[0], saved[1], ctx.state, ctx.params)
         gx, gp = (out if isinstance(out, tuple) else (out, {}))
         who = type(ctx.rule).__name__
-        if gx.shape != x_seq.shape:
+        if gx.shape != ctx.x_shape:
             raise RuntimeError(f"gradient rule {who} returned shape {tuple(gx.shape)}, "
-                               f"expected the input's {tuple(x_seq.shape)}")
+                               f"expected the input's {tuple(ctx.x_shape)}")
         unknown = sorted(set(gp) - set(ctx.names))
         if unknown:
             raise RuntimeError(f"gradient rule {who} returned a gradient for {unknown[0]!r}, which is not a "

@@ -106,12 +106,14 @@ class TrainStep:
     ``check(model)`` returns ``None`` when the method can train ``model``, else the reason (the CLI
     prints it before anything is written). ``prepare(model)`` turns a zoo model into the one the method
     trains, in place (swapping neurons, tying thresholds into weights) and marks it, so a second call does
-    nothing. ``config`` lists the run settings the method fixes (the ANN twins train at ``T = 1``).
+    nothing. ``config`` lists the run settings the method fixes (the ANN twins train at ``T = 1``);
+    ``replaces_neurons`` says that ``prepare`` puts the method's own neurons in place of the model's.
     ``options()`` are the method's own settings (``--method-arg``), saved in the run's config.
     """
 
     name = "step"
     config: ClassVar[dict[str, Any]] = {}
+    replaces_neurons: ClassVar[bool] = False       # prepare() swaps the model's neurons for the method's own
 
     def check(self, model: nn.Module) -> str | None:
         return None
