@@ -30,7 +30,7 @@ def _seed() -> None:
 
 # Suites of small tensors run single-threaded: on a shared 2-core machine a second OpenMP thread mostly
 # waits at barriers (measured: the model tests take 31 s on one thread, 170 s on two under load).
-SINGLE_THREADED = {"layers", "models", "analysis", "app"}
+SINGLE_THREADED = {"layers", "models", "analysis", "app", "learning"}
 
 
 @pytest.fixture(autouse=True)

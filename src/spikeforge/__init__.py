@@ -3,7 +3,8 @@
 Subpackages are imported on demand (``spikeforge.neurons``, ``spikeforge.surrogate``,
 ``spikeforge.encode``, ``spikeforge.data`` …) so that ``import spikeforge`` stays cheap. They are layered,
 lowest first: ``core`` → ``surrogate`` → ``kernels`` → ``neurons`` → ``encode`` → ``data`` → ``layers`` →
-``models`` → ``analysis`` → ``training`` → ``learning`` → ``export`` → ``app`` → ``cli``; each imports only from those before it.
+``models`` → ``analysis`` → ``training`` → ``learning`` → ``compress`` → ``export`` → ``app`` → ``cli``;
+each imports only from those before it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = {"core", "surrogate", "kernels", "neurons", "encode", "data", "layers", "models", "analysis",
-               "training", "learning", "export", "app", "cli"}
+               "training", "learning", "compress", "export", "app", "cli"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,9 +1,9 @@
-"""``spikeforge train | eval | report | export | import | list``: the command line. It parses arguments and calls
-``spikeforge.app``; nothing else happens here.
+"""``spikeforge train | eval | report | convert | export | import | list``: the command line. It parses arguments
+and calls ``spikeforge.app``; nothing else happens here.
 
 Flags follow one rule (printed by ``spikeforge train --help``): ``--method`` picks how the model learns,
 ``--loss`` the loss, ``--memory`` how the backward pass stores state; compression flags (``--quantize``,
-``--prune``, ``--rewire``: not in this version yet) are hooks that compose with any method. Every flag
+``--prune``, ``--rewire``) are hooks that compose with any method. Every flag
 that takes a name lists its choices; an unknown name gets "did you mean" and the list, exit code 2, and
 nothing is written. Every error in what the user gave (a ``UserError``) is one line and exit code 2; a run
 that fails (non-finite or diverging loss, too many skipped steps) is one line and exit code 1.
@@ -23,8 +23,8 @@ from .core import UnknownNameError, UserError
 __all__ = ["main"]
 
 RULE = ("Flags: --method picks how the model learns (bptt by default), --loss picks the loss, --memory picks\n"
-        "how the backward pass stores state; compression flags (--quantize, --prune, --rewire: not in this\n"
-        "version yet) are hooks that compose with any method. `spikeforge list KIND` describes every choice.")
+        "how the backward pass stores state; compression flags (--quantize, --prune, --rewire) are hooks that\n"
+        "compose with any method. `spikeforge list KIND` describes every choice (methods, compressors, ...).")
 
 EXAMPLES = {
     "train": ["spikeforge train --dataset digits --model spiking_mlp_tiny --T 8 --epochs 20 --lr 0.005",
@@ -37,6 +37,9 @@ EXAMPLES = {
     "list": ["spikeforge list models", "spikeforge list methods"],
     "import": ["spikeforge import model.nir -o imported.safetensors --dataset digits --T 8",
                "spikeforge eval imported.safetensors"],
+    "convert": ["spikeforge convert runs/qcfs --T 4 8 16 32 64",
+                "spikeforge convert runs/ann --norm percentile --percentile 99.9 --out runs/ann/p99.9",
+                "spikeforge eval runs/qcfs/convert-clip/T8.safetensors"],
     "export": ["spikeforge export runs/RUN -o model.nir",
                "spikeforge export runs/RUN/checkpoints/last.safetensors --format nir --dt 1e-3 -o model.nir"],
 }
@@ -127,6 +130,31 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     ex.add_argument("--data-root", dest="data_root", default=None,
                     help="folder of the dataset's files, if it moved since training (for the check sample)")
+    cv = sub.add_parser("convert", help="an ANN twin's run (--method ann or qcfs) as SNN checkpoints, one per --T",
+                        description="Convert the run of an ANN twin into SNNs of IF neurons with reset by\n"
+                                    "subtraction: batch norms folded, thresholds from training activations (or\n"
+                                    "QCFS's trained clip), one checkpoint per T, and conversion.json with the\n"
+                                    "accuracy at each T.",
+                        epilog=_epilog("convert"), formatter_class=fmt)
+    cv.add_argument("run", metavar="RUN_DIR",
+                    help="a run folder of --method ann or qcfs (its best checkpoint, else its last), or a checkpoint")
+    cv.add_argument("--T", dest="T", type=int, nargs="+", default=[4, 8, 16, 32, 64],
+                    help="time steps to convert for (default 4 8 16 32 64)")
+    cv.add_argument("--norm", default=None, help="thresholds: max (largest activation), percentile (of the positive "
+                                                 "activations) or clip (QCFS's trained clip); default clip for a qcfs "
+                                                 "run, max for an ann run")
+    cv.add_argument("--percentile", type=float, default=None, help="with --norm percentile: in (0, 100] "
+                                                                   "(default 99.99)")
+    cv.add_argument("--shift", type=float, default=None,
+                    help="initial membrane as a fraction of the threshold, in [0, 1) (default: the qcfs run's shift, "
+                         "0.5; 0 for an ann run)")
+    cv.add_argument("--batches", type=int, default=10, help="training batches the thresholds are measured on "
+                                                            "(default 10)")
+    cv.add_argument("-o", "--out", default=None, help="output folder (default RUN_DIR/convert-NORM)")
+    cv.add_argument("--overwrite", action="store_true", help="replace an existing conversion in the output folder")
+    cv.add_argument("--val", action="store_true", help="also measure the accuracy on the validation split (to choose "
+                                                       "settings such as --percentile without the test split)")
+    cv.add_argument("--data-root", dest="data_root", default=None, help="folder of the dataset's files")
     im = sub.add_parser("import", help="a NIR file as a checkpoint that eval and report take",
                         epilog=_epilog("import"), formatter_class=fmt)
     im.add_argument("file", metavar="NIR_FILE")
@@ -157,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .training import RunFailed
     try:
-        return int({"train": _train, "eval": _eval, "report": _report, "export": _export,
+        return int({"train": _train, "eval": _eval, "report": _report, "convert": _convert, "export": _export,
                     "import": _import, "list": _list}[args.command](args))
     except UserError as e:
         print(f"spikeforge: error: {_one_line(e)}", file=sys.stderr)
@@ -191,7 +219,8 @@ def _train(args: argparse.Namespace) -> int:
         print(f"last epoch {last['epoch']}: test accuracy {100 * last['test_accuracy']:.2f}%, "
               f"val accuracy {100 * last.get('val_accuracy', float('nan')):.2f}%")
     rates = layer_firing_rates(model, data, TrainConfig(**{**result.config, "run_dir": None}))
-    print("firing rates per layer: " + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
+    if rates:                        # an ANN twin (--method ann/qcfs) has no spiking layer
+        print("firing rates per layer: " + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
     print(f"run folder: {result.run_dir}")
     return 0
 
@@ -234,6 +263,22 @@ def _report(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError, ImportError) as e:
         raise ConfigError(str(e)) from None
     print(format_report(rep))
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .app import convert_run
+    res = convert_run(args.run, args.T, args.norm, args.percentile, shift=args.shift, batches=args.batches,
+                      out_dir=args.out, overwrite=args.overwrite, data_root=args.data_root, val=args.val)
+    what = res["norm"] + (f" {res['percentile']:g}" if res["percentile"] is not None else "")
+    print(f"{res['method']} twin of {res['model']} on {res['dataset']}: ANN test accuracy "
+          f"{100 * res['ann_test_accuracy']:.2f}%; SNN ({what}, shift {res['shift']:g}):")
+    for t in res["T"]:
+        worst = max(res["layer_error"][str(t)].values(), default=float("nan"))
+        val = f", val {100 * res['val_accuracy'][str(t)]:6.2f}%" if "val_accuracy" in res else ""
+        print(f"  T = {t:4d}: test accuracy {100 * res['test_accuracy'][str(t)]:6.2f}%{val}  "
+              f"(largest layer error {worst:.4f} θ)  {res['checkpoints'][str(t)]}")
+    print(f"conversion.json: {res['file']}")
     return 0
 
 

@@ -23,7 +23,7 @@ BAD = [
     (["--model-arg", "width"], "model_args", "KEY=VALUE"),
     (["--model", "spiking_cnn_tny"], "model", "did you mean 'spiking_cnn_tiny'"),
     (["--loss", "tte"], "loss", "did you mean 'tet'?"),
-    (["--method", "bpt"], "method", "did you mean 'bptt'? (choose from: bptt)"),
+    (["--method", "bpt"], "method", "did you mean 'bptt'? (choose from: ann, bptt, dsr,"),
     (["--surrogate", "sigmiod"], "surrogate", "did you mean 'sigmoid'"),
     (["--memory", "cheap"], "memory", "choose from: default, lean"),
 ]

@@ -172,3 +172,18 @@ def test_dsr_rejects_what_it_cannot_train() -> None:
         DSR(alpha=0)
     with pytest.raises(ValueError, match="neuron"):
         DSR(neuron="izh")
+
+
+def test_tied_thresholds_survive_a_checkpoint(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SEW ADD ties thresholds (one Parameter under two names): the checkpoint stores both, and a rebuilt
+    model loads them back tied."""
+    from spikeforge.training import load_checkpoint, save_checkpoint
+    sew = _prepared("sew_resnet_tiny")
+    with torch.no_grad():
+        rate_neurons(sew)["stem.1"].v_threshold.fill_(0.625)
+    save_checkpoint(tmp_path / "c.safetensors", model=sew.state_dict())
+    again = _prepared("sew_resnet_tiny")
+    again.load_state_dict(load_checkpoint(tmp_path / "c.safetensors")["model"])
+    ns = rate_neurons(again)
+    assert ns["stem.1"].v_threshold is ns["stages.0.0.branch.3"].v_threshold
+    assert ns["stages.0.0.branch.3"].v_threshold.item() == 0.625

@@ -3,16 +3,17 @@ refuse what it cannot train in one line, and take its settings from --method-arg
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
 import torch
-from tests.training.conftest import main_in_process
 
 from spikeforge.app import evaluate_checkpoint
 from spikeforge.learning import METHODS
 from spikeforge.training import load_checkpoint
+from tests.training.conftest import main_in_process
 
 NAMES = [n for n in METHODS if n != "bptt"]
 BASE = ["train", "--dataset", "digits", "--model", "spiking_mlp_tiny", "--epochs", "2", "--batch-size", "32",
@@ -22,6 +23,11 @@ BASE = ["train", "--dataset", "digits", "--model", "spiking_mlp_tiny", "--epochs
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run / "checkpoints" / "last.safetensors")["model"]
+
+
+def _rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv") as f:
+        return [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in csv.DictReader(f)]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -37,6 +43,7 @@ def test_method_run_resumes_exactly_and_is_deterministic(name: str, tmp_path: Pa
     assert main_in_process(capsys, "train", "--resume", str(stopped), "--max-steps", "none")[0] == 0
     got = _weights(stopped)
     assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want), "resume is not exact"
+    assert _rows(stopped) == _rows(tmp_path / "ref")          # metrics too, a method's own columns included
     cfg = json.loads((stopped / "config.json").read_text())
     assert cfg["method"] == name
     summary = json.loads((tmp_path / "ref" / "summary.json").read_text())
@@ -82,3 +89,13 @@ def test_incompatible_model_is_refused_before_anything_is_written(name: str, tmp
                                 "--run-dir", str(tmp_path / "r"))
     assert code == 2 and len(err) == 1 and f"method: {name} cannot train spikformer_tiny" in err[0], err
     assert "attention" in err[0] and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("name", [n for n in ("dsr", "tandem", "spike-count") if n in METHODS])
+def test_soft_reset_models_are_refused_by_nir_export(name: str, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("nir")
+    run = tmp_path / "run"
+    assert main_in_process(capsys, *BASE, "--method", name, "--max-steps", "1", "--run-dir", str(run))[0] == 0
+    code, err = main_in_process(capsys, "export", str(run), "-o", str(tmp_path / "m.nir"))
+    assert code == 2 and len(err) == 1 and "resets by subtraction" in err[0], err
+    assert not (tmp_path / "m.nir").exists()

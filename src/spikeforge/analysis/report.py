@@ -99,6 +99,9 @@ def format_report(rep: Mapping[str, Any]) -> str:
         lines.append("    none")
     verdict = "yes" if a["spike_driven"] else f"no ({a['nonspike_synaptic_macs_excl_encoder_head']:.4g} MACs)"
     lines.append(f"  spike-driven outside the encoder and the head: {verdict}")
+    for flag, c in rep.get("compression", {}).items():
+        nums = ", ".join(f"{k} {v}" for k, v in c.items() if k != "spec" and not isinstance(v, dict))
+        lines.append(f"  --{flag} {c['spec']}: {nums}")
     if rep.get("files"):
         lines.append("  wrote: " + ", ".join(rep["files"].values()))
     return "\n".join(lines)

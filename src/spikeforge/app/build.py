@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..compress import FLAGS, CompressionError, Compressor, parse_spec
 from ..core import UserError, eval_mode, first_line
 from ..data import DATASETS, DataBundle, batch_loader, build_dataset, to_time_first
 from ..export import NIRNet
@@ -26,6 +27,7 @@ from ..training import LOSSES, CheckpointError, TrainStep, get_method, load_chec
 from .config import ConfigError, TrainConfig, load_config
 
 __all__ = ["registries", "validate", "neuron_from_config", "method_from_config", "model_from_config",
+           "compressors_from_config", "compressors_of",
            "data_from_config", "Rebuilt", "rebuild", "first_input", "check_input"]
 
 # what the data and the config decide; --model-arg may not override them
@@ -51,6 +53,7 @@ def validate(cfg: TrainConfig, imported: bool = False) -> TrainConfig:
     if imported:
         names["model"] = [*names["model"], IMPORTED_NIR]
     cfg.validate(names)
+    compressors_from_config(cfg)
     if DATASETS.info(cfg.dataset).get("needs_root"):
         if not cfg.data_root:
             raise ConfigError(f"data_root: dataset {cfg.dataset!r} reads the original release from --data-root")
@@ -132,6 +135,30 @@ def _check_model_args(name: str, args: dict[str, Any]) -> None:
             raise ConfigError(f"model_args: {key}={value!r}: {name} expects a value > 0 (default {default})")
 
 
+def compressors_from_config(cfg: TrainConfig) -> list[Compressor]:
+    """The config's ``--quantize`` / ``--prune`` / ``--rewire`` compressions, in the order they apply; a bad
+    spec raises ``ConfigError`` naming the flag and what is expected."""
+    out = []
+    for flag in FLAGS:
+        text = getattr(cfg, flag)
+        if text:
+            try:
+                comp = parse_spec(flag, str(text))
+            except CompressionError as e:
+                raise ConfigError(str(e)) from None
+            check_config = getattr(comp, "check_config", None)
+            why = check_config(cfg) if check_config is not None else None
+            if why is not None:
+                raise ConfigError(f"--{flag} {text}: {why}")
+            out.append(comp)
+    return out
+
+
+def compressors_of(model: nn.Module) -> list[Compressor]:
+    """The compressions ``model_from_config`` applied to ``model`` (their training hooks, their report)."""
+    return list(getattr(model, "_spikeforge_compressors", []))
+
+
 def method_from_config(cfg: TrainConfig) -> TrainStep:
     """The config's learning method with its ``method_args``; a setting it does not take, or a bad value,
     raises ``ConfigError`` naming it and the method's settings."""
@@ -167,7 +194,19 @@ def model_from_config(cfg: TrainConfig, data: DataBundle, method: TrainStep | No
     reason = method.check(model)
     if reason is not None:
         raise ConfigError(f"method: {cfg.method} cannot train {cfg.model}: {reason}")
-    return method.prepare(model)
+    model = method.prepare(model)
+    done = []
+    for comp in compressors_from_config(cfg):
+        why = comp.check(model)
+        if why is not None:
+            raise ConfigError(f"{comp.flag}: {comp.spec()} cannot compress {cfg.model}: {why}")
+        try:
+            model = comp.apply(model)
+        except CompressionError as e:
+            raise ConfigError(f"{comp.flag}: {e}") from None
+        done.append(comp)
+    model._spikeforge_compressors = done  # type: ignore[assignment]
+    return model
 
 
 def first_input(data: DataBundle, cfg: TrainConfig) -> Tensor:

@@ -51,6 +51,9 @@ class TrainConfig:
     loss: str = "ce"                # a registered loss: ce (mean output over T) | mse_rate | tet
     method: str = "bptt"            # a registered learning method (train-step strategy)
     memory: str = "default"         # what the neurons keep for backward: default | lean
+    quantize: str | None = None     # e.g. w2u2 (compression hooks: compose with any method)
+    prune: str | None = None        # e.g. lats:D=0.02, lats@0.9, crossbar:R=64,C=64@0.5
+    rewire: str | None = None       # e.g. gradr:s=0.9,alpha=1e-3
     amp: str = "off"                # off | bf16 | fp16
     val_fraction: float = 0.1
     seed: int = 0
@@ -143,6 +146,9 @@ FIELD_HELP: dict[str, str] = {
     "max_steps": "stop after N steps", "limit_train": "train on the first N samples only",
     "threads": "torch threads (restored when the run ends)", "progress": "show the progress bar",
     "eval_every": "evaluate val/test every N epochs (and after the last)",
+    "quantize": "quantize weights and membrane, e.g. w2u2 (`spikeforge list compressors`)",
+    "prune": "prune while training, e.g. crossbar:R=64,C=64@0.5 (`spikeforge list compressors`)",
+    "rewire": "rewire while training, e.g. gradr:s=0.9 (`spikeforge list compressors`)",
     "method_args": "the learning method's own settings (--method-arg KEY=VALUE)",
 }
 """One line of help per config field, shown by ``spikeforge train --help`` and in config errors."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from ..compress import COMPRESSORS
 from ..core import Registry
 from ..data import DATASETS
 from ..export import EXPORTERS
@@ -17,9 +18,9 @@ __all__ = ["LISTS", "list_names"]
 
 LISTS: dict[str, Registry[Any]] = {"models": MODELS, "datasets": DATASETS, "neurons": NEURONS,
                                    "surrogates": SURROGATES, "losses": LOSSES, "methods": METHODS,
-                                   "exporters": EXPORTERS}
+                                   "exporters": EXPORTERS, "compressors": COMPRESSORS}
 """What ``spikeforge list KIND`` can list, by kind (models, datasets, neurons, surrogates, losses, methods,
-exporters)."""
+exporters, compressors)."""
 
 
 def list_names(kind: str) -> list[tuple[str, str]]:
@@ -27,8 +28,15 @@ def list_names(kind: str) -> list[tuple[str, str]]:
     their kind in the summary (``[scan]`` or ``[parallel]``)."""
     reg = LISTS[kind]
     tag = (lambda n: f"[{reg.info(n)['kind']}] ") if kind == "neurons" else (lambda n: "")
-    tail = _settings if kind == "methods" else (lambda n: "")
+    tail = _settings if kind == "methods" else _flag if kind == "compressors" else (lambda n: "")
     return [(n, tag(n) + reg.summary(n).replace("``", "") + tail(n)) for n in reg]
+
+
+def _flag(name: str) -> str:
+    """`` [--prune crossbar:R=256, ...]``: the flag that takes a compressor, with its settings' defaults."""
+    params = [p for k, p in inspect.signature(COMPRESSORS[name]).parameters.items() if k != "self"]
+    shown = ", ".join(f"{p.name}={p.default!r}" for p in params)
+    return f" [--{COMPRESSORS.info(name)['flag']} {name}:{shown}]"
 
 
 def _settings(name: str) -> str:

@@ -27,7 +27,7 @@ from ..analysis.perf import param_bytes, peak_memory_bytes, time_forward
 from ..core import atomic_write
 from ..data import batch_loader, to_time_first
 from ..training import count_correct
-from .build import rebuild
+from .build import compressors_of, rebuild
 
 __all__ = ["run_report"]
 
@@ -97,6 +97,10 @@ def run_report(checkpoint: str | Path, dataset: str | None = None, out_dir: str 
     bar.update(1)
     peak = peak_memory_bytes(model, first)
     bar.update(1)
+    comps = compressors_of(model)
+    if energy_model is None:     # a compression may change the energy per operation (MINT: integer adds)
+        own = [getattr(c, "energy_model", lambda m: None)(model) for c in comps]
+        energy_model = next((em for em in own if em is not None), None)
     analysis = analyze(model, counted, convention, energy_model, progress=bar)
     rec = SpikeRecorder(model, full=True)
     with rec, torch.no_grad():
@@ -110,6 +114,8 @@ def run_report(checkpoint: str | Path, dataset: str | None = None, out_dir: str 
         "latency_ms": 1e3 * latency, "throughput_sps": seen / max(fwd_seconds, 1e-12), "batch_size": batch_size,
         "peak_memory_mib": peak / 2**20, "param_mib": param_bytes(model) / 2**20,
         "device": str(first.device), "threads": torch.get_num_threads(), **analysis}
+    if comps:
+        rep["compression"] = {c.flag: {"spec": c.spec(), **c.describe(model)} for c in comps}
     if plots:
         rep["files"] = write_plots(rep, {n: rec.spikes(n)[:, 0] for n in rec.records if rec.records[n].spikes}, out)
     atomic_write(out / "report.json", json.dumps(rep, indent=2))

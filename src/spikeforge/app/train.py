@@ -39,7 +39,15 @@ from ..training import (
     get_loss,
     optimizer_factory,
 )
-from .build import check_input, data_from_config, first_input, method_from_config, model_from_config, validate
+from .build import (
+    check_input,
+    compressors_of,
+    data_from_config,
+    first_input,
+    method_from_config,
+    model_from_config,
+    validate,
+)
 from .config import ConfigError, TrainConfig
 from .rundir import apply_changes, check_target, clear_run, default_run_dir, holds_run, saved_config
 
@@ -89,35 +97,36 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None, *, c
         cfg = apply_changes(saved_config(rd), changes or {}, rd)
     elif cfg is None:
         raise ConfigError("train: give a config, or resume= a run folder")
-    else:
-        _method_settings(validate(cfg))
+    notes = [] if resume is not None else _method_settings(validate(cfg))
     validate(cfg)
     with threads(cfg.threads):
-        return _train(cfg, resume is not None, overwrite, callbacks, loss, optimizer, batch_transform)
+        return _train(cfg, resume is not None, overwrite, callbacks, loss, optimizer, batch_transform, notes)
 
 
 NEURON_FIELDS = ("neuron", "tau", "v_threshold", "surrogate", "alpha", "detach_reset", "memory")
 
 
-def _method_settings(cfg: TrainConfig) -> None:
-    """Apply the run settings the learning method fixes (the ANN twins train at ``T = 1`` on direct input),
-    saying so on stderr where they change what the config asked for."""
+def _method_settings(cfg: TrainConfig) -> list[str]:
+    """Apply the run settings the learning method fixes (the ANN twins train at ``T = 1`` on direct input);
+    returns the notes to print once the run starts, where they change what the config asked for."""
     factory = METHODS[cfg.method]
+    notes = []
     if getattr(factory, "replaces_neurons", False):
         given = [f"--{k.replace('_', '-')}" for k in NEURON_FIELDS if getattr(cfg, k) != getattr(TrainConfig, k)]
         if given:
-            print(f"spikeforge: method {cfg.method} puts its own neurons in the model and ignores {', '.join(given)} "
-                  "(its settings are --method-arg KEY=VALUE: `spikeforge list methods`)", file=sys.stderr)
+            notes.append(f"method {cfg.method} puts its own neurons in the model and ignores {', '.join(given)} "
+                         "(its settings are --method-arg KEY=VALUE: `spikeforge list methods`)")
     fixed = {k: v for k, v in getattr(factory, "config", {}).items() if getattr(cfg, k) != v}
     if fixed:
-        print(f"spikeforge: method {cfg.method} trains with " + ", ".join(f"{k}={v}" for k, v in fixed.items())
-              + " (set by the method)", file=sys.stderr)
+        notes.append(f"method {cfg.method} trains with " + ", ".join(f"{k}={v}" for k, v in fixed.items())
+                     + " (set by the method)")
         for k, v in fixed.items():
             setattr(cfg, k, v)
+    return notes
 
 
 def _train(cfg: TrainConfig, resume: bool, overwrite: bool, callbacks: list[Any] | None, loss: Any, optimizer: Any,
-           batch_transform: Any) -> tuple[FitResult, nn.Module, DataBundle]:
+           batch_transform: Any, notes: list[str]) -> tuple[FitResult, nn.Module, DataBundle]:
     t_start = time.perf_counter()
     _init_distributed()
     rank = dist.get_rank() if dist.is_initialized() else 0
@@ -130,6 +139,8 @@ def _train(cfg: TrainConfig, resume: bool, overwrite: bool, callbacks: list[Any]
     method = method_from_config(cfg)
     model = model_from_config(cfg, data, method)
     check_input(model, data, cfg)                # a wrong shape fails here, before anything is written
+    for note in notes if rank == 0 else []:
+        print(f"spikeforge: {note}", file=sys.stderr)
     cfg.run_dir = str(run_dir)
     lock: FolderLock | None = None
     try:
@@ -185,7 +196,7 @@ def _trainer(cfg: TrainConfig, model: nn.Module, data: DataBundle, run_dir: Path
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
     sched = (cosine_warmup(cfg.lr, total, int(cfg.warmup_epochs * steps_per_epoch)) if cfg.schedule == "cosine"
              else constant(cfg.lr))
-    cbs: list[Any] = list(callbacks or [])
+    cbs: list[Any] = [cb for comp in compressors_of(model) for cb in comp.callbacks()] + list(callbacks or [])
     if rank == 0:
         with contextlib.suppress(ImportError):
             cbs.append(TensorBoardLogger(run_dir / "tb"))

@@ -19,6 +19,7 @@ quantiser) and refuses a model it already compressed; ``callbacks()`` are the en
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from collections.abc import Callable
@@ -113,6 +114,8 @@ def parse_spec(flag: str, text: str) -> Compressor:
             key, sep, value = item.partition("=")
             if not sep or not key.strip().isidentifier():
                 raise CompressionError(f"--{flag} {text}: {item!r} is not KEY=VALUE")
+            if key.strip() in kwargs:
+                raise CompressionError(f"--{flag} {text}: {key.strip()} is given twice")
             kwargs[key.strip()] = _value(value.strip())
     if name.lower() not in COMPRESSORS:
         names = [n for n in COMPRESSORS if COMPRESSORS.info(n).get("flag") == flag]
@@ -121,6 +124,11 @@ def parse_spec(flag: str, text: str) -> Compressor:
     if COMPRESSORS.info(name).get("flag") != flag:
         raise CompressionError(f"--{flag} {text}: {name} is chosen with --{COMPRESSORS.info(name)['flag']}")
     factory = COMPRESSORS[name]
+    known = [k for k in inspect.signature(factory).parameters if k != "self"]
+    for key in kwargs:
+        if key not in known:
+            what = "@TARGET" if key == "target" else f"setting {key!r}"
+            raise CompressionError(f"--{flag} {text}: {name} has no {what} (its settings: {', '.join(known)})")
     try:
         return factory(**kwargs)
     except TypeError as e:

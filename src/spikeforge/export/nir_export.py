@@ -135,6 +135,10 @@ class _Builder:
             return self.add(name, if_to_nir(m, shape, self.dt, name), sources)
         if type(m) is CUBALIF:
             return self.add(name, cubalif_to_nir(m, shape, self.dt, name), sources)
+        if getattr(m, "v_reset", 0.0) is None:
+            raise NIRExportError(f"{name}: {type(m).__name__} resets by subtraction (the rate-coded learning methods' "
+                                 "and ANN-to-SNN conversion's neuron); NIR neurons reset to v_reset, so it cannot "
+                                 "be exported")
         raise NIRExportError(f"{name}: {type(m).__name__} cannot be exported (NIR nodes exist for IF, LIF and "
                              "CUBALIF here; PSN, ALIF, PLIF, Izhikevich and graded spikes have none)")
 

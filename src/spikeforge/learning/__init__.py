@@ -18,10 +18,29 @@ and one neuron swap (``base.py``), and one plan for folding thresholds into the 
 
 from ..training import METHODS
 from .base import MAX_POOLS, rate_compatible, replace_neurons
+from .conversion import (
+    ANN,
+    NORMS,
+    QCFS,
+    QCFSActivation,
+    ReLUTwin,
+    TwinActivation,
+    convert,
+    layer_errors,
+    sew_groups,
+    threshold_statistics,
+    twin_activations,
+)
 from .dsr import DSR, DSRRule, weighted_rate
 from .graph import SCALE_TRANSPARENT, SYNAPTIC, FoldPlan, spike_consumers
 from .neurons import RateNeuron, RateParams, RateState, ScaleByThreshold, fold_thresholds, rate_neurons, rate_step
+from .spike_count import SpikeCount, SpikingReadout, rate_penalty
+from .tandem import CountRule, Tandem, count_activation, count_neuron, if_count, to_count_neurons
 
 __all__ = ["METHODS", "DSR", "DSRRule", "weighted_rate", "RateNeuron", "RateParams", "RateState", "rate_step",
            "ScaleByThreshold", "fold_thresholds", "rate_neurons", "FoldPlan", "spike_consumers", "SYNAPTIC",
-           "SCALE_TRANSPARENT", "rate_compatible", "replace_neurons", "MAX_POOLS"]
+           "SCALE_TRANSPARENT", "rate_compatible", "replace_neurons", "MAX_POOLS",
+           "Tandem", "CountRule", "count_activation", "count_neuron", "if_count", "to_count_neurons",
+           "SpikeCount", "SpikingReadout", "rate_penalty",
+           "ANN", "QCFS", "QCFSActivation", "ReLUTwin", "TwinActivation", "NORMS", "convert", "layer_errors",
+           "sew_groups", "threshold_statistics", "twin_activations"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,8 @@ __all__ = ["Callback", "StepInfo", "CSVLogger", "TensorBoardLogger", "ProgressBa
 @dataclass
 class StepInfo:
     """What ``Callback.on_step_end`` sees after each optimiser step: the global step, epoch, learning rate,
-    the batch's loss and accuracy, its size, the model and the step's seconds."""
+    the batch's loss and accuracy, its size, the model, the step's seconds and the method's own numbers
+    (``StepOutput.extra``, e.g. a rate penalty; their epoch means go to ``metrics.csv`` as ``train_<name>``)."""
     step: int
     epoch: int
     lr: float
@@ -42,6 +43,7 @@ class StepInfo:
     batch_size: int
     model: nn.Module
     seconds: float
+    extra: dict[str, float] = field(default_factory=dict)
 
 
 class Callback:
@@ -122,6 +124,8 @@ class TensorBoardLogger(Callback):
         if info.step % self.every == 0:
             self.writer.add_scalar("train/loss_step", info.loss, info.step)
             self.writer.add_scalar("train/lr", info.lr, info.step)
+            for k, v in info.extra.items():
+                self.writer.add_scalar(f"train/{k}", v, info.step)
 
     def on_epoch_end(self, trainer: Any, metrics: dict[str, Any]) -> None:
         for k, v in metrics.items():

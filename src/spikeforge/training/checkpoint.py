@@ -97,6 +97,12 @@ def save_checkpoint(path: str | Path, *, model: dict[str, Tensor], optimizer: di
                 tensors[f"{sec}/{k}"] = v.detach().cpu().contiguous()
             else:
                 info[sec][k] = v
+    seen: set[int] = set()
+    for k, v in tensors.items():       # tied parameters (one tensor under two names): safetensors stores copies
+        ptr = v.untyped_storage().data_ptr()
+        if v.numel() and ptr in seen:
+            tensors[k] = v.clone()
+        seen.add(ptr)
     info["sha256"] = _digest(tensors, info)
     path.parent.mkdir(parents=True, exist_ok=True)
     header = {"spikeforge": json.dumps(info)}

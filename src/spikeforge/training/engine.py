@@ -91,6 +91,7 @@ class TrainState:
     ep_seen: int = 0
     loss0: float | None = None         # the loss of the first step (before any update), for divergence
     high: int = 0                      # consecutive steps with the loss above diverge_factor × loss0
+    ep_extra: dict[str, list[float]] = field(default_factory=dict)   # a method's per-step numbers (StepOutput.extra)
 
 
 def _rank() -> tuple[int, int]:
@@ -215,6 +216,7 @@ class Trainer:
         self.num_workers, self.config, self.eval_every = num_workers, config or {}, eval_every
         self.max_skipped, self.diverge_factor, self.diverge_steps = max_skipped, diverge_factor, diverge_steps
         self.stop = False          # a callback may set it: the run ends after the current step
+        self._extra: dict[str, float] = {}
         self.encoder_gen = torch.Generator().manual_seed(seed + 17)
         self.state = TrainState()
         self.progress = ProgressBar(progress and self.rank == 0)
@@ -239,7 +241,7 @@ class Trainer:
                "numpy": _np_state(), "python": _py_state()}
         meta = {"step": s.step, "epoch": s.epoch, "pos": s.pos, "best_val": s.best_val, "skipped": s.skipped,
                 "history": s.history, "ep_losses": s.ep_losses, "ep_accs": s.ep_accs, "ep_seen": s.ep_seen,
-                "loss0": s.loss0, "high": s.high,
+                "ep_extra": s.ep_extra, "loss0": s.loss0, "high": s.high,
                 "csv_rows": len(self.csv.rows) if self.csv else 0, "config": self.config,
                 "method": self.method.name, "scaler": self.scaler.state_dict()}
         save_checkpoint(self.ckpt_path(name), model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
@@ -268,7 +270,8 @@ class Trainer:
         if m.get("scaler"):
             self.scaler.load_state_dict(m["scaler"])
         self.state = TrainState(m["step"], m["epoch"], m["pos"], m["best_val"], m["skipped"], m["history"],
-                                m["ep_losses"], m["ep_accs"], m["ep_seen"], m.get("loss0"), m.get("high", 0))
+                                m["ep_losses"], m["ep_accs"], m["ep_seen"], m.get("loss0"), m.get("high", 0),
+                                m.get("ep_extra", {}))
         if self.csv is not None:
             self.csv.restore(m["csv_rows"])
         return True
@@ -321,6 +324,7 @@ class Trainer:
             raise RunFailed(f"step {self.state.step}: the optimiser step failed ({first_line(e)}); the learning rate "
                             f"{self.optimizer.param_groups[0]['lr']:.3g} is likely far too large") from None
         self.scaler.update()
+        self._extra = dict(out.extra)
         loss = float(out.loss)
         self._watch_divergence(loss, x_seq)
         return loss, accuracy(out.outputs, y), True
@@ -373,10 +377,14 @@ class Trainer:
                 s.step += 1
                 s.pos += 1
                 s.ep_seen += len(y)
+                extra = self._extra if ok else {}
                 if ok:
                     s.ep_losses.append(loss)
                     s.ep_accs.append(acc)
-                info = StepInfo(s.step, s.epoch, lr, loss, acc, len(y), self.model, time.perf_counter() - t_step)
+                    for k, v in extra.items():
+                        s.ep_extra.setdefault(k, []).append(float(v))
+                info = StepInfo(s.step, s.epoch, lr, loss, acc, len(y), self.model, time.perf_counter() - t_step,
+                                extra)
                 for cb in self.callbacks:
                     cb.on_step_end(self, info)
                 if self.ckpt_every and s.step % self.ckpt_every == 0:
@@ -397,7 +405,7 @@ class Trainer:
             if partial:
                 break
             s.epoch += 1
-            s.pos, s.ep_losses, s.ep_accs, s.ep_seen = 0, [], [], 0
+            s.pos, s.ep_losses, s.ep_accs, s.ep_seen, s.ep_extra = 0, [], [], 0, {}
             self._save_best_and_last(metrics)
             if self.stop or (self.max_steps is not None and s.step >= self.max_steps):
                 break
@@ -426,6 +434,7 @@ class Trainer:
                              "lr": float(self.optimizer.param_groups[0]["lr"]),
                              "train_loss": float(np.mean(losses)) if losses else math.nan,
                              "train_accuracy": float(np.mean(accs)) if accs else math.nan}
+        m.update({f"train_{k}": float(np.mean(v)) for k, v in s.ep_extra.items() if v})     # a method's numbers
         final = self.stop or s.epoch + 1 >= self.epochs or (self.max_steps is not None and s.step >= self.max_steps)
         if not final and (s.epoch + 1) % self.eval_every:
             m["skipped_steps"] = s.skipped
