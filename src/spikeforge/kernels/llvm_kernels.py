@@ -325,7 +325,6 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
 
 # -- compilation, the on-disk cache ------------------------------------------------------------------------
 _target_machine: llvm.TargetMachine | None = None
-_engine: llvm.ExecutionEngine | None = None
 
 
 def _new_tm() -> llvm.TargetMachine:
@@ -342,14 +341,6 @@ def _tm() -> llvm.TargetMachine:
     if _target_machine is None:
         _target_machine = _new_tm()
     return _target_machine
-
-
-def _jit() -> llvm.ExecutionEngine:
-    """One MCJIT engine for the process; every kernel's object code is added to it."""
-    global _engine
-    if _engine is None:
-        _engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_tm())
-    return _engine
 
 
 @functools.lru_cache(maxsize=4)
@@ -374,11 +365,18 @@ _PROTO = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(
                           ctypes.POINTER(ctypes.c_double))
 
 
+_engines: list[llvm.ExecutionEngine] = []
+
+
 def _link(obj: bytes, *names: str) -> list[int]:
-    """Add object code to the process's JIT engine, finalise it, and return the addresses of ``names``."""
-    engine = _jit()
+    """Load object code into an MCJIT engine of its own (kept alive for the process), finalise it, and
+    return the addresses of ``names``. One engine per object: in one engine shared by every kernel, the
+    sections of an object added late in a long process were placed out of each other's 32-bit reach, and
+    MCJIT aborted the process on that relocation (the full test suite hit it at its ~300th kernel)."""
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_tm())
     engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
     engine.finalize_object()
+    _engines.append(engine)
     return [engine.get_function_address(n) for n in names]
 
 
