@@ -4,7 +4,6 @@ run's connectivity/regrowth logs through --resume (exact), report and torch.fx."
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from pathlib import Path
@@ -175,26 +174,19 @@ def test_bad_gradr_specs_are_one_clear_line(spec: str, message: str) -> None:
     assert "\n" not in str(e.value) and str(e.value).startswith("--rewire")
 
 
-def _final(run: Path) -> tuple[dict[str, torch.Tensor], list[dict[str, str]]]:
-    from spikeforge.training import load_checkpoint
-    ck = load_checkpoint(run / "checkpoints" / "last.safetensors")
-    with open(run / "metrics.csv") as f:
-        rows = [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in csv.DictReader(f)]
-    return ck["model"], rows
-
 
 def test_a_rewired_run_logs_regrowth_resumes_exactly_and_goes_through_report_and_fx(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from spikeforge.app import rebuild
     from spikeforge.cli import main
     from spikeforge.models import fx
-    from tests.training.conftest import main_in_process
+    from tests.training.conftest import final_state, main_in_process
 
     args = ["train", "--dataset", "digits", "--model", "spiking_mlp_tiny", "--model-arg", "hidden=32", "--epochs",
             "3", "--batch-size", "32", "--limit-train", "320", "--T", "2", "--threads", "1", "--progress", "false",
             "--lr", "0.01", "--schedule", "constant", "--rewire", "gradr:s=0.5,alpha=0.05"]
     assert main_in_process(capsys, *args, "--run-dir", str(tmp_path / "ref"))[0] == 0
-    want_w, want_rows = _final(tmp_path / "ref")
+    want_w, want_rows = final_state(tmp_path / "ref")
     conn = [float(r["train_gradr_connectivity"]) for r in want_rows]
     assert conn[0] < 1 and sum(int(r["train_gradr_pruned"]) for r in want_rows) > 0
     assert sum(int(r["train_gradr_regrown"]) for r in want_rows) > 0, "μ = 0: pruned synapses are pushed back"
@@ -202,7 +194,7 @@ def test_a_rewired_run_logs_regrowth_resumes_exactly_and_goes_through_report_and
     stopped = tmp_path / "stopped"
     assert main_in_process(capsys, *args, "--max-steps", "15", "--run-dir", str(stopped))[0] == 0
     assert main_in_process(capsys, "train", "--resume", str(stopped), "--max-steps", "none")[0] == 0
-    got_w, got_rows = _final(stopped)
+    got_w, got_rows = final_state(stopped)
     assert got_w.keys() == want_w.keys() and any(k.endswith("alive") for k in got_w)
     assert all(torch.equal(got_w[k], want_w[k]) for k in want_w)
     assert got_rows == want_rows

@@ -20,14 +20,8 @@ from spikeforge.compress import (
     to_integer,
 )
 from spikeforge.layers import TimeFold, ToSequence
-from spikeforge.models import create_model
 from spikeforge.neurons import IF, LIF
-
-
-def tiny(seed: int = 0, **kw: Any) -> nn.Module:
-    torch.manual_seed(seed)
-    kw.setdefault("neuron", LIF(v_threshold=0.2))
-    return create_model("spiking_cnn_tiny", in_channels=1, img_size=8, num_classes=10, T=4, **kw)
+from tests.compress.conftest import tiny
 
 
 def spikes_of(model: nn.Module, names: list[str], x: Tensor) -> tuple[dict[str, Tensor], Tensor]:

@@ -4,7 +4,6 @@ through --resume (exact), report and torch.fx."""
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from pathlib import Path
@@ -184,30 +183,23 @@ def test_bad_lats_specs_are_one_clear_line(spec: str, message: str) -> None:
     assert "\n" not in str(e.value) and str(e.value).startswith("--prune")
 
 
-def _final(run: Path) -> tuple[dict[str, torch.Tensor], list[dict[str, str]]]:
-    from spikeforge.training import load_checkpoint
-    ck = load_checkpoint(run / "checkpoints" / "last.safetensors")
-    with open(run / "metrics.csv") as f:
-        rows = [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in csv.DictReader(f)]
-    return ck["model"], rows
-
 
 def test_a_pruned_run_resumes_exactly_and_goes_through_report_and_fx(tmp_path: Path,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
     from spikeforge.app import rebuild
     from spikeforge.cli import main
     from spikeforge.models import fx
-    from tests.training.conftest import main_in_process
+    from tests.training.conftest import final_state, main_in_process
 
     args = ["train", "--dataset", "digits", "--model", "spiking_mlp_tiny", "--model-arg", "hidden=32", "--epochs",
             "2", "--batch-size", "32", "--limit-train", "320", "--T", "2", "--threads", "1", "--progress", "false",
             "--lr", "0.005", "--schedule", "constant", "--prune", "lats:schedule=lats@0.5"]
     assert main_in_process(capsys, *args, "--run-dir", str(tmp_path / "ref"))[0] == 0
-    want_w, want_rows = _final(tmp_path / "ref")
+    want_w, want_rows = final_state(tmp_path / "ref")
     stopped = tmp_path / "stopped"
     assert main_in_process(capsys, *args, "--max-steps", "13", "--run-dir", str(stopped))[0] == 0
     assert main_in_process(capsys, "train", "--resume", str(stopped), "--max-steps", "none")[0] == 0
-    got_w, got_rows = _final(stopped)
+    got_w, got_rows = final_state(stopped)
     assert got_w.keys() == want_w.keys() and any("threshold" in k for k in got_w)
     assert all(torch.equal(got_w[k], want_w[k]) for k in want_w)
     assert got_rows == want_rows and 0 < float(got_rows[-1]["train_lats_sparsity"]) < 1

@@ -9,6 +9,7 @@ from torch import nn
 from spikeforge.analysis import audit
 from spikeforge.learning import DSR, DSRRule, RateNeuron, rate_neurons, weighted_rate
 from spikeforge.models import create_model
+from spikeforge.neurons import call_rule
 
 
 def _if(alpha: float, vth: float = 1.0, **kw: object) -> RateNeuron:
@@ -56,7 +57,7 @@ def test_if_backward_equals_the_official_formulas_on_hand_values() -> None:
     grad = torch.tensor([[1.0, 1.0, 1.0], [2.0, 2.0, 2.0], [3.0, 3.0, 3.0], [4.0, 4.0, 4.0]], dtype=torch.float64)
     n = _if(1.0)
     params = n.params()
-    gx, gp = DSRRule()(grad, x, torch.zeros_like(x), None, params)
+    gx, gp = call_rule(DSRRule(), grad, x, torch.zeros_like(x), None, params)
     assert gx[:, 0].tolist() == [2.5] * 4 and gx[:, 1:].abs().sum() == 0          # g = 10, g/T = 2.5
     assert gp["v_threshold"].item() == 10.0                                        # only the neuron above
     ox, oth = _official_if(x, grad, 1.0)
@@ -69,7 +70,7 @@ def test_lif_backward_equals_the_official_formulas_at_dt_1() -> None:
     x = torch.tensor([[1.0, 1.0], [1.0, 4.0]], dtype=torch.float64)      # r = 1 (inside: < 2), r = 3 (above)
     grad = torch.ones(2, 2, dtype=torch.float64)                          # g = T·(0.5 + 1)/1.5 = 2
     n = RateNeuron(v_threshold=1.0, alpha=0.5, tau=2.0, emit=True, backend="torch")
-    gx, gp = DSRRule()(grad, x, torch.zeros_like(x), None, n.params())
+    gx, gp = call_rule(DSRRule(), grad, x, torch.zeros_like(x), None, n.params())
     assert gx[:, 0].tolist() == [0.5, 0.5] and gx[:, 1].tolist() == [0.0, 0.0]     # g·λ/T = 2·0.5/2
     assert gp["v_threshold"].item() == 2.0
 

@@ -3,7 +3,6 @@ refuse what it cannot train in one line, and take its settings from --method-arg
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -12,8 +11,7 @@ import torch
 
 from spikeforge.app import evaluate_checkpoint
 from spikeforge.learning import METHODS
-from spikeforge.training import load_checkpoint
-from tests.training.conftest import main_in_process
+from tests.training.conftest import final_state, main_in_process
 
 NAMES = [n for n in METHODS if n != "bptt"]
 BASE = ["train", "--dataset", "digits", "--model", "spiking_mlp_tiny", "--epochs", "2", "--batch-size", "32",
@@ -22,12 +20,11 @@ BASE = ["train", "--dataset", "digits", "--model", "spiking_mlp_tiny", "--epochs
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(run / "checkpoints" / "last.safetensors")["model"]
+    return final_state(run)[0]
 
 
 def _rows(run: Path) -> list[dict[str, str]]:
-    with open(run / "metrics.csv") as f:
-        return [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in csv.DictReader(f)]
+    return final_state(run)[1]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -9,6 +9,7 @@ from torch import nn
 from spikeforge.data import build_dataset
 from spikeforge.learning import CountRule, RateNeuron, Tandem, count_activation, count_neuron, if_count
 from spikeforge.models import create_model
+from spikeforge.neurons import call_rule
 from spikeforge.training import fit, mean_ce
 
 
@@ -66,11 +67,11 @@ def test_rule_on_hand_values() -> None:
                       [0.0, 0.0, 0.5, -0.25, 0.75]])
     grad = torch.tensor([1.0, 2.0, 3.0, 4.0]).unsqueeze(1).expand(T, 5)       # mean 2.5
     params = RateNeuron(v_threshold=vth, backend="torch").params()
-    gx = CountRule()(grad, x, torch.zeros_like(x), None, params)
+    gx = call_rule(CountRule(), grad, x, torch.zeros_like(x), None, params)
     assert gx[:, 0].tolist() == [5.0] * T                                      # 2.5 / ϑ
     assert gx[:, 1:].abs().sum() == 0
     with pytest.raises(ValueError, match="alpha=1"):
-        CountRule()(grad, x, x, None, RateNeuron(alpha=0.5).params())
+        call_rule(CountRule(), grad, x, x, None, RateNeuron(alpha=0.5).params())
 
 
 def test_two_layer_hand_gradient() -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +20,16 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 600,
     cmd = [*(module or [sys.executable, "-m", "spikeforge"]), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                           env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})})
+
+
+def final_state(run: Path) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """A run's last checkpoint weights and its ``metrics.csv`` rows without the timing columns: what two runs
+    that learned the same share exactly."""
+    from spikeforge.training import load_checkpoint
+    ck = load_checkpoint(run / "checkpoints" / "last.safetensors")
+    with open(run / "metrics.csv") as f:
+        rows = [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in csv.DictReader(f)]
+    return ck["model"], rows
 
 
 def main_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import random
 import signal
@@ -14,7 +13,7 @@ import torch
 
 from spikeforge.training import load_checkpoint
 from tests.conftest import ROOT
-from tests.training.conftest import run_cli
+from tests.training.conftest import final_state, run_cli
 
 STEPS_PER_EPOCH = 10
 ARGS = ["train", "--dataset", "digits", "--model", "spiking_cnn_tiny", "--epochs", "2", "--batch-size", "32",
@@ -38,24 +37,18 @@ def _killed_run(run: Path, pause: str, marker: str) -> int:
     return p.wait()
 
 
-def _final(run: Path) -> tuple[dict[str, torch.Tensor], list[dict[str, str]]]:
-    ck = load_checkpoint(run / "checkpoints" / "last.safetensors")
-    with open(run / "metrics.csv") as f:
-        rows = [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(f)]
-    return ck["model"], rows
-
 
 def test_sigkill_at_a_random_step_then_resume(tmp_path: Path) -> None:
     ref = tmp_path / "ref"
     assert run_cli(*ARGS, "--run-dir", str(ref)).returncode == 0
-    want_w, want_rows = _final(ref)
+    want_w, want_rows = final_state(ref)
     assert len(want_rows) == 2
     step = random.Random().randint(5, 2 * STEPS_PER_EPOCH - 1)        # after the first checkpoint (step 4)
     killed = tmp_path / "killed"
     assert _killed_run(killed, f"step:{step}", "PAUSED-AT-STEP") == -signal.SIGKILL
     r = run_cli("train", "--resume", str(killed))
     assert r.returncode == 0, r.stderr
-    got_w, got_rows = _final(killed)
+    got_w, got_rows = final_state(killed)
     assert got_w.keys() == want_w.keys()
     for k in want_w:
         assert torch.equal(got_w[k], want_w[k]), f"{k} differs after a kill at step {step}"
@@ -71,8 +64,8 @@ def test_sigkill_between_temp_file_and_rename(tmp_path: Path) -> None:
     assert list((killed / "checkpoints").glob(".*.tmp")), "the kill should leave a temp file behind"
     load_checkpoint(killed / "checkpoints" / "last.safetensors")   # the previous checkpoint is intact
     assert run_cli("train", "--resume", str(killed)).returncode == 0
-    got_w, got_rows = _final(killed)
-    want_w, want_rows = _final(ref)
+    got_w, got_rows = final_state(killed)
+    want_w, want_rows = final_state(ref)
     assert all(torch.equal(got_w[k], want_w[k]) for k in want_w) and got_rows == want_rows
     assert not list((killed / "checkpoints").glob(".*.tmp"))
 
@@ -87,12 +80,12 @@ def test_stopped_by_max_steps_inside_an_epoch_then_resumed(tmp_path: Path, capsy
             "--limit-train", "320", "--T", "2", "--threads", "1", "--progress", "false", "--lr", "0.005",
             "--schedule", "constant"]
     assert main_in_process(capsys, *args, "--run-dir", str(tmp_path / "ref"))[0] == 0
-    want_w, want_rows = _final(tmp_path / "ref")
+    want_w, want_rows = final_state(tmp_path / "ref")
     stopped = tmp_path / "stopped"
     assert main_in_process(capsys, *args, "--max-steps", "13", "--run-dir", str(stopped))[0] == 0
-    assert [r["step"] for r in _final(stopped)[1]] == ["10", "13"]          # the partial epoch is reported
+    assert [r["step"] for r in final_state(stopped)[1]] == ["10", "13"]          # the partial epoch is reported
     assert load_checkpoint(stopped / "checkpoints" / "last.safetensors")["meta"]["pos"] == 3
     assert main_in_process(capsys, "train", "--resume", str(stopped), "--max-steps", "none")[0] == 0
-    got_w, got_rows = _final(stopped)
+    got_w, got_rows = final_state(stopped)
     assert all(torch.equal(got_w[k], want_w[k]) for k in want_w)
     assert got_rows == want_rows

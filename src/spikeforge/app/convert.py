@@ -28,7 +28,7 @@ from ..learning import NORMS, convert, layer_errors, threshold_statistics
 from ..training import evaluate, get_loss, load_checkpoint, save_checkpoint
 from .build import rebuild
 from .config import TrainConfig
-from .rundir import RUN_FILES, holds_run
+from .rundir import RUN_FILES, holds_run, run_checkpoint
 
 __all__ = ["convert_run", "TWIN_METHODS", "default_convert_dir"]
 
@@ -40,13 +40,7 @@ DEFAULT_PERCENTILE = 99.99
 
 def _checkpoint(path: Path) -> Path:
     """A run folder's best checkpoint (else its last), or ``path`` itself."""
-    if path.is_dir():
-        for name in ("best", "last"):
-            p = path / "checkpoints" / f"{name}.safetensors"
-            if p.is_file():
-                return p
-        raise UserError(f"{path}: a folder with no checkpoints/best.safetensors or last.safetensors (give a run "
-                        "folder of `spikeforge train --method ann` or `--method qcfs`)")
+    path = run_checkpoint(path, " (give a run folder of `spikeforge train --method ann` or `--method qcfs`)")
     if not path.exists():
         raise UserError(f"{path}: no such run folder or checkpoint")
     return path

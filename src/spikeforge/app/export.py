@@ -15,6 +15,7 @@ from ..layers import fold_bn_pairs
 from ..training import save_checkpoint
 from .build import IMPORTED_NIR, check_input, data_from_config, first_input, graph_from_bytes, rebuild, validate
 from .config import TrainConfig
+from .rundir import run_checkpoint
 
 __all__ = ["export_checkpoint", "import_nir", "ExportTargetError"]
 
@@ -22,15 +23,6 @@ __all__ = ["export_checkpoint", "import_nir", "ExportTargetError"]
 class ExportTargetError(UserError, FileExistsError):
     """The output file exists (nothing is overwritten without ``overwrite=True``) or its folder does not."""
 
-
-def _checkpoint_of(path: Path) -> Path:
-    if path.is_dir():
-        for name in ("best", "last"):
-            p = path / "checkpoints" / f"{name}.safetensors"
-            if p.is_file():
-                return p
-        raise UserError(f"{path}: a folder with no checkpoints/best.safetensors or last.safetensors")
-    return path
 
 
 def _target(out: str | Path, overwrite: bool) -> Path:
@@ -104,7 +96,7 @@ def export_checkpoint(path: str | Path, out: str | Path, fmt: str = "nir", dt: f
     EXPORTERS[fmt]                                     # an unknown format: one line with the choices
     out = _target(out, overwrite)
     _check_dt(dt)
-    ckpt = _checkpoint_of(Path(path))
+    ckpt = run_checkpoint(Path(path))
     rb = rebuild(ckpt, progress=False, data_root=data_root)
     x = first_input(rb.data, rb.cfg)                   # [T, 1, ...]
     graph = EXPORTERS[fmt](rb.model, x[0], dt=dt, r_mode=r_mode)

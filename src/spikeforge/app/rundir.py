@@ -22,11 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..core import UserError
 from ..training import CheckpointError, load_checkpoint, newest_checkpoint
 from .config import ConfigError, TrainConfig, load_config
 
 __all__ = ["RUN_FILES", "default_run_dir", "check_target", "holds_run", "clear_run", "saved_config",
-           "SAFE_ON_RESUME", "apply_changes"]
+           "SAFE_ON_RESUME", "apply_changes", "run_checkpoint"]
 
 RUN_FILES = ("config.json", "config.yaml", "checkpoints", "metrics.csv", "summary.json", "tb", "report")
 MARKERS = ("config.json", "checkpoints")
@@ -114,3 +115,15 @@ def apply_changes(saved: dict[str, Any], changes: dict[str, Any], run_dir: Path)
         setattr(cfg, k, v)
     cfg.run_dir = str(run_dir)
     return cfg
+
+
+def run_checkpoint(path: Path, hint: str = "") -> Path:
+    """A run folder's best checkpoint, else its last; any other path as it is. A folder without either
+    raises ``UserError`` (``hint`` is added to the message: what kind of run the caller takes)."""
+    if path.is_dir():
+        for name in ("best", "last"):
+            p = path / "checkpoints" / f"{name}.safetensors"
+            if p.is_file():
+                return p
+        raise UserError(f"{path}: a folder with no checkpoints/best.safetensors or last.safetensors{hint}")
+    return path

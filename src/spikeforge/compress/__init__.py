@@ -15,6 +15,7 @@ from .crossbar import (
     crossbar_counts,
     crossbar_layers,
     dense_crossbars,
+    plain_weight_reason,
     prune_crossbars,
     tile,
     unfold_weight,
@@ -38,8 +39,8 @@ from .mint import (
 )
 
 __all__ = ["COMPRESSORS", "FLAGS", "CompressionError", "Compressor", "applied", "parse_spec", "CrossbarMask",
-           "CrossbarPrune", "Tiling", "crossbar_counts", "crossbar_layers", "dense_crossbars", "prune_crossbars",
-           "tile", "unfold_weight"]
+           "CrossbarPrune", "Tiling", "crossbar_counts", "crossbar_layers", "dense_crossbars", "plain_weight_reason",
+           "prune_crossbars", "tile", "unfold_weight"]
 __all__ += ["GradRewire", "GradRPrior", "SignedReLU", "gradr_center", "gradr_connectivity"]
 __all__ += ["LATS_SCHEDULES", "LATSPrune", "SoftThreshold", "lats_schedule", "lats_sparsity", "soft_threshold"]
 __all__ += ["MintQuantizer", "MintWeight", "MintBias", "MintLIF", "MintIF", "MembraneQuantizer", "mint_layers",

@@ -28,11 +28,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from .base import COMPRESSORS, CompressionError, Compressor
+from .base import COMPRESSORS, CompressionError, Compressor, applied
 
 __all__ = ["Tiling", "tile", "unfold_weight", "crossbar_layers", "crossbar_counts", "dense_crossbars",
            "prune_crossbars",
-           "CrossbarMask", "CrossbarPrune"]
+           "CrossbarMask", "CrossbarPrune", "plain_weight_reason"]
 
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -97,6 +97,21 @@ def tile(matrix: Tensor, R: int, C: int) -> Tiling:
 def crossbar_layers(model: nn.Module) -> dict[str, nn.Module]:
     """The synaptic layers of ``model`` (Linear, Conv) by qualified name, in module order."""
     return {n: m for n, m in model.named_modules() if isinstance(m, _LAYERS)}
+
+
+def plain_weight_reason(model: nn.Module, needs: str) -> str | None:
+    """Why ``model``'s synaptic weights cannot take a new weight parametrisation (none to take; one already
+    parametrised, named with the compressions applied), else ``None``. ``needs`` ends the message: what the
+    caller wants the plain weight for."""
+    layers = crossbar_layers(model)
+    if not layers:
+        return "the model has no Linear or Conv layer"
+    taken = [n for n, m in layers.items() if parametrize.is_parametrized(m, "weight")]
+    if taken:
+        by = ", ".join(f"--{k} {v}" for k, v in applied(model).items()) or "another parametrisation"
+        return (f"the weight of layer {taken[0] or type(model).__name__!r} is already reparametrised (by {by}); "
+                f"{needs}")
+    return None
 
 
 def crossbar_counts(model: nn.Module, R: int, C: int, skip: tuple[str, ...] = ()) -> dict[str, int]:

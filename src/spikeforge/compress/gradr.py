@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from .base import COMPRESSORS, CompressionError, Compressor, applied
-from .crossbar import crossbar_layers
+from .crossbar import crossbar_layers, plain_weight_reason
 
 __all__ = ["gradr_center", "SignedReLU", "GradRPrior", "GradRewire", "gradr_connectivity"]
 
@@ -244,17 +244,9 @@ class GradRewire(Compressor):
 
     def check(self, model: nn.Module) -> str | None:
         """Why ``model`` cannot be rewired (no synaptic layer; pruned or reparametrised weights)."""
-        layers = crossbar_layers(model)
-        if not layers:
-            return "the model has no Linear or Conv layer"
-        if "prune" in applied(model):
+        if crossbar_layers(model) and "prune" in applied(model):
             return f"it is pruned by {applied(model)['prune']!r}; Grad R prunes by itself and does not combine"
-        taken = [n for n, m in layers.items() if parametrize.is_parametrized(m, "weight")]
-        if taken:
-            by = ", ".join(f"--{k} {v}" for k, v in applied(model).items()) or "another parametrisation"
-            return (f"the weight of layer {taken[0] or type(model).__name__!r} is already reparametrised (by {by}); "
-                    "Grad R needs the plain weight to take its sign and strength")
-        return None
+        return plain_weight_reason(model, "Grad R needs the plain weight to take its sign and strength")
 
     def apply(self, model: nn.Module) -> nn.Module:
         """Reparametrise every Linear and Conv weight ``w = s·ReLU(θ)``, ``s = sign(w)``, ``θ = |w|``."""

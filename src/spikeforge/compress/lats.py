@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from .base import COMPRESSORS, CompressionError, Compressor, applied
-from .crossbar import crossbar_layers
+from .crossbar import crossbar_layers, plain_weight_reason
 
 __all__ = ["LATS_SCHEDULES", "soft_threshold", "lats_schedule", "SoftThreshold", "LATSPrune", "lats_sparsity"]
 
@@ -209,17 +209,9 @@ class LATSPrune(Compressor):
 
     def check(self, model: nn.Module) -> str | None:
         """Why ``model`` cannot be pruned this way (no synaptic layer; weights already reparametrised)."""
-        layers = crossbar_layers(model)
-        if not layers:
-            return "the model has no Linear or Conv layer"
-        if "rewire" in applied(model):
+        if crossbar_layers(model) and "rewire" in applied(model):
             return f"its weights are rewired by {applied(model)['rewire']!r}; LATS and rewiring do not combine"
-        taken = [n for n, m in layers.items() if parametrize.is_parametrized(m, "weight")]
-        if taken:
-            by = ", ".join(f"--{k} {v}" for k, v in applied(model).items()) or "another parametrisation"
-            return (f"the weight of layer {taken[0] or type(model).__name__!r} is already reparametrised (by {by}); "
-                    "LATS needs the plain weight as its latent θ")
-        return None
+        return plain_weight_reason(model, "LATS needs the plain weight as its latent θ")
 
     def calibrate(self, model: nn.Module) -> float:
         """The ``D`` for ``target``: the ``target`` quantile of ``|w|`` over every Linear and Conv weight."""

@@ -43,7 +43,7 @@ from torch.nn.utils import parametrize
 
 from ..core import eval_mode, round_ste
 from ..layers import FOLDABLE, fold_bn_pairs, is_neuron
-from ..neurons import IF, LIF, IFParams, LIFParams, SpikingNeuron, StateQuantizer
+from ..neurons import IF, LIF, SpikingNeuron, StateQuantizer
 from ..surrogate import (
     ATan,
     Erf,
@@ -179,35 +179,29 @@ def _mint_params(n: Any, p: Any) -> Any:
     return dataclasses.replace(p, v_threshold=th, surrogate=sg, quantizer=quantizer)
 
 
-class MintLIF(LIF):
+class _MintNeuron:
+    """What ``MintLIF`` and ``MintIF`` add to their neuron: the parameter record in LSBs (``_mint_params``)."""
+
+    mint_mode: str
+    mint_state_bits: int | None
+
+    def params(self) -> Any:
+        return _mint_params(self, super().params())  # type: ignore[misc]
+
+    def extra_repr(self) -> str:
+        bits = f"u{self.mint_state_bits}" if self.mint_state_bits else "fp membrane"
+        return f"mint={self.mint_mode} {bits}, " + super().extra_repr()  # type: ignore[misc]
+
+
+class MintLIF(_MintNeuron, LIF):
     """A ``LIF`` of a MINT-quantised layer, in LSBs of the layer's scale ``s``: its parameter record carries
     the threshold ``V_th/s`` (``shared``: ``round(V_th/s)``, at least 1), the surrogate rescaled by ``s`` and
     the membrane quantiser (``shared``: integers in ``[−Q, Q]``; ``separate``: step ``β_u/(Q_u·s)``).
     ``v_threshold`` stays the real-unit value; ``MintQuantizer`` turns a ``LIF`` into one."""
 
-    mint_mode: str
-    mint_state_bits: int | None
 
-    def params(self) -> LIFParams:
-        return cast(LIFParams, _mint_params(self, super().params()))
-
-    def extra_repr(self) -> str:
-        bits = f"u{self.mint_state_bits}" if self.mint_state_bits else "fp membrane"
-        return f"mint={self.mint_mode} {bits}, " + super().extra_repr()
-
-
-class MintIF(IF):
+class MintIF(_MintNeuron, IF):
     """``MintLIF`` for the leak-free ``IF`` neuron."""
-
-    mint_mode: str
-    mint_state_bits: int | None
-
-    def params(self) -> IFParams:
-        return cast(IFParams, _mint_params(self, super().params()))
-
-    def extra_repr(self) -> str:
-        bits = f"u{self.mint_state_bits}" if self.mint_state_bits else "fp membrane"
-        return f"mint={self.mint_mode} {bits}, " + super().extra_repr()
 
 
 _MINT_CLASS: dict[type, type] = {LIF: MintLIF, IF: MintIF}

@@ -68,13 +68,10 @@ class DSRRule:
         """The input rate ``r`` (``[B, ...]``), all the backward needs of the forward."""
         return (weighted_rate(x_seq, None if params.leak is None else 1.0 - params.leak),)
 
-    def __call__(self, grad_spikes: Tensor, saved: tuple[Tensor, ...] | Tensor, x_shape: Any, state: Any,
+    def __call__(self, grad_spikes: Tensor, saved: tuple[Tensor, ...], x_shape: Any, state: Any,
                  params: RateParams) -> tuple[Tensor, dict[str, Tensor]]:
         """``(∂L/∂x [T, B, ...], {"v_threshold": ∂L/∂V_th})`` from ``∂L/∂S`` and the input rate ``saved``
-        (or from the input ``saved`` itself and ``x_shape`` the spikes, when called as a plain rule)."""
-        if isinstance(saved, Tensor):                       # called with (x_seq, spikes): summarise here
-            saved = self.summarize(saved, x_shape, params)
-            x_shape = grad_spikes.shape
+        (``neurons.call_rule`` calls it from the input and spike trains)."""
         (r,) = saved
         T = int(x_shape[0])
         vth = torch.as_tensor(params.v_threshold, dtype=r.dtype, device=r.device).detach()

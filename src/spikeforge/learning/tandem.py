@@ -94,13 +94,10 @@ class CountRule:
                              f"alpha={params.alpha}, leak={params.leak}")
         return (x_seq.sum(0),)
 
-    def __call__(self, grad_spikes: Tensor, saved: tuple[Tensor, ...] | Tensor, x_shape: Any, state: Any,
+    def __call__(self, grad_spikes: Tensor, saved: tuple[Tensor, ...], x_shape: Any, state: Any,
                  params: RateParams) -> Tensor:
-        """``∂L/∂x`` ``[T, B, ...]`` from ``∂L/∂S`` ``[T, B, ...]`` and the summary ``saved = (u,)`` (or, called as
-        a plain rule, from the input ``saved = x_seq`` itself, ``x_shape`` then being the spikes)."""
-        if isinstance(saved, Tensor):                       # called with (x_seq, spikes): summarise here
-            saved = self.summarize(saved, x_shape, params)
-            x_shape = grad_spikes.shape
+        """``∂L/∂x`` ``[T, B, ...]`` from ``∂L/∂S`` ``[T, B, ...]`` and the summary ``saved = (u,)``
+        (``neurons.call_rule`` calls it from the input and spike trains)."""
         (u,) = saved
         T = int(x_shape[0])
         vth = torch.as_tensor(params.v_threshold, dtype=u.dtype, device=u.device).detach()

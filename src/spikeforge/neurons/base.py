@@ -23,7 +23,7 @@ from ..surrogate import Sigmoid, Surrogate, get_surrogate
 from .dynamics import StateQuantizer
 from .scan import State, StepFn, available_backends, scan, state_dtype
 
-__all__ = ["SpikingNeuron", "GradientRule"]
+__all__ = ["SpikingNeuron", "GradientRule", "call_rule"]
 
 
 class GradientRule(Protocol):
@@ -44,6 +44,16 @@ class GradientRule(Protocol):
 
     def __call__(self, grad_spikes: Tensor, x_seq: Tensor, spikes: Tensor, state: State,
                  params: Any) -> Tensor | tuple[Tensor, dict[str, Tensor]]: ...
+
+
+def call_rule(rule: GradientRule, grad_spikes: Tensor, x_seq: Tensor, spikes: Tensor, state: State,
+              params: Any) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+    """Call ``rule`` as a neuron's backward does: through its ``summarize`` when it has one (so a rule is
+    written for one calling convention only), with the input and spike trains otherwise."""
+    summarize = getattr(rule, "summarize", None)
+    if summarize is None:
+        return rule(grad_spikes, x_seq, spikes, state, params)
+    return rule(grad_spikes, summarize(x_seq, spikes, params), x_seq.shape, state, params)  # type: ignore[arg-type]
 
 
 class _RuleGrad(torch.autograd.Function):
