@@ -1,5 +1,5 @@
-"""``spikeforge train | eval | report | convert | export | import | list``: the command line. It parses arguments
-and calls ``spikeforge.app``; nothing else happens here.
+"""``spikeforge train | eval | report | convert | export | import | deploy | list``: the command line. It parses
+arguments and calls ``spikeforge.app``; nothing else happens here.
 
 Flags follow one rule (printed by ``spikeforge train --help``): ``--method`` picks how the model learns,
 ``--loss`` the loss, ``--memory`` how the backward pass stores state; compression flags (``--quantize``,
@@ -40,6 +40,8 @@ EXAMPLES = {
     "convert": ["spikeforge convert runs/qcfs --T 4 8 16 32 64",
                 "spikeforge convert runs/ann --norm percentile --percentile 99.9 --out runs/ann/p99.9",
                 "spikeforge eval runs/qcfs/convert-clip/T8.safetensors"],
+    "deploy": ["spikeforge deploy runs/RUN",
+               "spikeforge deploy runs/RUN --crossbar 64x64 --neurons-per-core 64 --weight-bits 4 --json chip.json"],
     "export": ["spikeforge export runs/RUN -o model.nir",
                "spikeforge export runs/RUN/checkpoints/last.safetensors --format nir --dt 1e-3 -o model.nir"],
 }
@@ -169,6 +171,30 @@ def _parser() -> argparse.ArgumentParser:
     im.add_argument("--dt", type=float, default=1e-3, help="seconds per time step the graph is simulated with "
                                                           "(default 1e-3)")
     im.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    dp = sub.add_parser("deploy", help="run a quantised run's integer model on a simulated neuromorphic chip",
+                        description="Map the integer model of a run trained with --quantize w<b>u<b> onto the cores\n"
+                                    "and crossbars of a simulated chip, run the test split on it event by event\n"
+                                    "(integers only, checked equal to the integer model), and print the mapping,\n"
+                                    "accuracy, synaptic operations, spikes routed, decision step and energy.\n"
+                                    "Defaults: TrueNorth's 256-neuron cores and 256x256 crossbars, Speck's int8\n"
+                                    "weights and int16 membrane, Loihi's 128 cores and per-event energies.",
+                        epilog=_epilog("deploy"), formatter_class=fmt)
+    dp.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT",
+                    help="a run folder (its best checkpoint, else its last) or a checkpoint")
+    dp.add_argument("--crossbar", default=None, help="crossbar ROWSxCOLUMNS (default 256x256)")
+    dp.add_argument("--neurons-per-core", dest="neurons_per_core", type=int, default=None,
+                    help="neurons one core holds (default 256)")
+    dp.add_argument("--cores", type=int, default=None, help="cores on the chip (default 128)")
+    dp.add_argument("--weight-bits", dest="weight_bits", type=int, default=None,
+                    help="signed weight bits of a synapse (default 8)")
+    dp.add_argument("--membrane-bits", dest="membrane_bits", type=int, default=None,
+                    help="signed bits of the saturating membrane (default 16)")
+    dp.add_argument("--batch-size", dest="batch_size", type=int, default=256, help="test samples per batch")
+    dp.add_argument("--limit", type=int, default=None, help="run the first N test samples only")
+    dp.add_argument("--json", dest="json_out", default=None,
+                    help="also write the full result as JSON (refused if it exists, see --overwrite)")
+    dp.add_argument("--overwrite", action="store_true", help="replace --json if it exists")
+    dp.add_argument("--data-root", dest="data_root", default=None, help="folder of the dataset's files")
     ls = sub.add_parser("list", help="list the registered names of a kind with a short description",
                         epilog=_epilog("list"), formatter_class=fmt)
     ls.add_argument("kind", metavar="KIND", help=f"one of: {', '.join(LISTS)}")
@@ -186,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     from .training import RunFailed
     try:
         return int({"train": _train, "eval": _eval, "report": _report, "convert": _convert, "export": _export,
-                    "import": _import, "list": _list}[args.command](args))
+                    "import": _import, "deploy": _deploy, "list": _list}[args.command](args))
     except UserError as e:
         print(f"spikeforge: error: {_one_line(e)}", file=sys.stderr)
         return 2
@@ -293,6 +319,36 @@ def _import(args: argparse.Namespace) -> int:
     from .app import import_nir
     print(json.dumps(import_nir(args.file, args.out, args.dataset, args.T, args.encoding, args.dt, args.overwrite,
                                 args.data_root), indent=2))
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from .app.deploy import chip_config, deploy_run
+    from .export.chip import parse_crossbar
+    cfg = chip_config(None if args.crossbar is None else parse_crossbar(args.crossbar),
+                      neurons_per_core=args.neurons_per_core, cores=args.cores, weight_bits=args.weight_bits,
+                      membrane_bits=args.membrane_bits)
+    res = deploy_run(args.run, cfg, args.batch_size, args.limit, args.data_root, args.json_out, args.overwrite)
+    print(f"chip: {res['config']}")
+    print(f"{'layer':12s} {'neuron':8s} {'inputs':>11s} {'neurons':>11s} {'synapses':>9s} {'crossbars':>9s} "
+          f"{'cores':>5s}")
+    for r in res["mapping"]:
+        print(f"{r['layer']:12s} {r['neuron']:8s} {r['inputs_used']:>5d}/{r['inputs']:<5d} "
+              f"{r['neurons_placed']:>5d}/{r['neurons']:<5d} {r['synapses']:>9d} {r['crossbars']:>9d} {r['cores']:>5d}")
+    print(f"{'total':12s} {'':8s} {'':>11s} {'':>11s} {'':>9s} {res['crossbars']:>9d} {res['cores']:>5d}")
+    print(f"\n{res['samples']} test samples of {res['dataset']} at T={res['T']}: accuracy {res['accuracy']:.2%} "
+          f"(integer model {res['integer_accuracy']:.2%}; outputs bit-exact: {'yes' if res['bit_exact'] else 'NO'})")
+    print(f"decision step: median {res['decision_step_median']:g}, mean {res['decision_step_mean']:.2f} of {res['T']}")
+    print(f"per sample    {'synops':>10s} {'packets':>9s} {'hops':>8s} {'spikes':>8s} {'updates':>9s} "
+          f"{'energy nJ':>10s}")
+    for r in [*res["run"]["layers"], res["run"]["total"]]:
+        print(f"{r['layer']:12s}  {r['synops']:>10.1f} {r['packets']:>9.1f} {r['hops']:>8.1f} {r['spikes']:>8.1f} "
+              f"{r['updates_active'] + r['updates_inactive']:>9.1f} {r['energy_nJ']:>10.2f}")
+    e = res["run"]["total"]["energy_by_kind_nJ"]
+    print(f"energy per sample: {res['run']['total']['energy_nJ']:.2f} nJ (synops {e['synops']:.2f}, neuron updates "
+          f"{e['neurons']:.2f}, routing {e['routing']:.2f}); per-event costs: {res['run']['energy_source']}")
+    if args.json_out:
+        print(f"written: {args.json_out}")
     return 0
 
 

@@ -25,7 +25,9 @@ class ExportTargetError(UserError, FileExistsError):
 
 
 
-def _target(out: str | Path, overwrite: bool) -> Path:
+def check_target(out: str | Path, overwrite: bool) -> Path:
+    """The file a command will write: refused if it is a folder, its folder is missing, or it exists (unless
+    ``overwrite``)."""
     if not str(out):
         raise ExportTargetError("-o/--out: an empty path; give the file to write")
     path = Path(out)
@@ -55,7 +57,7 @@ def import_nir(path: str | Path, out: str | Path, dataset: str, T: int = 8, enco
     is checked before anything is written.
     """
     require_nir()
-    target = _target(out, overwrite)
+    target = check_target(out, overwrite)
     _check_dt(dt)
     src = Path(path)
     if src.is_dir():
@@ -94,7 +96,7 @@ def export_checkpoint(path: str | Path, out: str | Path, fmt: str = "nir", dt: f
     """
     nir = require_nir()
     EXPORTERS[fmt]                                     # an unknown format: one line with the choices
-    out = _target(out, overwrite)
+    out = check_target(out, overwrite)
     _check_dt(dt)
     ckpt = run_checkpoint(Path(path))
     rb = rebuild(ckpt, progress=False, data_root=data_root)

@@ -12,7 +12,8 @@ with 44 rows and 44 columns empty it fits in one.
 Crossbar-aware pruning removes whole rows or columns of the compacted matrix, greedily, choosing at each
 step the cut that frees a row or column of tiles for the least weight (L2 norm) removed, and prunes
 between epochs so that the rest of training fine-tunes around the cuts (``CrossbarPrune``, ``--prune
-crossbar:R=..,C=..@FRACTION``). Pruning an output column also zeroes that neuron's bias, so a pruned
+crossbar:R=..,C=..@FRACTION``). Pruning an output column also masks that neuron's bias (for the rest of
+training too), so a pruned
 neuron receives nothing. The pruned weights are masked by a ``torch.nn.utils.parametrize``
 parametrisation (``W·mask``), so checkpoints, ``--resume`` and ``torch.fx`` see an ordinary layer.
 This module is the one tiling: the integer core simulator lays layers out with ``tile``.
@@ -133,13 +134,14 @@ class CrossbarMask(nn.Module):
         return weight * self.mask.to(weight.dtype)
 
 
-def _mask(layer: nn.Module) -> CrossbarMask:
-    if parametrize.is_parametrized(layer, "weight"):
-        for p in layer.parametrizations.weight:     # type: ignore[union-attr]
+def _mask(layer: nn.Module, name: str = "weight") -> CrossbarMask:
+    """The layer's ``CrossbarMask`` on ``name`` (``weight`` or ``bias``), registered on first use."""
+    if parametrize.is_parametrized(layer, name):
+        for p in getattr(layer.parametrizations, name):     # type: ignore[union-attr]
             if isinstance(p, CrossbarMask):
                 return p
-    m = CrossbarMask(cast(Tensor, layer.weight))
-    parametrize.register_parametrization(layer, "weight", m)
+    m = CrossbarMask(cast(Tensor, getattr(layer, name)))
+    parametrize.register_parametrization(layer, name, m)
     return m
 
 
@@ -193,7 +195,7 @@ def prune_crossbars(model: nn.Module, R: int, C: int, fraction: float, skip: tup
             else:
                 flat[idx] = False
                 if getattr(layer, "bias", None) is not None:
-                    cast(Tensor, layer.bias)[idx] = 0.0
+                    _mask(layer, "bias").mask[idx] = False
         total = sum(crossbar_counts(model, R, C, skip).values())
     return {"before": before, "after": crossbar_counts(model, R, C, skip)}
 
@@ -236,6 +238,8 @@ class CrossbarPrune(Compressor):
         for n, m in crossbar_layers(model).items():
             if n not in self.skip:
                 _mask(m)
+                if getattr(m, "bias", None) is not None:
+                    _mask(m, "bias")
         self.model = model
         return self.mark(model)
 

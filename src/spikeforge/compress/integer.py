@@ -168,6 +168,8 @@ class EncoderSpikes(nn.Module):
         neuron: the encoder's neuron module.
     """
 
+    fx_leaf = True
+
     def __init__(self, neuron: nn.Module) -> None:
         super().__init__()
         self.neuron = neuron

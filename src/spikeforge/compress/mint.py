@@ -541,7 +541,11 @@ class MintQuantizer(Compressor):
         fresh.load_state_dict(state)
         MintQuantizer(self.weight_bits, self.state_bits, self.shared if self.state_bits else None, self.reset,
                       self.head_bits).apply(fresh)
-        self._model.load_state_dict(fresh.state_dict())
+        # the model may carry other compressors' state besides (a pruning mask): theirs is kept as it is
+        res = self._model.load_state_dict(fresh.state_dict(), strict=False)
+        if res.unexpected_keys:
+            raise CompressionError(f"--quantize {self.spec()}: init {self.init} gives {res.unexpected_keys[0]}, which "
+                                   "the quantised model lacks")
 
     def describe(self, model: nn.Module) -> dict[str, Any]:
         mem = memory_bits(model)

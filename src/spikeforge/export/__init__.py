@@ -5,6 +5,11 @@ Representation other SNN libraries and chips read) and ``from_nir(graph, dt)`` r
 spikeforge module; ``export.nir_params`` holds the one mapping between spikeforge's Euler neurons and
 NIR's ODEs. Exporters by name: ``EXPORTERS`` (``spikeforge list`` shows them).
 
+``chip`` lays an integer model (``compress.to_integer``) out on the cores and crossbars of a simulated
+neuromorphic chip (``ChipConfig``, ``map_model``) and ``chip_sim.simulate`` runs it event by event on integers,
+bit-exact with the integer model, counting synaptic operations, packets, hops, updates and energy
+(``spikeforge deploy``).
+
 Example:
     >>> import torch, nir
     >>> from spikeforge.export import from_nir, to_nir
@@ -23,11 +28,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core import Registry
+from .chip import LOIHI_2018, ChipConfig, ChipError, EnergyTable, Mapping, map_model
+from .chip_sim import ChipRun, LayerStats, simulate
 from .nir_export import to_nir
 from .nir_import import NIRNet, Scale, from_nir
 from .nir_params import NIRExportError, NIRImportError
 
-__all__ = ["to_nir", "from_nir", "NIRNet", "Scale", "NIRExportError", "NIRImportError", "EXPORTERS"]
+__all__ = ["to_nir", "from_nir", "NIRNet", "Scale", "NIRExportError", "NIRImportError", "EXPORTERS", "ChipConfig",
+           "EnergyTable", "LOIHI_2018", "ChipError", "Mapping", "map_model", "ChipRun", "LayerStats", "simulate"]
 
 EXPORTERS: Registry[Callable[..., Any]] = Registry("exporter")
 """Exporters by name: ``nir`` (``to_nir``)."""
