@@ -23,7 +23,15 @@ from ..learning import METHODS, convert
 from ..models import MODELS, create_model
 from ..neurons import NEURONS
 from ..surrogate import SURROGATES, get_surrogate
-from ..training import LOSSES, CheckpointError, TrainStep, get_method, load_checkpoint
+from ..training import (
+    LOSSES,
+    CheckpointError,
+    TrainStep,
+    get_loss,
+    get_method,
+    load_checkpoint,
+    without_contrastive_head,
+)
 from .config import ConfigError, TrainConfig, load_config
 
 __all__ = ["registries", "validate", "neuron_from_config", "method_from_config", "model_from_config",
@@ -194,6 +202,10 @@ def model_from_config(cfg: TrainConfig, data: DataBundle, method: TrainStep | No
     reason = method.check(model)
     if reason is not None:
         raise ConfigError(f"method: {cfg.method} cannot train {cfg.model}: {reason}")
+    loss_check = getattr(get_loss(cfg.loss), "check", None)
+    reason = loss_check(model) if callable(loss_check) else None
+    if reason is not None:
+        raise ConfigError(f"loss: {cfg.loss} cannot train {cfg.model}: {reason}")
     model = method.prepare(model)
     done = []
     for comp in compressors_from_config(cfg):
@@ -293,8 +305,8 @@ def rebuild(checkpoint: str | Path, **overrides: Any) -> Rebuilt:
             except (KeyError, TypeError, ValueError) as e:
                 raise CheckpointError(f"checkpoint {checkpoint}: its conversion record does not rebuild "
                                       f"({first_line(e)})") from None
-    try:
-        model.load_state_dict(ck["model"])
+    try:     # a contrastive loss's projection head trains beside the model; evaluation has no use for it
+        model.load_state_dict(without_contrastive_head(ck["model"]))
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {checkpoint}: its weights do not fit {cfg.model} on {cfg.dataset} "
                               f"({first_line(e)})") from None

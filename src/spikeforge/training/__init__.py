@@ -1,5 +1,5 @@
-"""Training: the loop (``engine``), train-step strategies (``steps``), checkpoints, callbacks, losses,
-optimisers.
+"""Training: the loop (``engine``), train-step strategies (``steps``), checkpoints, callbacks, losses
+(``contrastive``: TCL/STCL), optimisers.
 
     from spikeforge.training import fit
     result = fit(model, data, T=8, loss=my_loss, optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1),
@@ -18,8 +18,9 @@ from .checkpoint import (
     newest_checkpoint,
     save_checkpoint,
 )
+from .contrastive import ContrastiveHead, RandomShift, TemporalContrastive, TwoViews, supcon, without_contrastive_head
 from .engine import DivergedError, FitResult, NonFiniteError, RunFailed, TooManySkipped, Trainer, evaluate, fit
-from .losses import LOSSES, accuracy, count_correct, get_loss, mean_ce, mse_rate, tet
+from .losses import LOSSES, LossError, accuracy, count_correct, get_loss, mean_ce, mse_rate, prepare_loss, tet
 from .optim import constant, cosine_warmup, optimizer_factory
 from .steps import (
     BPTT,
@@ -39,4 +40,5 @@ __all__ = ["fit", "Trainer", "FitResult", "RunFailed", "NonFiniteError", "Diverg
            "CheckpointFallbackWarning",
            "LOSSES", "get_loss", "mean_ce", "mse_rate", "tet", "accuracy", "count_correct", "optimizer_factory",
            "cosine_warmup", "constant", "TrainStep", "BPTT", "StepContext", "StepOutput", "NonFiniteLoss",
-           "METHODS", "get_method", "prepared_by", "mark_prepared"]
+           "METHODS", "get_method", "prepared_by", "mark_prepared", "prepare_loss", "LossError",
+           "TemporalContrastive", "ContrastiveHead", "supcon", "TwoViews", "RandomShift", "without_contrastive_head"]

@@ -39,7 +39,7 @@ from ..core import eval_mode, first_line
 from ..data import DataBundle, batch_loader, to_time_first
 from .callbacks import Callback, CSVLogger, ProgressBar, StepInfo
 from .checkpoint import load_checkpoint, save_checkpoint
-from .losses import LOSSES, accuracy, count_correct, mean_ce
+from .losses import accuracy, count_correct, get_loss, mean_ce, prepare_loss
 from .steps import NonFiniteLoss, StepContext, TrainStep, autocast, get_method, prepared_by
 
 __all__ = ["fit", "Trainer", "FitResult", "RunFailed", "NonFiniteError", "DivergedError", "TooManySkipped", "evaluate"]
@@ -198,18 +198,21 @@ class Trainer:
             if reason is not None:
                 raise ValueError(f"method {self.method.name!r} cannot train this model: {reason}")
             model = self.method.prepare(model)
+        self.loss = get_loss(loss)
+        model = prepare_loss(self.loss, model)    # a loss's own parts (TCL's head): before DDP and the optimiser
         self.model = model
         self.ddp_model: nn.Module = model
         if self.world > 1:
             self.ddp_model = nn.parallel.DistributedDataParallel(model)
         self.data, self.T, self.encoding = data, T, encoding
-        self.loss = LOSSES[loss] if isinstance(loss, str) else loss
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = (optimizer or (lambda ps: torch.optim.AdamW(ps, lr=1e-3)))(params)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.lr_schedule = lr_schedule
         self.epochs, self.batch_size = epochs, batch_size
         self.batch_transform = batch_transform
+        if batch_transform is None:         # a loss that contrasts views (STCL) brings the transform making them
+            self.batch_transform = getattr(self.loss, "batch_transform", None)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.ckpt_every, self.grad_clip, self.amp = ckpt_every, grad_clip, amp
         self.skip_nonfinite, self.seed, self.max_steps = skip_nonfinite, seed, max_steps

@@ -1,6 +1,8 @@
 """Losses over time-first outputs: every loss is ``loss(outputs [T, B, K], targets [B], aux) -> scalar``.
 
-Averaging over time is the loss's job, not the model's.
+Averaging over time is the loss's job, not the model's. A loss that needs more than the outputs (the
+features, trainable parts of its own: ``contrastive.py``) also has ``check(model)`` and ``prepare(model)``,
+as a ``TrainStep`` does; the engine calls them through ``prepare_loss`` before it collects the parameters.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from ..core import Registry
+from ..core import Registry, UserError
 
-__all__ = ["mean_ce", "mse_rate", "tet", "LOSSES", "get_loss", "accuracy", "count_correct"]
+__all__ = ["mean_ce", "mse_rate", "tet", "LOSSES", "get_loss", "accuracy", "count_correct", "prepare_loss",
+           "LossError"]
 
 Loss = Callable[[Tensor, Tensor, dict[str, Any]], Tensor]
 
@@ -48,6 +51,25 @@ LOSSES.register("tet", tet, summary="cross-entropy at every step, averaged (TET,
 def get_loss(name: str | Loss) -> Loss:
     """A registered loss by name (``UnknownNameError`` lists them), or the callable itself."""
     return name if callable(name) else LOSSES[name]
+
+
+class LossError(UserError, ValueError):
+    """A loss cannot train a model; the message names the loss, the model and what it lacks."""
+
+
+def prepare_loss(loss: Loss, model: nn.Module) -> nn.Module:
+    """The model ``loss`` trains: ``model`` itself, changed in place by ``loss.prepare`` when the loss has
+    one (a plain function leaves it as it is). A loss whose ``check(model)`` gives a reason raises
+    ``LossError`` with it."""
+    prepare = getattr(loss, "prepare", None)
+    if prepare is None:
+        return model
+    check = getattr(loss, "check", None)
+    reason = check(model) if callable(check) else None
+    if reason is not None:
+        name = getattr(loss, "name", getattr(loss, "__name__", type(loss).__name__))
+        raise LossError(f"loss {name!r} cannot train {type(model).__name__}: {reason}")
+    return prepare(model)  # type: ignore[no-any-return]
 
 
 def count_correct(outputs: Tensor, targets: Tensor) -> int:
