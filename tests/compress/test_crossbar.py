@@ -59,13 +59,17 @@ def test_greedy_pruning_frees_the_cheapest_rows_and_keeps_the_rest() -> None:
     assert prune_crossbars(lin, 256, 256, 0.5)["after"] == {"0": 2}       # the same fraction again: no change
 
 
-def test_pruned_column_zeroes_the_bias_and_masks_survive_a_state_dict() -> None:
+def test_pruned_column_masks_the_bias_through_training_and_masks_survive_a_state_dict() -> None:
     torch.manual_seed(0)
     lin = nn.Sequential(nn.Linear(4, 6))
     prune_crossbars(lin, 4, 3, 0.5)                                       # 2 column tiles -> 1
     w, b = lin[0].weight.detach(), lin[0].bias.detach()
     dead = (w == 0).all(1)
-    assert int(dead.sum()) == 3 and (b[dead] == 0).all()
+    assert int(dead.sum()) == 3 and (b[dead] == 0).all() and (b[~dead] != 0).all()
+    opt = torch.optim.SGD(lin.parameters(), lr=0.5)
+    lin(torch.randn(8, 4)).sum().backward()                              # a step does not grow the bias back
+    opt.step()
+    assert (lin[0].bias.detach()[dead] == 0).all() and (lin[0].weight.detach()[dead] == 0).all()
     again = nn.Sequential(nn.Linear(4, 6))
     CrossbarPrune(R=4, C=3, first=True).apply(again)
     again.load_state_dict(lin.state_dict())
