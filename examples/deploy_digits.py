@@ -8,8 +8,9 @@
   once with crossbar-aware pruning of half the 32×16 crossbars (``--prune crossbar:R=32,C=16@0.5``).
 * Both run on the chip: ``spikeforge deploy RUN --crossbar 32x16 --neurons-per-core 64 --weight-bits 4`` (the
   encoder conv on the host, the rest on 64-neuron cores), the whole test split, each batch checked equal to the
-  integer model. ``deploy`` takes the run's best checkpoint (chosen on the validation split, never the test
-  split); its fake-quantised accuracy is printed beside the chip's. Median of the seeds.
+  integer model. Each run's last checkpoint is deployed (a run folder would give its best-validation one, which
+  for a pruning run can be a checkpoint from before the last cuts); its fake-quantised accuracy is printed
+  beside the chip's. Nothing is selected on the test split. Median of the seeds.
 
     python examples/deploy_digits.py [--seeds 0 1 2] [--epochs 20] [--qat-epochs 10] [--out runs/deploy]
 """
@@ -60,10 +61,10 @@ def main() -> None:
         for name, extra in (("w4u4", {}), ("w4u4 + crossbar pruning", {"prune": PRUNE})):
             acc, d = run(name.split()[0] + ("-pruned" if extra else ""), seed, args.qat_epochs, args.out,
                          quantize=q, **extra)
-            res = deploy_run(d, chip_config(**CHIP))
-            fq = evaluate_checkpoint(res["checkpoint"])["test_accuracy"]   # the deployed (best-val) checkpoint
+            res = deploy_run(d / "checkpoints" / "last.safetensors", chip_config(**CHIP))
+            fq = evaluate_checkpoint(res["checkpoint"])["test_accuracy"]   # the same checkpoint, fake-quantised
             assert res["bit_exact"] and res["accuracy"] == res["integer_accuracy"]
-            print(f"    {name}: last epoch {acc:.2f}%; deployed checkpoint: fake-quant {100 * fq:.2f}%, chip "
+            print(f"    {name}: last epoch {acc:.2f}%; its checkpoint: fake-quant {100 * fq:.2f}%, chip "
                   f"{100 * res['accuracy']:.2f}%, {res['cores']} cores, {res['crossbars']} crossbars", flush=True)
             rows[name].append(res | {"last_epoch": acc, "fake_quant": fq})
     med = statistics.median
