@@ -70,6 +70,9 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method-arg", dest="method_arg", action="append", default=None, metavar="KEY=VALUE",
                    help="a setting of the learning method, e.g. --method-arg alpha=0.5 (repeatable; "
                         "`spikeforge list methods` names them)")
+    p.add_argument("--max-spikes", dest="max_spikes", default=None, metavar="K",
+                   help="--method ttfs: spikes per neuron, 1 = time to first spike (default), K > 1 = the relaxed "
+                        "multi-spike form (the same as --method-arg max_spikes=K)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -231,6 +234,11 @@ def _train(args: argparse.Namespace) -> int:
         overrides["model_args"] = _model_args(args.model_arg)
     if args.method_arg:
         overrides["method_args"] = _model_args(args.method_arg, "method_args")
+    if args.max_spikes is not None:
+        overrides.setdefault("method_args", {})
+        if "max_spikes" in overrides["method_args"]:
+            raise ConfigError("max_spikes: given twice, by --max-spikes and by --method-arg max_spikes=...")
+        overrides["method_args"].update(_model_args([f"max_spikes={args.max_spikes}"], "method_args"))
     if args.resume is None:
         result, model, data = train(load_config(args.config, overrides), overwrite=args.overwrite)
     else:

@@ -96,3 +96,17 @@ def test_soft_reset_models_are_refused_by_nir_export(name: str, tmp_path: Path, 
     code, err = main_in_process(capsys, "export", str(run), "-o", str(tmp_path / "m.nir"))
     assert code == 2 and len(err) == 1 and "resets by subtraction" in err[0], err
     assert not (tmp_path / "m.nir").exists()
+
+
+def test_exact_time_models_are_refused_by_nir_export(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("nir")
+    run = tmp_path / "run"
+    assert main_in_process(capsys, *BASE, "--method", "ttfs", "--max-spikes", "2", "--max-steps", "1",
+                           "--run-dir", str(run))[0] == 0
+    code, err = main_in_process(capsys, "export", str(run), "-o", str(tmp_path / "m.nir"))
+    assert code == 2 and err == ["spikeforge: error: fc: ExactLIF is an event-driven layer of exact spike times "
+                                 "(--method ttfs), not a stepped neuron; NIR export of it is not supported"], err
+    assert not (tmp_path / "m.nir").exists()
+    code, err = main_in_process(capsys, *BASE, "--method", "ttfs", "--max-spikes", "2",
+                                "--method-arg", "max_spikes=3", "--run-dir", str(tmp_path / "r2"))
+    assert code == 2 and "max_spikes: given twice" in err[0] and not (tmp_path / "r2").exists()

@@ -206,6 +206,7 @@ class Mapping:
         host: runs the encoder on the host: ``x [T, B, ...] → int8 spikes [T, B, ...]``.
         encoder: the ``EncoderSpikes`` module's name.
         source_shape: shape of one step of the encoder's spikes.
+        cache: what ``chip_sim.simulate`` precomputes once per mapping.
     """
 
     config: ChipConfig
@@ -213,6 +214,7 @@ class Mapping:
     host: Callable[[Tensor], Tensor]
     encoder: str
     source_shape: tuple[int, ...]
+    cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cores(self) -> int:

@@ -93,17 +93,24 @@ def decision_steps(outputs: Tensor) -> Tensor:
 
 @dataclass
 class _Plan:
-    """What one layer needs per step, precomputed from its ``LayerMap``."""
+    """What one layer needs per step, precomputed once per mapping from its ``LayerMap``."""
 
-    ptr: Tensor             # CSR of the routes: source j's lines are idx[ptr[j]:ptr[j+1]]
-    idx: Tensor
-    fanout: Tensor          # [lines]: nonzero weights per input line
-    weight: Tensor          # [lines, neurons] int32
-    nz: Tensor              # [lines, neurons] int32 0/1
+    route_ptr: Tensor       # CSR of the routes: source j's lines are route_idx[route_ptr[j]:route_ptr[j+1]]
+    route_idx: Tensor
+    syn_ptr: Tensor         # CSR of the crossbar rows: line a's synapses are syn_col/syn_val[syn_ptr[a]:...]
+    syn_col: Tensor
+    syn_val: Tensor         # int32
     packets: Tensor         # [sources]: destination cores per source spike
     hops: Tensor            # [sources]: mesh hops per source spike
     pj: Tensor              # [sources]: routing energy per source spike (float64)
     placed: Tensor          # [neurons] bool
+
+
+def _csr(mask: Tensor) -> tuple[Tensor, Tensor]:
+    """``[rows, cols]`` bool → (row pointers, column indices)."""
+    ptr = torch.zeros(mask.shape[0] + 1, dtype=torch.long)
+    ptr[1:] = mask.sum(1).cumsum(0)
+    return ptr, torch.nonzero(mask)[:, 1]
 
 
 def _mesh(cfg: ChipConfig, core: Tensor) -> tuple[Tensor, Tensor]:
@@ -112,17 +119,16 @@ def _mesh(cfg: ChipConfig, core: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _plan(cfg: ChipConfig, m: LayerMap, src_core: Tensor | None) -> _Plan:
-    route = m.route
-    counts = route.sum(1)
-    ptr = torch.zeros(len(counts) + 1, dtype=torch.long)
-    ptr[1:] = counts.cumsum(0)
-    idx = torch.nonzero(route)[:, 1]
-    nzb = m.weight != 0
-    reach = (route.to(torch.float32) @ nzb.to(torch.float32)) > 0           # [sources, neurons]
+    route_ptr, route_idx = _csr(m.route)
+    nz = m.weight != 0
+    syn_ptr, syn_col = _csr(nz)
+    syn_val = m.weight[nz]
     cores = torch.unique(m.core_of[m.kept])
     onehot = (m.core_of.unsqueeze(1) == cores.unsqueeze(0)).to(torch.float32)  # [neurons, layer cores]
-    dest = (reach.to(torch.float32) @ onehot) > 0                            # [sources, layer cores]
-    n_src = route.shape[0]
+    line_cores = torch.cat([(nz[i:i + 4096].to(torch.float32) @ onehot) > 0
+                            for i in range(0, nz.shape[0], 4096)])            # [lines, layer cores]
+    dest = (m.route.to(torch.float32) @ line_cores.to(torch.float32)) > 0     # [sources, layer cores]
+    n_src = m.route.shape[0]
     sx, sy = (torch.zeros(n_src, dtype=torch.long),) * 2 if src_core is None else _mesh(cfg, src_core.clamp(min=0))
     dx, dy = _mesh(cfg, cores)
     hx = (sx.unsqueeze(1) - dx.unsqueeze(0)).abs()
@@ -130,35 +136,36 @@ def _plan(cfg: ChipConfig, m: LayerMap, src_core: Tensor | None) -> _Plan:
     e = cfg.energy
     cost = torch.where((hx + hy) == 0, torch.tensor(e.spike_in_tile, dtype=torch.float64),
                        hx.to(torch.float64) * e.hop_ew + hy.to(torch.float64) * e.hop_ns)
-    d = dest.to(torch.float64)
     placed = torch.zeros(m.weight.shape[1], dtype=torch.bool)
     placed[m.kept] = True
-    return _Plan(ptr, idx, nzb.sum(1), m.weight, nzb.to(torch.int32), dest.sum(1), ((hx + hy) * dest).sum(1),
-                 (cost * d).sum(1), placed)
+    return _Plan(route_ptr, route_idx, syn_ptr, syn_col, syn_val, dest.sum(1), ((hx + hy) * dest).sum(1),
+                 (cost * dest.to(torch.float64)).sum(1), placed)
+
+
+def _ranges(ptr: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+    """For CSR ``ptr`` and selected ``rows``: (which selected row, position in the CSR arrays) of every entry."""
+    cnt = ptr[rows + 1] - ptr[rows]
+    rep = torch.repeat_interleave(torch.arange(len(rows)), cnt)
+    first = torch.repeat_interleave(cnt.cumsum(0) - cnt, cnt)
+    return rep, torch.arange(int(cnt.sum())) - first + ptr[rows][rep]
 
 
 def _lines(p: _Plan, b: Tensor, j: Tensor, n_lines: int) -> tuple[Tensor, Tensor]:
     """Route events ``(b, j)`` to input lines; several events on one line in a step count once."""
-    cnt = p.ptr[j + 1] - p.ptr[j]
-    rep = torch.repeat_interleave(torch.arange(len(j)), cnt)
-    first = torch.repeat_interleave(cnt.cumsum(0) - cnt, cnt)
-    pos = torch.arange(int(cnt.sum())) - first + p.ptr[j][rep]
-    key = torch.unique(b[rep] * n_lines + p.idx[pos])
+    rep, pos = _ranges(p.route_ptr, j)
+    key = torch.unique(b[rep] * n_lines + p.route_idx[pos])
     return torch.div(key, n_lines, rounding_mode="floor"), key % n_lines
 
 
-_CHUNK = 1024
-
-
-def _accumulate(p: _Plan, b: Tensor, a: Tensor, B: int) -> tuple[Tensor, Tensor]:
-    n = p.weight.shape[1]
-    cur = torch.zeros(B, n, dtype=torch.int32)
-    got = torch.zeros(B, n, dtype=torch.int32)
-    for lo in range(0, len(a), _CHUNK):
-        bb, aa = b[lo:lo + _CHUNK], a[lo:lo + _CHUNK]
-        cur.index_add_(0, bb, p.weight[aa])
-        got.index_add_(0, bb, p.nz[aa])
-    return cur, got > 0
+def _accumulate(p: _Plan, b: Tensor, a: Tensor, B: int, n: int) -> tuple[Tensor, Tensor, int]:
+    """Each active line ``(b, a)`` adds its synapses into its neurons: (currents ``[B, n]`` int32, which
+    neurons got a synaptic event, the synaptic operations)."""
+    rep, pos = _ranges(p.syn_ptr, a)
+    flat = b[rep] * n + p.syn_col[pos]
+    cur = torch.zeros(B * n, dtype=torch.int32).index_add_(0, flat, p.syn_val[pos])
+    got = torch.zeros(B * n, dtype=torch.bool)
+    got[flat] = True
+    return cur.view(B, n), got.view(B, n), len(pos)
 
 
 def simulate(mapping: Mapping, x: Tensor, record: bool = False) -> ChipRun:
@@ -175,10 +182,13 @@ def simulate(mapping: Mapping, x: Tensor, record: bool = False) -> ChipRun:
     cfg = mapping.config
     src = mapping.host(x)                                        # int8 [T, B, *src_shape]
     T, B = src.shape[:2]
-    plans, prev_core = [], None
-    for m in mapping.layers:
-        plans.append(_plan(cfg, m, prev_core))
-        prev_core = m.core_of
+    plans = mapping.cache.get("plans")
+    if plans is None:                                            # once per mapping
+        plans, prev_core = [], None
+        for m in mapping.layers:
+            plans.append(_plan(cfg, m, prev_core))
+            prev_core = m.core_of
+        mapping.cache["plans"] = plans
     stats = {m.name: LayerStats() for m in mapping.layers}
     volts: list[Tensor | None] = []
     for m in mapping.layers:
@@ -200,8 +210,8 @@ def simulate(mapping: Mapping, x: Tensor, record: bool = False) -> ChipRun:
             st.route_pj += float(p.pj[j].sum())
             bl, al = _lines(p, b, j, m.weight.shape[0])
             st.line_events += len(al)
-            st.synops += int(p.fanout[al].sum())
-            cur, had_input = _accumulate(p, bl, al, B)
+            cur, had_input, synops = _accumulate(p, bl, al, B, m.weight.shape[1])
+            st.synops += synops
             cur += m.bias
             n_placed = int(p.placed.sum()) * B
             if m.lif is None:

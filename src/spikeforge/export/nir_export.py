@@ -204,6 +204,10 @@ def to_nir(model: nn.Module, sample_input: Tensor, dt: float = 1e-3, r_mode: str
         raise ValueError(f"dt must be > 0 seconds, got {dt}")
     if r_mode not in ("keep", "fold"):
         raise ValueError(f"r_mode must be 'keep' or 'fold', got {r_mode!r}")
+    for name, m in model.named_modules():             # a module that says why it has no NIR form
+        why = getattr(m, "nir_refusal", None)
+        if why:
+            raise NIRExportError(f"{name or type(model).__name__}: {type(m).__name__} is {why}")
     net = copy.deepcopy(model).cpu().float()
     try:
         fold_bn_pairs(net)

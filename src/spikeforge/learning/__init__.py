@@ -3,6 +3,8 @@
 * ``dsr`` — differentiation on spike representation (``dsr.py``);
 * ``tandem``, ``spike-count`` — spike-count backward through an ANN with shared weights (``tandem.py``,
   ``spike_count.py``);
+* ``ttfs`` — exact spike times of current-based LIF layers, time to first spike or a few spikes per neuron
+  (``ttfs.py``: the layer; ``ttfs_method.py``: the method);
 * ``ann``, ``qcfs`` — the ANN twins that ``spikeforge convert`` turns into SNNs (``conversion.py``).
 
 They share one neuron (``neurons.RateNeuron``: soft reset, spike at ``α·V_th``), one compatibility check
@@ -36,6 +38,8 @@ from .graph import SCALE_TRANSPARENT, SYNAPTIC, FoldPlan, spike_consumers
 from .neurons import RateNeuron, RateParams, RateState, ScaleByThreshold, fold_thresholds, rate_neurons, rate_step
 from .spike_count import SpikeCount, SpikingReadout, rate_penalty
 from .tandem import CountRule, Tandem, count_activation, count_neuron, if_count, to_count_neurons
+from .ttfs import CubaParams, ExactLIF, check_spike_times, exact_spike_times, lambertw
+from .ttfs_method import TTFS, FirstSpikeReadout, SpikeTimesInput, exact_compatible, to_exact_time, ttfs_loss
 
 __all__ = ["METHODS", "DSR", "DSRRule", "weighted_rate", "RateNeuron", "RateParams", "RateState", "rate_step",
            "ScaleByThreshold", "fold_thresholds", "rate_neurons", "FoldPlan", "spike_consumers", "SYNAPTIC",
@@ -43,4 +47,6 @@ __all__ = ["METHODS", "DSR", "DSRRule", "weighted_rate", "RateNeuron", "RatePara
            "Tandem", "CountRule", "count_activation", "count_neuron", "if_count", "to_count_neurons",
            "SpikeCount", "SpikingReadout", "rate_penalty",
            "ANN", "QCFS", "QCFSActivation", "ReLUTwin", "TwinActivation", "NORMS", "convert", "layer_errors",
-           "sew_groups", "threshold_statistics", "twin_activations"]
+           "sew_groups", "threshold_statistics", "twin_activations",
+           "TTFS", "ExactLIF", "CubaParams", "exact_spike_times", "lambertw", "check_spike_times", "SpikeTimesInput",
+           "FirstSpikeReadout", "ttfs_loss", "to_exact_time", "exact_compatible"]
