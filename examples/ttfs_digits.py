@@ -10,6 +10,7 @@ median time of the first output spike (the decision); the first epoch whose vali
 ``σ ∈ {0, 0.05, 0.1}``.
 
     python examples/ttfs_digits.py [--seeds 0 1 2] [--epochs 20] [--out runs/ttfs-digits]
+    python examples/ttfs_digits.py --dataset fashion-mnist --limit-train 10000 --epochs 10
     python examples/ttfs_digits.py --quick          # one seed, 2 epochs, 256 training samples: a smoke run
 
 Each run is equivalent to::
@@ -69,10 +70,10 @@ def measure(model: Any, data: Any, T: int, t_max: float, seed: int) -> dict[str,
 
 
 def run(k: int, seed: int, args: argparse.Namespace) -> dict[str, float]:
-    cfg = TrainConfig(dataset="digits", model="spiking_mlp_tiny", model_args={"hidden": 128}, T=args.T,
+    cfg = TrainConfig(dataset=args.dataset, model="spiking_mlp_tiny", model_args={"hidden": 128}, T=args.T,
                       encoding="latency", method="ttfs", method_args={"max_spikes": k}, optimizer="adamw", lr=3e-3,
                       schedule="constant", epochs=args.epochs, batch_size=32, seed=seed, progress=False,
-                      limit_train=args.limit_train, run_dir=str(args.out / f"K{k}-{seed}"))
+                      limit_train=args.limit_train, run_dir=str(args.out / f"{args.dataset}-K{k}-{seed}"))
     result, model, data = train(cfg, overwrite=True)
     hist = result.history
     reached = [r["epoch"] for r in hist if r.get("val_accuracy", 0.0) >= args.target]
@@ -84,6 +85,7 @@ def run(k: int, seed: int, args: argparse.Namespace) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", default="digits", help="digits (default) or fashion-mnist")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--T", type=int, default=16)
@@ -109,7 +111,9 @@ def main() -> None:
         some = f" ({len(vals)}/{len(table[k])})" if len(vals) < len(table[k]) else ""
         return f"{statistics.mean(vals):.3f} ± {sd:.3f}{some}"
 
-    print(f"\ndigits, MLP 64-128-10, T={args.T}, {args.epochs} epochs, seeds {args.seeds}: mean ± std")
+    n_train = f", first {args.limit_train} training samples" if args.limit_train else ""
+    print(f"\n{args.dataset}, MLP (hidden 128), T={args.T}, {args.epochs} epochs{n_train}, seeds {args.seeds}: "
+          "mean ± std")
     rows = [("test accuracy %", "acc"), ("hidden spikes / neuron", "hidden_spikes"),
             ("label spikes / neuron", "label_spikes"), ("median first output spike (τ_s)", "median_first_out"),
             (f"epochs to val acc {args.target:.0%}", "epochs_to_target"), ("share of steps bumped", "bumped")]

@@ -15,7 +15,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = {"core", "surrogate", "kernels", "neurons", "encode", "data", "layers", "models", "analysis",
-               "training", "learning", "compress", "export", "app", "cli"}
+               "training", "learning", "compress", "export", "search", "app", "cli"}
 
 
 def __getattr__(name: str) -> Any:

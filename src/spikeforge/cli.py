@@ -1,5 +1,5 @@
-"""``spikeforge train | eval | report | convert | export | import | deploy | list``: the command line. It parses
-arguments and calls ``spikeforge.app``; nothing else happens here.
+"""``spikeforge train | eval | report | convert | export | import | deploy | search | list``: the command line. It
+parses arguments and calls ``spikeforge.app``; nothing else happens here.
 
 Flags follow one rule (printed by ``spikeforge train --help``): ``--method`` picks how the model learns,
 ``--loss`` the loss, ``--memory`` how the backward pass stores state; compression flags (``--quantize``,
@@ -42,6 +42,11 @@ EXAMPLES = {
                 "spikeforge eval runs/qcfs/convert-clip/T8.safetensors"],
     "deploy": ["spikeforge deploy runs/RUN",
                "spikeforge deploy runs/RUN --crossbar 64x64 --neurons-per-core 64 --weight-bits 4 --json chip.json"],
+    "search": ["spikeforge search --space spenser --dataset digits --generations 8 --population 4 "
+               "--epochs-per-candidate 3 --workers 2 --seed 0 --run-dir runs/spenser --space-arg img_size=8",
+               "spikeforge search --resume --space spenser --dataset digits --generations 8 --population 4 "
+               "--epochs-per-candidate 3 --workers 2 --seed 0 --run-dir runs/spenser --space-arg img_size=8",
+               "spikeforge search --space autospikformer --dataset digits --T 2 --address 10.0.0.5:6379 ..."],
     "export": ["spikeforge export runs/RUN -o model.nir",
                "spikeforge export runs/RUN/checkpoints/last.safetensors --format nir --dt 1e-3 -o model.nir"],
 }
@@ -198,6 +203,29 @@ def _parser() -> argparse.ArgumentParser:
                     help="also write the full result as JSON (refused if it exists, see --overwrite)")
     dp.add_argument("--overwrite", action="store_true", help="replace --json if it exists")
     dp.add_argument("--data-root", dest="data_root", default=None, help="folder of the dataset's files")
+    se = sub.add_parser("search", help="architecture search, each candidate a Ray task (local or on a cluster)",
+                        description="Evolve architectures of a search space (spikeforge list searches): every\n"
+                                    "candidate is trained and scored in a Ray task; candidates.jsonl, pareto.json\n"
+                                    "and generation.json in --run-dir; --resume submits only what is missing.",
+                        epilog=_epilog("search"), formatter_class=fmt)
+    se.add_argument("--space", required=True, help=f"search space, one of: {', '.join(LISTS['searches'])}")
+    se.add_argument("--dataset", required=True, help="dataset the candidates train on")
+    se.add_argument("--generations", type=int, required=True, help="generations after the random one")
+    se.add_argument("--population", type=int, required=True, help="candidates per generation (λ)")
+    se.add_argument("--epochs-per-candidate", dest="epochs", type=int, required=True,
+                    help="training epochs of each candidate")
+    se.add_argument("--workers", type=int, default=1, help="candidates at once (CPUs of the local Ray instance)")
+    se.add_argument("--address", default=None, help="HOST:PORT of a running Ray cluster (default: a local one)")
+    se.add_argument("--seed", type=int, default=0, help="the search's seed (default 0)")
+    se.add_argument("--run-dir", dest="run_dir", required=True, help="folder of the search's files")
+    se.add_argument("--resume", action="store_true", help="continue the search in --run-dir")
+    se.add_argument("--T", type=int, default=4, help="time steps (default 4)")
+    se.add_argument("--threads", type=int, default=1, help="torch threads per candidate (default 1)")
+    se.add_argument("--limit-train", dest="limit_train", type=int, default=None,
+                    help="train candidates on the first N samples")
+    se.add_argument("--space-arg", dest="space_arg", action="append", default=None, metavar="KEY=VALUE",
+                    help="a setting of the search space (repeatable), e.g. --space-arg img_size=8")
+    se.add_argument("--data-root", dest="data_root", default=None, help="folder of the dataset's files")
     ls = sub.add_parser("list", help="list the registered names of a kind with a short description",
                         epilog=_epilog("list"), formatter_class=fmt)
     ls.add_argument("kind", metavar="KIND", help=f"one of: {', '.join(LISTS)}")
@@ -215,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     from .training import RunFailed
     try:
         return int({"train": _train, "eval": _eval, "report": _report, "convert": _convert, "export": _export,
-                    "import": _import, "deploy": _deploy, "list": _list}[args.command](args))
+                    "import": _import, "deploy": _deploy, "search": _search, "list": _list}[args.command](args))
     except UserError as e:
         print(f"spikeforge: error: {_one_line(e)}", file=sys.stderr)
         return 2
@@ -357,6 +385,16 @@ def _deploy(args: argparse.Namespace) -> int:
           f"{e['neurons']:.2f}, routing {e['routing']:.2f}); per-event costs: {res['run']['energy_source']}")
     if args.json_out:
         print(f"written: {args.json_out}")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from .app.search import search
+    space_args = _model_args(args.space_arg, "space_args") if args.space_arg else {}
+    res = search(args.space, args.dataset, args.generations, args.population, args.epochs, args.workers, args.seed,
+                 args.run_dir, T=args.T, address=args.address, threads=args.threads, limit_train=args.limit_train,
+                 data_root=args.data_root, space_args=space_args, resume=args.resume)
+    print(json.dumps(res, indent=2))
     return 0
 
 

@@ -11,6 +11,7 @@ from ..data import DATASETS
 from ..export import EXPORTERS
 from ..models import MODELS
 from ..neurons import NEURONS
+from ..search import SEARCHES
 from ..surrogate import SURROGATES
 from ..training import LOSSES, METHODS
 
@@ -18,9 +19,9 @@ __all__ = ["LISTS", "list_names"]
 
 LISTS: dict[str, Registry[Any]] = {"models": MODELS, "datasets": DATASETS, "neurons": NEURONS,
                                    "surrogates": SURROGATES, "losses": LOSSES, "methods": METHODS,
-                                   "exporters": EXPORTERS, "compressors": COMPRESSORS}
+                                   "exporters": EXPORTERS, "compressors": COMPRESSORS, "searches": SEARCHES}
 """What ``spikeforge list KIND`` can list, by kind (models, datasets, neurons, surrogates, losses, methods,
-exporters, compressors)."""
+exporters, compressors, searches)."""
 
 
 def list_names(kind: str) -> list[tuple[str, str]]:
