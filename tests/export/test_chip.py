@@ -161,7 +161,7 @@ def test_branches_and_layers_that_are_not_a_routing_are_refused() -> None:
         with pytest.raises(ChipError, match="--crossbar: expected ROWSxCOLUMNS"):
             parse_crossbar(bad)
     assert parse_crossbar("32X16") == (32, 16)
-    with pytest.raises(ChipError, match="neurons_per_core must be a positive integer, got 0"):
+    with pytest.raises(ChipError, match=r"neurons_per_core \(--neurons-per-core\) must be a positive integer, got 0"):
         ChipConfig(neurons_per_core=0)
 
 

@@ -117,15 +117,16 @@ class ChipConfig:
 
     def __post_init__(self) -> None:
         for name in ("neurons_per_core", "cores", "cores_per_tile", "mesh_width"):
-            _positive(name, getattr(self, name))
+            flag = f" (--{name.replace('_', '-')})" if name in ("neurons_per_core", "cores") else ""
+            _positive(name + flag, getattr(self, name))
         if len(self.crossbar) != 2:
             raise ChipError(f"crossbar must be (rows, columns), got {self.crossbar!r}")
         _positive("crossbar rows", self.crossbar[0])
         _positive("crossbar columns", self.crossbar[1])
-        if not 2 <= _positive("weight_bits", self.weight_bits) <= 16:
-            raise ChipError(f"weight_bits must be in 2..16, got {self.weight_bits}")
-        if not 2 <= _positive("membrane_bits", self.membrane_bits) <= 32:
-            raise ChipError(f"membrane_bits must be in 2..32, got {self.membrane_bits}")
+        if not 2 <= _positive("weight_bits (--weight-bits)", self.weight_bits) <= 16:
+            raise ChipError(f"weight_bits (--weight-bits) must be in 2..16, got {self.weight_bits}")
+        if not 2 <= _positive("membrane_bits (--membrane-bits)", self.membrane_bits) <= 32:
+            raise ChipError(f"membrane_bits (--membrane-bits) must be in 2..32, got {self.membrane_bits}")
 
     def tile_xy(self, core: int) -> tuple[int, int]:
         """Mesh position ``(x, y)`` of the tile holding ``core`` (the host port is tile 0's)."""
