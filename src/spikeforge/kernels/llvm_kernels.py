@@ -328,11 +328,15 @@ _target_machine: llvm.TargetMachine | None = None
 
 
 def _new_tm() -> llvm.TargetMachine:
+    """The large code model with static relocation: constants and callees are reached through 64-bit absolute
+    addresses (``R_X86_64_64``). The default small model reaches the constant pools PC-relatively in 32 bits,
+    and MCJIT, which allocates code and constants separately, aborts the process when a long-lived one (a Ray
+    worker after a few dozen search candidates) places them more than 2 GiB apart."""
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     target = llvm.Target.from_default_triple()
     return target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
-                                        opt=3, reloc="pic", codemodel="default")
+                                        opt=3, reloc="static", codemodel="large")
 
 
 def _tm() -> llvm.TargetMachine:
