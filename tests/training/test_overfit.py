@@ -38,7 +38,7 @@ def test_overfits_one_batch(model: str, dataset: str, nmnist_folder: Path, tmp_p
     kw = {"dataset": "nmnist", "data_root": str(nmnist_folder)} if dataset == "nmnist-folder" else \
         {"dataset": dataset}
     cfg = TrainConfig(model=model, T=2, batch_size=64, limit_train=64, val_fraction=0.0, epochs=100,
-                      max_steps=100, lr=LR.get(model, 1e-2), encoding="direct", eval_every=1000, progress=False,
+                      max_steps=150, lr=LR.get(model, 1e-2), encoding="direct", eval_every=1000, progress=False,
                       run_dir=str(tmp_path / "run"), extra={"source": "digits"}, **kw)
     rec = StopBelow()
     result, _, _ = train(cfg, callbacks=[rec])

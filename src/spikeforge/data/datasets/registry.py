@@ -150,12 +150,14 @@ def _fashion(req: DataRequest) -> DataBundle:
 def _frames_of(ds: Dataset, T: int, name: str, workers: int, progress: bool,
                limit: int | None = None) -> tuple[Tensor, Tensor]:
     """Every sample of an event dataset as uint8 frames ``[N, T, 2, H, W]`` (counts saturate at 255),
-    through the on-disk cache; with ``limit``, only the first samples, computed in-process."""
+    through the on-disk cache; with ``limit``, only ``limit`` samples evenly spaced over the split (event
+    folders are sorted by class: the first samples would all be one class), computed in-process."""
     from ..cache import CachedDataset
     from ..transforms import ToFrames
     tf = ToFrames(n_bins=T, dtype="uint8")
     if limit is not None:
-        idx = list(range(min(limit, len(ds))))  # type: ignore[arg-type]
+        n = len(ds)  # type: ignore[arg-type]
+        idx = sorted({i * n // min(limit, n) for i in range(min(limit, n))})
         items = ds.__getitems__(idx) if hasattr(ds, "__getitems__") else [ds[i] for i in idx]
         xs = [torch.as_tensor(tf(ev)) for ev, _ in items]
         return torch.stack(xs), torch.tensor([int(lab) for _, lab in items], dtype=torch.long)
