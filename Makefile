@@ -40,7 +40,7 @@ test-all: lint
 
 # each script's output also replaces docs/benchmarks/<script>.txt (the site's Benchmarks page) when it succeeds
 bench: $(STAMP)
-	$(BIN)/python benchmarks/record.py neurons transforms data models learning
+	$(BIN)/python benchmarks/record.py neurons transforms data models learning memory
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

@@ -57,7 +57,7 @@ def spenser(args: argparse.Namespace) -> None:
     for epochs in (args.epochs, budget):
         cfg = TrainConfig(dataset=args.dataset, model="spiking_cnn_tiny", model_args={"pool": "max"}, T=args.T,
                           encoding="direct", epochs=epochs, seed=args.seed, progress=False, threads=1,
-                          limit_train=args.limit_train, run_dir=str(out / f"baseline-{epochs}"))
+                          limit_train=args.limit_train, eval_every=epochs, run_dir=str(out / f"baseline-{epochs}"))
         r, _, _ = train(cfg, overwrite=True)
         last = r.history[-1]
         print(f"spiking_cnn_tiny, {epochs} epochs: val {100 * last['val_accuracy']:.2f}%, test "

@@ -193,6 +193,8 @@ def model_from_config(cfg: TrainConfig, data: DataBundle, method: TrainStep | No
     _check_model_args(cfg.model, cfg.model_args)
     base = dict(in_channels=data.in_channels, num_classes=data.num_classes, img_size=data.img_size, T=cfg.T,
                 neuron=neuron_from_config(cfg))
+    if MODELS.info(cfg.model).get("fixed_neuron"):       # the PSN nets: their neuron is the point of the variant
+        base.pop("neuron")
     try:
         model = create_model(cfg.model, **{**base, **cfg.model_args})
     except (TypeError, ValueError, RuntimeError) as e:

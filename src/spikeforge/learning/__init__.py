@@ -5,7 +5,9 @@
   ``spike_count.py``);
 * ``ttfs`` — exact spike times of current-based LIF layers, time to first spike or a few spikes per neuron
   (``ttfs.py``: the layer; ``ttfs_method.py``: the method);
-* ``ann``, ``qcfs`` — the ANN twins that ``spikeforge convert`` turns into SNNs (``conversion.py``).
+* ``ann``, ``qcfs`` — the ANN twins that ``spikeforge convert`` turns into SNNs (``conversion.py``);
+* ``online`` — SLTT: one step forward and backward at a time, state detached between steps, memory
+  independent of ``T`` (``online.py``).
 
 They share one neuron (``neurons.RateNeuron``: soft reset, spike at ``α·V_th``), one compatibility check
 and one neuron swap (``base.py``), and one plan for folding thresholds into the next weights
@@ -36,6 +38,7 @@ from .conversion import (
 from .dsr import DSR, DSRRule, weighted_rate
 from .graph import SCALE_TRANSPARENT, SYNAPTIC, FoldPlan, spike_consumers
 from .neurons import RateNeuron, RateParams, RateState, ScaleByThreshold, fold_thresholds, rate_neurons, rate_step
+from .online import Online, Stepwise, online_compatible
 from .spike_count import SpikeCount, SpikingReadout, rate_penalty
 from .tandem import CountRule, Tandem, count_activation, count_neuron, if_count, to_count_neurons
 from .ttfs import CubaParams, ExactLIF, check_spike_times, exact_spike_times, lambertw
@@ -49,4 +52,5 @@ __all__ = ["METHODS", "DSR", "DSRRule", "weighted_rate", "RateNeuron", "RatePara
            "ANN", "QCFS", "QCFSActivation", "ReLUTwin", "TwinActivation", "NORMS", "convert", "layer_errors",
            "sew_groups", "threshold_statistics", "twin_activations",
            "TTFS", "ExactLIF", "CubaParams", "exact_spike_times", "lambertw", "check_spike_times", "SpikeTimesInput",
-           "FirstSpikeReadout", "ttfs_loss", "to_exact_time", "exact_compatible"]
+           "FirstSpikeReadout", "ttfs_loss", "to_exact_time", "exact_compatible",
+           "Online", "Stepwise", "online_compatible"]

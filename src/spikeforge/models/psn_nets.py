@@ -82,25 +82,25 @@ def _soft_lif() -> LIF:
     return LIF(tau=2.0, v_reset=None, surrogate=ATan(alpha=2.0), detach_reset=True)
 
 
-@register_model
+@register_model(fixed_neuron=True)
 def seq_csnn_psn(**kwargs: Any) -> SequentialCSNN:
     """Sequential-CIFAR net with ``PSN`` neurons (T = 32)."""
     return SequentialCSNN(**{"neuron": "psn", **kwargs})
 
 
-@register_model
+@register_model(fixed_neuron=True)
 def seq_csnn_masked_psn(k: int = 4, img_size: int = 32, **kwargs: Any) -> SequentialCSNN:
     """Sequential-CIFAR net with ``MaskedPSN(k)`` neurons (``lambda_`` starts at 0)."""
     return SequentialCSNN(img_size=img_size, neuron=lambda: MaskedPSN(k=k, T=img_size), **kwargs)
 
 
-@register_model
+@register_model(fixed_neuron=True)
 def seq_csnn_sliding_psn(k: int = 4, algorithm: str = "gemm", **kwargs: Any) -> SequentialCSNN:
     """Sequential-CIFAR net with ``SlidingPSN(k)`` neurons (exp init; ``algorithm`` ``"gemm"`` or ``"conv"``)."""
     return SequentialCSNN(neuron=lambda: SlidingPSN(k=k, exp_init=True, algorithm=algorithm), **kwargs)
 
 
-@register_model
+@register_model(fixed_neuron=True)
 def seq_csnn_lif(**kwargs: Any) -> SequentialCSNN:
     """Sequential-CIFAR net with the paper's serial baseline: LIF, soft reset, ``detach_reset``."""
     return SequentialCSNN(**{"neuron": _soft_lif(), **kwargs})

@@ -30,10 +30,13 @@ MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 """The model zoo by name; ``create_model`` builds from it and ``list_models`` lists it."""
 
 
-def register_model(fn: F) -> F:
+def register_model(fn: F | None = None, **info: Any) -> Any:
     """Decorator: register a model variant under its function name (its docstring's first line is the
-    summary ``spikeforge list models`` prints)."""
-    MODELS.register(fn.__name__, fn)
+    summary ``spikeforge list models`` prints). ``@register_model(fixed_neuron=True)`` marks a variant whose
+    neuron is its point (the PSN nets): a run's ``--neuron`` template is not passed to it."""
+    if fn is None:
+        return lambda f: register_model(f, **info)
+    MODELS.register(fn.__name__, fn, **info)
     return fn
 
 

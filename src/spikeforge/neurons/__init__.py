@@ -6,7 +6,7 @@ Scan neurons (one loop over T, fused kernels): ``IF``, ``LIF``, ``PLIF``, ``ALIF
 """
 
 from .alif import ALIF, ALIFParams, ALIFState, alif_step
-from .base import GradientRule, SpikingNeuron, call_rule
+from .base import GradientRule, SpikingNeuron, call_rule, set_memory
 from .cuba import CUBALIF, CUBALIFParams, CUBALIFState, cubalif_step
 from .dynamics import SpikeParams, StateQuantizer, euler_leak, fire, quantize, reset
 from .if_ import IF, IFParams, IFState, if_step
@@ -20,7 +20,7 @@ from .registry import NEURONS, create_neuron, list_neurons, register_neuron
 from .scan import available_backends, scan
 
 __all__ = [
-    "SpikingNeuron", "GradientRule", "call_rule", "SpikeParams", "StateQuantizer",
+    "SpikingNeuron", "GradientRule", "call_rule", "set_memory", "SpikeParams", "StateQuantizer",
     "IF", "LIF", "PLIF", "ALIF", "CUBALIF", "Izhikevich", "MultiSpike", "PSN", "MaskedPSN", "SlidingPSN",
     "IFParams", "LIFParams", "PLIFParams", "ALIFParams", "CUBALIFParams", "IzhikevichParams",
     "MultiSpikeParams", "IFState", "LIFState", "PLIFState", "ALIFState", "CUBALIFState", "IzhikevichState",

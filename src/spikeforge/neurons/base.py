@@ -21,9 +21,9 @@ from torch import Tensor, nn
 
 from ..surrogate import Sigmoid, Surrogate, get_surrogate
 from .dynamics import StateQuantizer
-from .scan import State, StepFn, available_backends, scan, state_dtype
+from .scan import MEMORY_MODES, State, StepFn, available_backends, scan, state_dtype
 
-__all__ = ["SpikingNeuron", "GradientRule", "call_rule"]
+__all__ = ["SpikingNeuron", "GradientRule", "call_rule", "set_memory"]
 
 
 class GradientRule(Protocol):
@@ -112,8 +112,10 @@ class SpikingNeuron(nn.Module):
         grad: ``"surrogate"`` or a ``GradientRule`` object (which may also return gradients for the
             neuron's own parameters).
         quantizer: optional ``StateQuantizer`` applied to the state after every step.
-        memory: what a fused backend keeps for backward: ``"default"`` (the input plus the state every
-            few steps, 2 bytes per neuron-step) or ``"lean"`` (the state every ⌈√T⌉ steps; more recompute).
+        memory: what the scan keeps for backward, on every backend: ``"default"`` (a fused backend: the
+            input plus the state every few steps, 2 bytes per neuron-step; the torch loop: what autograd
+            saves at every step) or ``"lean"`` (the input and the state every ⌈√T⌉ steps; each segment is
+            replayed in backward). ``set_memory(model, mode)`` switches every neuron of a built model.
     """
 
     step_fn: ClassVar[StepFn]
@@ -142,7 +144,7 @@ class SpikingNeuron(nn.Module):
             raise ValueError(f"grad must be 'surrogate' or a GradientRule object, got {grad!r}")
         self.grad_rule: GradientRule | None = None if isinstance(grad, str) else grad
         self.quantizer = quantizer
-        if memory not in ("default", "lean"):
+        if memory not in MEMORY_MODES:
             raise ValueError(f"memory must be 'default' or 'lean', got {memory!r}")
         self.memory = memory
 
@@ -229,3 +231,15 @@ class SpikingNeuron(nn.Module):
                 f"detach_reset={self.detach_reset}, backend={self.backend!r}")
 
 
+def set_memory(model: nn.Module, memory: str) -> list[str]:
+    """Set what every scan neuron of ``model`` keeps for backward (``"default"`` or ``"lean"``, see
+    ``SpikingNeuron``), in place: the model-level form of ``--memory``. Returns the names of the neurons set
+    (``""`` when ``model`` is itself a neuron)."""
+    if memory not in MEMORY_MODES:
+        raise ValueError(f"memory must be 'default' or 'lean', got {memory!r}")
+    done = []
+    for name, m in model.named_modules():
+        if isinstance(m, SpikingNeuron):
+            m.memory = memory
+            done.append(name)
+    return done
