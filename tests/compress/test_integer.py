@@ -21,17 +21,7 @@ from spikeforge.compress import (
 )
 from spikeforge.layers import TimeFold, ToSequence
 from spikeforge.neurons import IF, LIF
-from tests.compress.conftest import tiny
-
-
-def spikes_of(model: nn.Module, names: list[str], x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-    seen: dict[str, Tensor] = {}
-    hs = [model.get_submodule(n).register_forward_hook(lambda m, a, o, n=n: seen.__setitem__(n, o)) for n in names]
-    with torch.no_grad():
-        out = model(x)
-    for h in hs:
-        h.remove()
-    return seen, out
+from tests.compress.conftest import spikes_of, tiny
 
 
 def assert_bit_identical(model: nn.Module, x: Tensor, names: list[str] = ["sn1", "sn2"]) -> dict[str, Tensor]:  # noqa: B006

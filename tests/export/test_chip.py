@@ -16,18 +16,8 @@ from spikeforge.export.chip import ChipConfig, ChipError, map_model, parse_cross
 from spikeforge.export.chip_sim import decision_steps, simulate, summary
 from spikeforge.layers import TimeFold
 from spikeforge.neurons import IF, LIF
-from tests.compress.conftest import tiny
+from tests.compress.conftest import spikes_of, tiny
 from tests.training.conftest import main_in_process
-
-
-def spikes_of(model: nn.Module, names: list[str], x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-    seen: dict[str, Tensor] = {}
-    hs = [model.get_submodule(n).register_forward_hook(lambda m, a, o, n=n: seen.__setitem__(n, o)) for n in names]
-    with torch.no_grad():
-        out = model(x)
-    for h in hs:
-        h.remove()
-    return seen, out
 
 
 def quantised(spec: str, neuron: nn.Module, seed: int = 0) -> nn.Module:
