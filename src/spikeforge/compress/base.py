@@ -29,7 +29,7 @@ from torch import nn
 
 from ..core import Registry, UserError
 
-__all__ = ["Compressor", "COMPRESSORS", "CompressionError", "parse_spec", "FLAGS", "applied"]
+__all__ = ["Compressor", "COMPRESSORS", "CompressionError", "parse_spec", "FLAGS", "applied", "log_epoch_value"]
 
 FLAGS = ("quantize", "prune", "rewire")
 """The config fields (and CLI flags) that pick a compression, in the order they are applied."""
@@ -74,6 +74,14 @@ class Compressor:
                                    f"a second {self.flag} ({self.spec()!r}) is refused")
         model._spikeforge_compression = {**done, self.flag: self.spec()}  # type: ignore[assignment]
         return model
+
+
+def log_epoch_value(trainer: Any, name: str, value: float) -> None:
+    """Put a compressor's ``value`` in this epoch's ``metrics.csv`` row as ``train_<name>`` (the engine logs
+    the mean of a step's numbers over the epoch; a one-element list makes it the value at the latest step)."""
+    extra = getattr(getattr(trainer, "state", None), "ep_extra", None)
+    if isinstance(extra, dict):
+        extra[name] = [float(value)]
 
 
 def applied(model: nn.Module) -> dict[str, str]:

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from .base import COMPRESSORS, CompressionError, Compressor, applied
+from .base import COMPRESSORS, CompressionError, Compressor, applied, log_epoch_value
 from .crossbar import crossbar_layers, plain_weight_reason
 
 __all__ = ["gradr_center", "SignedReLU", "GradRPrior", "GradRewire", "gradr_connectivity"]
@@ -187,14 +187,6 @@ class GradRPrior:
             self._before = {}
 
 
-def _log(trainer: Any, name: str, value: float) -> None:
-    """Put ``value`` in this epoch's ``metrics.csv`` row as ``train_<name>`` (the engine logs the mean of a
-    step's numbers over the epoch; a one-element list makes it the value at the latest step)."""
-    extra = getattr(getattr(trainer, "state", None), "ep_extra", None)
-    if isinstance(extra, dict):
-        extra[name] = [float(value)]
-
-
 class GradRewire(Compressor):
     """``--rewire gradr:s=0.9,alpha=1e-3`` (or ``gradr@0.9``): Grad R on every Linear and Conv weight (see
     the module docstring).
@@ -287,9 +279,9 @@ class GradRewire(Compressor):
                         regrown += int((now & ~p.alive).sum())
                         pruned += int((p.alive & ~now).sum())
                         total += theta.numel()
-                _log(trainer, "gradr_connectivity", on / max(total, 1))
-                _log(trainer, "gradr_regrown", regrown)
-                _log(trainer, "gradr_pruned", pruned)
+                log_epoch_value(trainer, "gradr_connectivity", on / max(total, 1))
+                log_epoch_value(trainer, "gradr_regrown", regrown)
+                log_epoch_value(trainer, "gradr_pruned", pruned)
 
             def on_fit_end(self, trainer: Any) -> None:
                 for h in self.handles:

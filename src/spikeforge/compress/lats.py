@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from .base import COMPRESSORS, CompressionError, Compressor, applied
+from .base import COMPRESSORS, CompressionError, Compressor, applied, log_epoch_value
 from .crossbar import crossbar_layers, plain_weight_reason
 
 __all__ = ["LATS_SCHEDULES", "soft_threshold", "lats_schedule", "SoftThreshold", "LATSPrune", "lats_sparsity"]
@@ -155,14 +155,6 @@ def lats_sparsity(model: nn.Module) -> tuple[int, int]:
     return zeros, total
 
 
-def _log(trainer: Any, name: str, value: float) -> None:
-    """Put ``value`` in this epoch's ``metrics.csv`` row as ``train_<name>`` (the engine logs the mean of a
-    step's numbers over the epoch; a one-element list makes it the value at the latest step)."""
-    extra = getattr(getattr(trainer, "state", None), "ep_extra", None)
-    if isinstance(extra, dict):
-        extra[name] = [float(value)]
-
-
 class LATSPrune(Compressor):
     """``--prune lats:D=0.05`` / ``--prune lats:schedule=linear@0.9``: soft-threshold pruning of every
     Linear and Conv weight with a scheduled threshold (see the module docstring).
@@ -258,8 +250,8 @@ class LATSPrune(Compressor):
                     p.threshold.copy_(p.final * f)
                     d = float(p.threshold)
                 zeros, total = lats_sparsity(trainer.model)
-                _log(trainer, "lats_threshold", d)
-                _log(trainer, "lats_sparsity", zeros / max(total, 1))
+                log_epoch_value(trainer, "lats_threshold", d)
+                log_epoch_value(trainer, "lats_sparsity", zeros / max(total, 1))
 
         return [_Threshold()]
 
