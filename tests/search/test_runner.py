@@ -150,6 +150,17 @@ def test_refusals_name_what_is_wrong_and_write_nothing(cluster: str, reference: 
         run_search(config(tmp_path, "b"), resume=True, space=toy.Toy)
     with pytest.raises(SearchError, match=r"--space-arg: toy .*unexpected keyword argument 'nope'"):
         run_search(config(tmp_path, "c", space_options={"nope": 1}), space=toy.Toy)
+    from spikeforge.core import FolderLock, LockHeld
+    held = FolderLock(ref_dir, "search folder")                    # another search works in the folder
+    try:
+        with pytest.raises(LockHeld, match=rf"search folder {ref_dir} is in use by process {os.getpid()}"):
+            run_search(config(ref_dir.parent, "ref"), resume=True, space=toy.Toy)
+    finally:
+        held.release()
+    lines = (ref_dir / "candidates.jsonl").read_text().splitlines()
+    bad = json.loads(lines[0]) | {"metrics": {"val_accuracy": "high"}}     # a hand-edited line is left out
+    (tmp_path / "c.jsonl").write_text("\n".join([json.dumps(bad), *lines[1:], lines[0][:20]]))
+    assert len(read_candidates(tmp_path / "c.jsonl")) == len(lines) - 1
     monkeypatch.setitem(sys.modules, "ray", None)                  # Ray not installed
     with pytest.raises(SearchError, match=r"Ray, which is not installed: pip install 'spikeforge\[search\]'"):
         run_search(config(tmp_path, "d"), space=toy.Toy)

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core import atomic_write
+from ..core import FolderLock, atomic_write
 from .base import SEARCHES, EvalContext, SearchError, SearchSpace, candidate_seed, genotype_hash
 
 __all__ = ["SearchConfig", "run_search", "pareto_front", "read_candidates", "require_ray"]
@@ -123,7 +123,8 @@ def _evaluate(space_cls: type[SearchSpace], options: dict[str, Any], genotype: d
 
 
 def read_candidates(path: Path) -> list[dict[str, Any]]:
-    """The finished candidates in ``candidates.jsonl`` (a line cut short by a crash is ignored)."""
+    """The finished candidates in ``candidates.jsonl``; a line cut short by a crash, or one that is not a
+    candidate as the runner writes it, is left out (and evaluated again on resume)."""
     out: list[dict[str, Any]] = []
     if not path.exists():
         return out
@@ -132,9 +133,20 @@ def read_candidates(path: Path) -> list[dict[str, Any]]:
             rec = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(rec, dict) and {"generation", "index", "genotype_hash", "metrics"} <= rec.keys():
+        if _valid(rec):
             out.append(rec)
     return out
+
+
+def _valid(rec: Any) -> bool:
+    """A candidate line as the runner writes it (a hand-edited or damaged one is evaluated again)."""
+    if not isinstance(rec, dict) or not {"generation", "index", "genotype_hash", "genotype", "metrics",
+                                         "fitness"} <= rec.keys():
+        return False
+    m = rec["metrics"]
+    nums = [rec["fitness"], *(m.get(k) for k in ("val_accuracy", "energy_uj"))] if isinstance(m, dict) else [None]
+    return (all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in nums)
+            and all(isinstance(rec[k], int) for k in ("generation", "index")) and isinstance(rec["genotype"], dict))
 
 
 def _append(path: Path, rec: dict[str, Any]) -> None:
@@ -166,6 +178,7 @@ def _rank(c: dict[str, Any]) -> tuple[float, int, int]:
 
 
 def _start(cfg: SearchConfig, run_dir: Path, resume: bool) -> None:
+    """Check (resume) or write (new search) ``search.json``; the caller holds the folder's lock."""
     meta = run_dir / "search.json"
     if resume:
         if not meta.exists():
@@ -181,12 +194,9 @@ def _start(cfg: SearchConfig, run_dir: Path, resume: bool) -> None:
             raise SearchError(f"--resume: {k} was {saved.get(k)!r} in {run_dir}, now {want[k]!r}; a resumed search "
                               "keeps its settings (only --generations, --workers and --address may change)")
         return
-    if run_dir.exists() and any((run_dir / f).exists() for f in FILES):
+    if any((run_dir / f).exists() for f in FILES):
         raise SearchError(f"{run_dir} already holds a search; pass --resume to continue it or choose another "
                           "--run-dir")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise SearchError(f"--run-dir {run_dir} is a file")
-    run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(meta, json.dumps(cfg.identity(), indent=1, sort_keys=True), overwrite=False)
 
 
@@ -240,12 +250,31 @@ def run_search(cfg: SearchConfig, resume: bool = False, progress: Callable[[str]
     if cfg.address is not None and not ray.is_initialized():
         _reachable(cfg.address)                          # before anything is written
     run_dir = Path(cfg.run_dir)
-    _start(cfg, run_dir, resume)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SearchError(f"--run-dir {run_dir} is a file")
+    if resume and not (run_dir / "search.json").exists():
+        raise SearchError(f"--resume: {run_dir} holds no search (no search.json)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(run_dir, "search folder")        # one search per folder: a second one is refused
+    try:
+        _start(cfg, run_dir, resume)
+        return _evolve(cfg, inst, space_cls, ray, run_dir, say)
+    finally:
+        lock.release()
+
+
+def _evolve(cfg: SearchConfig, inst: SearchSpace, space_cls: type[SearchSpace], ray: Any, run_dir: Path,
+            say: Callable[[str], None]) -> dict[str, Any]:
+    """The generations (``run_search`` holds the folder's lock around this)."""
     ctx = EvalContext(cfg.dataset, cfg.epochs, cfg.T, cfg.seed, str(run_dir), cfg.data_root, cfg.limit_train,
                       {}, dict(cfg.space_options))
     setup_file = run_dir / "setup.json"
     if setup_file.exists():
-        setup = json.loads(setup_file.read_text())
+        try:
+            setup = json.loads(setup_file.read_text())
+        except json.JSONDecodeError:
+            raise SearchError(f"{setup_file}: not valid JSON (written atomically, so changed by hand); delete it "
+                              "to run the space's setup again") from None
     else:
         setup = inst.setup(ctx)
         atomic_write(setup_file, json.dumps(setup, indent=1, sort_keys=True), overwrite=True)
