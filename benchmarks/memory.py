@@ -11,9 +11,11 @@ it. spikeforge's steps are the methods' own (``TrainStep`` with the ``ce`` loss)
 multi-step CNN of ``benchmarks/models.py`` (``LIFNode`` with its torch backend, ``reset_net`` after the step;
 it has one more LIF after the Linear, 10 neurons per step).
 
-* ``bptt``: the default (fused CPU LIF, its input plus 2 bytes per neuron-step kept);
-* ``bptt+lean``: the neurons keep their state every ⌈√T⌉ steps only — the convolutions, batch norms and
-  pooling still keep their inputs at every step, so the growth still rises linearly with T, less steeply;
+* ``bptt``: the default (fused CPU LIF, keeping its input only; the first conv and BN run once on the
+  static image);
+* ``bptt+lean``: the same on the fused CPU kernels (they keep the input only in both modes) — the
+  convolutions, batch norms and pooling after the first keep their inputs at every step, so the growth
+  still rises linearly with T;
 * ``online``: ``--method online`` (one step forward and backward at a time): the goal is growth at T = 128
   within 1.3× of its T = 16 growth.
 

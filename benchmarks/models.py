@@ -1,18 +1,20 @@
 """A real training step, side by side: spikeforge vs SpikingJelly 2.0, snnTorch 1.0 and Norse 1.1.
 
-Every (architecture, library) pair runs in fresh processes (``--repeats``, interleaved): build, 3 warm-up
-steps, reset the RSS high-water mark (``/proc/self/clear_refs`` = 5), then ``--steps`` timed SGD steps
-(forward, mean over T, cross-entropy, backward, ``opt.step()``). Reported: the median step time and the
-peak RSS of the process during the timed steps (the model, torch's runtime and the step's transient
-memory), each the median over the repeats, with the RSS range.
+Every (architecture, library) pair runs in fresh processes (``--repeats``, interleaved): build, read the
+post-build RSS, reset the RSS high-water mark (``/proc/self/clear_refs`` = 5), 3 warm-up steps, then
+``--steps`` timed SGD steps (forward, mean over T, cross-entropy, backward, ``opt.step()``). Reported: the
+median step time; the **peak-RSS growth over the post-build baseline** (``VmHWM`` after the steps minus
+``VmRSS`` after the build: what the steps themselves take) and the absolute peak RSS, each the median over the
+repeats, with ranges. SpikingJelly has no fast CPU backend: its rows are its torch backend.
 
 Architectures (input ``[T=10, B=32, 2, 34, 34]`` binary event frames, 10 classes):
 
-* ``cnn``: Conv(2→16, 3×3) – BN – LIF – MaxPool(2) – Conv(16→32) – BN – LIF – MaxPool(2) –
-  Linear(2048→10) – LIF. Peer configurations (each in its idiomatic fast form):
+* ``spiking_cnn_tiny``: Conv(2→16, 3×3) – BN – LIF – MaxPool(2) – Conv(16→32) – BN – LIF – MaxPool(2) –
+  Linear(2048→10) (the zoo model; a linear readout every step). Peer configurations (each in its idiomatic
+  fast form):
 
-  - spikeforge: ``TimeFold(Conv2d, BatchNorm2d)`` + ``LIF(τ=2, ATan(2), detach_reset=True)`` (fused CPU
-    kernel), ``TimeFold(MaxPool2d)``, ``TimeFold(Flatten, Linear)``;
+  - spikeforge: ``create_model("spiking_cnn_tiny")``: ``TimeFold(Conv2d, BatchNorm2d)`` +
+    ``LIF(τ=2, ATan(2), detach_reset=True)`` (fused CPU kernel), ``TimeFold(MaxPool2d)``, ``TimeFold(Linear)``;
   - SpikingJelly: multi-step ``layer.Conv2d / BatchNorm2d / MaxPool2d / Flatten / Linear`` (``step_mode='m'``,
     folded over T·B) and ``neuron.LIFNode(τ=2, ATan(), detach_reset=True, step_mode='m')``;
     ``functional.reset_net`` after each step;
@@ -25,12 +27,22 @@ Architectures (input ``[T=10, B=32, 2, 34, 34]`` binary event frames, 10 classes
   architectures built from SpikingJelly's multi-step layers and ``LIFNode`` (its ``model`` package imports
   torchvision, absent here).
 
-* ``psn``: neuron-level forward+backward on one layer of the sequential-CIFAR net (``T = 32``,
-  ``B = 64``, 128 channels × 32): ``PSN`` (one GEMM), ``SlidingPSN`` (k = 4), the fused LIF and the same
-  LIF on the torch reference loop (``backend="torch"``).
+* ``static``: the README's Fashion-MNIST recipe, ``spiking_cnn_tiny(in_channels=1, img_size=28, width=32)``
+  on a static image ``[B=64, 1, 28, 28]`` direct-encoded over ``T = 4`` steps (a view, as
+  ``spikeforge.encode.direct``): spikeforge with the first conv and BN computed once for all steps
+  (``TimeFold`` on a static input), the same with ``static_once = False`` (every step computed: the code
+  before), and SpikingJelly (the image repeated over T, its tutorials' form).
 
-    python benchmarks/models.py [--steps 20] [--repeats 3] [--threads 2] [--only cnn,psn] [--profile]
-                                [--channels-last auto]
+``--profile`` adds, for each spikeforge row, the step's self CPU time by category (conv, linear, batch norm,
+neuron, pooling, loss, optimizer; the rest of the wall time is Python, autograd and element-wise glue), from
+``torch.profiler`` over 5 steps. Then the inference throughput (samples/s) of the forward pass as
+``spikeforge report`` runs it (``torch.inference_mode``, batch 64) beside SpikingJelly's (``torch.no_grad``),
+and ``psn``: neuron-level forward+backward on one layer of the sequential-CIFAR net (``T = 32``, ``B = 64``,
+128 channels × 32): ``PSN`` (one GEMM), ``SlidingPSN`` (k = 4), the fused LIF and the same LIF on the torch
+reference loop (``backend="torch"``).
+
+    python benchmarks/models.py [--steps 20] [--repeats 3] [--threads 2] [--only spiking_cnn_tiny,psn]
+                                [--profile] [--channels-last auto]
 """
 
 from __future__ import annotations
@@ -51,33 +63,29 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 T, B, C, H = 10, 32, 2, 34
-ARCHS = {"cnn": ["spikeforge", "spikingjelly", "snntorch", "norse"],
-         "sew_resnet_tiny": ["spikeforge", "spikingjelly"], "spikformer_tiny": ["spikeforge", "spikingjelly"]}
+STATIC = {"T": 4, "B": 64, "C": 1, "H": 28, "width": 32}     # the README's Fashion-MNIST recipe
+ARCHS = {"spiking_cnn_tiny": ["spikeforge", "spikingjelly", "snntorch", "norse"],
+         "sew_resnet_tiny": ["spikeforge", "spikingjelly"], "spikformer_tiny": ["spikeforge", "spikingjelly"],
+         "static": ["spikeforge", "spikeforge every step", "spikingjelly"]}
 
 
-# -- the small CNN in each library -------------------------------------------------------------------------
-def cnn_spikeforge() -> tuple[nn.Module, Callable[[], None]]:
-    from spikeforge.layers import TimeFold, default_neuron
-    net = nn.Sequential(
-        TimeFold(nn.Conv2d(2, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)), default_neuron(),
-        TimeFold(nn.MaxPool2d(2)),
-        TimeFold(nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32)), default_neuron(),
-        TimeFold(nn.MaxPool2d(2)),
-        TimeFold(nn.Flatten(), nn.Linear(2048, 10)), default_neuron())
-    return net, lambda: None
+# -- the small CNN in each library (spiking_cnn_tiny: two conv-BN-LIF-pool stages, a linear readout) -----------
+def cnn_spikeforge(cin: int = C, w: int = 16, side: int = H) -> tuple[nn.Module, Callable[[], None]]:
+    from spikeforge.models import create_model
+    return create_model("spiking_cnn_tiny", in_channels=cin, width=w, img_size=side), lambda: None
 
 
-def cnn_spikingjelly() -> tuple[nn.Module, Callable[[], None]]:
+def cnn_spikingjelly(cin: int = C, w: int = 16, side: int = H) -> tuple[nn.Module, Callable[[], None]]:
     from spikingjelly.activation_based import functional, layer, neuron, surrogate
 
     def lif() -> nn.Module:
         return neuron.LIFNode(tau=2.0, surrogate_function=surrogate.ATan(), detach_reset=True, step_mode="m")
     net = nn.Sequential(
-        layer.Conv2d(2, 16, 3, padding=1, bias=False, step_mode="m"), layer.BatchNorm2d(16, step_mode="m"), lif(),
+        layer.Conv2d(cin, w, 3, padding=1, bias=False, step_mode="m"), layer.BatchNorm2d(w, step_mode="m"), lif(),
         layer.MaxPool2d(2, step_mode="m"),
-        layer.Conv2d(16, 32, 3, padding=1, bias=False, step_mode="m"), layer.BatchNorm2d(32, step_mode="m"), lif(),
-        layer.MaxPool2d(2, step_mode="m"),
-        layer.Flatten(step_mode="m"), layer.Linear(2048, 10, step_mode="m"), lif())
+        layer.Conv2d(w, 2 * w, 3, padding=1, bias=False, step_mode="m"), layer.BatchNorm2d(2 * w, step_mode="m"),
+        lif(), layer.MaxPool2d(2, step_mode="m"),
+        layer.Flatten(step_mode="m"), layer.Linear(2 * w * (side // 4) ** 2, 10, step_mode="m"))
     return net, lambda: functional.reset_net(net)
 
 
@@ -90,16 +98,15 @@ class _SnnTorchCNN(nn.Module):
         self.c1, self.b1 = nn.Conv2d(2, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
         self.c2, self.b2 = nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32)
         self.fc = nn.Linear(2048, 10)
-        self.l1, self.l2, self.l3 = (snn.Leaky(beta=0.5, spike_grad=sg, reset_mechanism="zero") for _ in range(3))
+        self.l1, self.l2 = (snn.Leaky(beta=0.5, spike_grad=sg, reset_mechanism="zero") for _ in range(2))
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        m1, m2, m3 = self.l1.init_leaky(), self.l2.init_leaky(), self.l3.init_leaky()
+        m1, m2 = self.l1.init_leaky(), self.l2.init_leaky()
         out = []
         for x in x_seq:
             s, m1 = self.l1(self.b1(self.c1(x)), m1)
             s, m2 = self.l2(self.b2(self.c2(nn.functional.max_pool2d(s, 2))), m2)
-            s, m3 = self.l3(self.fc(nn.functional.max_pool2d(s, 2).flatten(1)), m3)
-            out.append(s)
+            out.append(self.fc(nn.functional.max_pool2d(s, 2).flatten(1)))
         return torch.stack(out)
 
 
@@ -115,7 +122,7 @@ class _NorseCNN(nn.Module):
         self.c1, self.b1 = nn.Conv2d(2, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
         self.c2, self.b2 = nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32)
         self.fc = nn.Linear(2048, 10)
-        self.l1, self.l2, self.l3 = (nt.LIFBoxCell(p, dt=1e-3) for _ in range(3))
+        self.l1, self.l2 = (nt.LIFBoxCell(p, dt=1e-3) for _ in range(2))
 
     @staticmethod
     def _run(cell: nn.Module, x_seq: torch.Tensor) -> torch.Tensor:
@@ -130,7 +137,7 @@ class _NorseCNN(nn.Module):
             return f(x.flatten(0, 1)).unflatten(0, x.shape[:2])
         s = self._run(self.l1, fold(lambda z: self.b1(self.c1(z)), x_seq))
         s = self._run(self.l2, fold(lambda z: self.b2(self.c2(nn.functional.max_pool2d(z, 2))), s))
-        return self._run(self.l3, fold(lambda z: self.fc(nn.functional.max_pool2d(z, 2).flatten(1)), s))
+        return fold(lambda z: self.fc(nn.functional.max_pool2d(z, 2).flatten(1)), s)
 
 
 def cnn_norse() -> tuple[nn.Module, Callable[[], None]]:
@@ -224,7 +231,15 @@ def scan_keeps_layout() -> bool:
 
 
 def build(arch: str, lib: str, channels_last: bool = False) -> tuple[nn.Module, Callable[[], None]]:
-    if arch == "cnn":
+    if arch == "static":
+        cfg = (STATIC["C"], STATIC["width"], STATIC["H"])
+        net, reset = cnn_spikingjelly(*cfg) if lib == "spikingjelly" else cnn_spikeforge(*cfg)
+        if lib == "spikeforge every step":
+            from spikeforge.layers import TimeFold
+            for m in net.modules():
+                if isinstance(m, TimeFold):
+                    m.static_once = False
+    elif arch == "spiking_cnn_tiny":
         net, reset = {"spikeforge": cnn_spikeforge, "spikingjelly": cnn_spikingjelly, "snntorch": cnn_snntorch,
                       "norse": cnn_norse}[lib]()
     elif lib == "spikeforge":
@@ -232,9 +247,21 @@ def build(arch: str, lib: str, channels_last: bool = False) -> tuple[nn.Module, 
     else:
         net, reset = {"sew_resnet_tiny": sew_resnet_tiny_spikingjelly,
                       "spikformer_tiny": spikformer_tiny_spikingjelly}[arch]()
-    if channels_last and lib == "spikeforge":
+    if channels_last and lib.startswith("spikeforge") and arch != "static":      # the CLI trains NCHW
         net = net.to(memory_format=torch.channels_last)
     return net, reset
+
+
+def inputs(arch: str, lib: str, batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The step's input and labels: binary event frames, or a static image over T steps (a view for
+    spikeforge, as ``encode.direct`` makes it; repeated for SpikingJelly, as its tutorials do)."""
+    if arch == "static":
+        n = batch or STATIC["B"]
+        img = torch.rand(n, STATIC["C"], STATIC["H"], STATIC["H"])
+        x = img.unsqueeze(0).expand(STATIC["T"], *img.shape)
+        return (x.contiguous() if lib == "spikingjelly" else x), torch.randint(0, 10, (n,))
+    n = batch or B
+    return (torch.rand(T, n, C, H, H) < 0.1).float(), torch.randint(0, 10, (n,))
 
 
 # -- one (arch, lib) pair in this process -------------------------------------------------------------------
@@ -245,12 +272,34 @@ def _status(field: str) -> float:
     return float("nan")
 
 
+CATEGORIES = [("conv", ("convolution", "conv2d", "conv1d", "mkldnn_conv")), ("linear", ("aten::mm", "aten::addmm",
+              "aten::bmm")), ("batch norm", ("batch_norm",)), ("neuron", ("FusedScan",)), ("pooling", ("pool",)),
+              ("loss", ("nll_loss", "log_softmax", "cross_entropy")), ("optimizer", ("Optimizer.",))]
+
+
+def profile_categories(step: Callable[[], None], n: int = 5) -> dict[str, float]:
+    """ms per step by category (self CPU time of the ops whose name matches), and the wall time of a step."""
+    from torch.profiler import ProfilerActivity, profile
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as p:
+        for _ in range(n):
+            step()
+    wall = (time.perf_counter() - t0) / n * 1e3
+    out = dict.fromkeys([c for c, _ in CATEGORIES], 0.0)
+    for ev in p.key_averages():
+        for cat, keys in CATEGORIES:
+            if any(k in ev.key for k in keys):
+                out[cat] += ev.self_cpu_time_total / 1e3 / n
+                break
+    out["wall"] = wall
+    return out
+
+
 def worker(arch: str, lib: str, steps: int, profile: bool, channels_last: bool) -> dict[str, Any]:
     torch.manual_seed(0)
     net, reset = build(arch, lib, channels_last)
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-    x = (torch.rand(T, B, C, H, H) < 0.1).float()
-    y = torch.randint(0, 10, (B,))
+    x, y = inputs(arch, lib)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -258,23 +307,20 @@ def worker(arch: str, lib: str, steps: int, profile: bool, channels_last: bool) 
         loss.backward()
         opt.step()
         reset()
-    for _ in range(3):
-        step()
+    base = _status("VmRSS")                      # after the build: the model, the input, torch's runtime
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")
+    for _ in range(3):
+        step()
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    out: dict[str, Any] = {"ms": statistics.median(times) * 1e3, "rss": _status("VmHWM")}
+    peak = _status("VmHWM")
+    out: dict[str, Any] = {"ms": statistics.median(times) * 1e3, "rss": peak, "growth": peak - base}
     if profile:
-        from torch.profiler import ProfilerActivity
-        from torch.profiler import profile as prof
-        with prof(activities=[ProfilerActivity.CPU]) as p:
-            for _ in range(5):
-                step()
-        out["profile"] = p.key_averages().table(sort_by="self_cpu_time_total", row_limit=14, max_name_column_width=40)
+        out["profile"] = profile_categories(step)
     return out
 
 
@@ -287,27 +333,82 @@ def run_pair(arch: str, lib: str, args: argparse.Namespace, profile: bool) -> di
                        "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT / "src")]))})
     if r.returncode != 0:
         return f"failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}"
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def run_rows(arch: str, libs: list[str], args: argparse.Namespace) -> dict[str, dict[str, Any] | str]:
-    """``--repeats`` fresh processes per library, interleaved; medians of step time and peak RSS (the RSS
-    high-water mark of a multi-threaded process varies by ±10% from run to run with glibc's arenas)."""
+    """``--repeats`` fresh processes per library, interleaved; medians of step time, RSS growth and peak RSS
+    (the RSS high-water mark of a multi-threaded process varies by ±10% from run to run with glibc's arenas)."""
     runs: dict[str, list[dict[str, Any] | str]] = {lib: [] for lib in libs}
     for r in range(args.repeats):
         for lib in libs:
-            runs[lib].append(run_pair(arch, lib, args, args.profile and lib == "spikeforge" and r == 0))
+            runs[lib].append(run_pair(arch, lib, args, args.profile and lib.startswith("spikeforge") and r == 0))
     out: dict[str, dict[str, Any] | str] = {}
     for lib, rs in runs.items():
         ok = [x for x in rs if isinstance(x, dict)]
         if not ok:
             out[lib] = str(rs[0])
             continue
-        out[lib] = {"ms": statistics.median(x["ms"] for x in ok), "rss": statistics.median(x["rss"] for x in ok),
-                    "ms_range": (min(x["ms"] for x in ok), max(x["ms"] for x in ok)),
-                    "rss_range": (min(x["rss"] for x in ok), max(x["rss"] for x in ok)),
-                    **({"profile": ok[0]["profile"]} if "profile" in ok[0] else {})}
+        out[lib] = {k: statistics.median(x[k] for x in ok) for k in ("ms", "rss", "growth")}
+        out[lib].update({f"{k}_range": (min(x[k] for x in ok), max(x[k] for x in ok)) for k in ("ms", "growth")})
+        if "profile" in ok[0]:
+            out[lib]["profile"] = ok[0]["profile"]
     return out
+
+
+def print_rows(arch: str, res: dict[str, dict[str, Any] | str]) -> None:
+    sf = res["spikeforge"]
+    peers = [r for lib, r in res.items() if not lib.startswith("spikeforge") and isinstance(r, dict)]
+    best_ms = min((r["ms"] for r in peers), default=float("nan"))
+    best_growth = min((r["growth"] for r in peers), default=float("nan"))
+    print(f"\n{arch}\n  {'library':<22} {'step ms':>8} {'(range)':>10} {'x best peer':>11} {'RSS growth MiB':>15} "
+          f"{'(range)':>10} {'x best peer':>11} {'peak RSS MiB':>13}")
+    for lib, r in res.items():
+        name = f"{lib} (torch backend)" if lib == "spikingjelly" else lib
+        if isinstance(r, str):
+            print(f"  {name:<22} {r}")
+            continue
+        (tlo, thi), (glo, ghi) = r["ms_range"], r["growth_range"]
+        print(f"  {name:<22} {r['ms']:>8.1f} {f'{tlo:.0f}-{thi:.0f}':>10} {r['ms'] / best_ms:>11.2f} "
+              f"{r['growth']:>15.0f} {f'{glo:.0f}-{ghi:.0f}':>10} {r['growth'] / best_growth:>11.2f} {r['rss']:>13.0f}")
+    if isinstance(sf, dict):
+        print(f"  spikeforge: step {sf['ms'] / best_ms:.2f}x the best peer's (target <= 0.35), RSS growth "
+              f"{sf['growth'] / best_growth:.2f}x (target <= 0.5)")
+    profiled = {lib: r["profile"] for lib, r in res.items() if isinstance(r, dict) and "profile" in r}
+    if profiled:
+        cats = [c for c, _ in CATEGORIES]
+        print(f"\n  profile of one step, ms (self CPU time by category; 'rest' = wall minus the categories: Python, "
+              f"autograd, element-wise glue)\n  {'':<22} " + " ".join(f"{c:>10}" for c in [*cats, "rest", "wall"]))
+        for lib, pr in profiled.items():
+            rest = pr["wall"] - sum(pr[c] for c in cats)
+            print(f"  {lib:<22} " + " ".join(f"{pr[c]:>10.1f}" for c in cats) + f" {rest:>10.1f} {pr['wall']:>10.1f}")
+
+
+# -- inference throughput: the forward pass as ``spikeforge report`` runs it, against SpikingJelly -------------
+def inference_bench(archs: list[str], reps: int, batch: int = 64) -> None:
+    print(f"\ninference throughput, batch {batch} (samples/s, median of {reps}; spikeforge under "
+          "torch.inference_mode as `spikeforge report` measures it, SpikingJelly under torch.no_grad)")
+    for arch in archs:
+        row = []
+        for lib in ("spikeforge", "spikingjelly"):
+            try:
+                net, reset = build(arch, lib)
+            except ImportError as e:
+                row.append(f"{lib}: not installed ({e.name})")
+                continue
+            net.eval()
+            x, _ = inputs(arch, lib, batch)
+            ctx = torch.inference_mode if lib == "spikeforge" else torch.no_grad
+            ts = []
+            with ctx():
+                for i in range(reps + 1):
+                    t0 = time.perf_counter()
+                    net(x)
+                    reset()
+                    if i:
+                        ts.append(time.perf_counter() - t0)
+            row.append(f"{lib}: {batch / statistics.median(ts):8.0f}")
+        print(f"  {arch:<18} " + "   ".join(row))
 
 
 # -- PSN against LIF on the same shapes ---------------------------------------------------------------------
@@ -341,8 +442,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3, help="fresh processes per row (medians reported)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--only", default="cnn,sew_resnet_tiny,spikformer_tiny,psn")
-    ap.add_argument("--profile", action="store_true", help="print the torch profile of spikeforge's step")
+    ap.add_argument("--only", default="spiking_cnn_tiny,sew_resnet_tiny,spikformer_tiny,static,inference,psn")
+    ap.add_argument("--profile", action="store_true", help="print spikeforge's step time by category")
     ap.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
                     help="run spikeforge's convs channels-last (auto: when the neuron scan keeps that layout)")
     ap.add_argument("--worker", nargs=2, metavar=("ARCH", "LIB"), help=argparse.SUPPRESS)
@@ -354,26 +455,15 @@ def main() -> None:
         print(json.dumps(worker(*a.worker, a.steps, a.profile, a.channels_last == "on")))
         return
     only = a.only.split(",")
-    print(f"torch {torch.__version__}, {a.threads} threads, {os.cpu_count()} CPUs, "
-          f"input [T={T}, B={B}, {C}, {H}, {H}], median of {a.steps} SGD steps, one fresh process per row; "
-          f"spikeforge channels-last: {a.channels_last}")
+    print(f"torch {torch.__version__}, {a.threads} threads, {os.cpu_count()} CPUs, event frames [T={T}, B={B}, {C}, "
+          f"{H}, {H}], static images [B={STATIC['B']}, {STATIC['C']}, {STATIC['H']}, {STATIC['H']}] over "
+          f"T={STATIC['T']}; median of {a.steps} SGD steps, one fresh process per row; spikeforge channels-last: "
+          f"{a.channels_last}")
     for arch, libs in ARCHS.items():
-        if arch not in only:
-            continue
-        print(f"\n{arch}\n  {'library':<13} {'step ms':>8} {'(range)':>13} {'ratio':>6} {'peak RSS MiB':>13} "
-              f"{'(range)':>11}")
-        res = run_rows(arch, libs, a)
-        sf = res["spikeforge"]
-        for lib, r in res.items():
-            if isinstance(r, str):
-                print(f"  {lib:<13} {r}")
-                continue
-            ratio = r["ms"] / sf["ms"] if isinstance(sf, dict) else float("nan")
-            (tlo, thi), (lo, hi) = r["ms_range"], r["rss_range"]
-            print(f"  {lib:<13} {r['ms']:>8.1f} {f'{tlo:.0f}-{thi:.0f}':>13} {ratio:>6.2f} {r['rss']:>13.0f} "
-                  f"{f'{lo:.0f}-{hi:.0f}':>11}")
-        if a.profile and isinstance(sf, dict) and "profile" in sf:
-            print(f"\nspikeforge {arch}: profile of 5 steps\n{sf['profile']}")
+        if arch in only:
+            print_rows(arch, run_rows(arch, libs, a))
+    if "inference" in only:
+        inference_bench([arch for arch in ("spiking_cnn_tiny", "sew_resnet_tiny", "static")], reps=5)
     if "psn" in only:
         psn_bench(reps=5)
 

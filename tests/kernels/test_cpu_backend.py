@@ -209,10 +209,12 @@ def _saved_bytes(module: torch.nn.Module, x: torch.Tensor) -> int:
 
 @pytest.mark.parametrize("cls", [N.LIF, N.ALIF, N.Izhikevich])
 def test_memory_kept_for_backward(cls) -> None:
+    """Only the input (4 bytes per neuron-step) and the one-value resting state are kept, whatever the number
+    of state variables; the backward replays the sequence block by block."""
     T, n = 16, 4096
     x = (torch.randn(T, n) + 0.5).requires_grad_()
-    per_step = (_saved_bytes(cls(), x) - x.numel() * 4) / (T * n)
-    assert per_step <= 2.0, f"{cls.__name__} keeps {per_step} bytes per neuron-step besides its input"
+    beyond = _saved_bytes(cls(), x) - x.numel() * 4
+    assert 0 <= beyond <= 8 * len(cls.state_type._fields), f"{cls.__name__} keeps {beyond} bytes besides its input"
     if has_module("spikingjelly") and cls is N.LIF:
         from spikingjelly.activation_based import neuron
         sj = _saved_bytes(neuron.LIFNode(tau=2.0, step_mode="m"), x)
@@ -220,23 +222,42 @@ def test_memory_kept_for_backward(cls) -> None:
         assert ours <= sj / 2, (ours, sj)
 
 
+def test_a_given_initial_state_is_kept_once() -> None:
+    T, n = 8, 1024
+    x = (torch.randn(T, n) + 0.5).requires_grad_()
+    v0 = torch.rand(n)
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        s, _ = N.LIF(surrogate=ATan()).run(x, (v0,))
+    assert sum(seen.values()) == x.numel() * 4 + n * 4
+    g = torch.randn(T, n)
+    s.backward(g)
+    xr = x.detach().clone().requires_grad_()
+    N.LIF(surrogate=ATan(), backend="torch").run(xr, (v0,))[0].backward(g)
+    torch.testing.assert_close(x.grad, xr.grad, rtol=1e-5, atol=1e-6)
+
+
 def test_lean_memory_mode() -> None:
+    """On the CPU kernels both modes keep the input only; the replay buffer stays within 256 KiB a thread
+    at any ``T``, and the gradients are the same."""
+    from spikeforge.kernels import llvm_backend
     T, n = 1024, 2048
     x = (torch.randn(T, n) * 0.8 + 0.4).requires_grad_()
     lean_kept = _saved_bytes(N.LIF(memory="lean"), x) - x.numel() * 4
     default_kept = _saved_bytes(N.LIF(), x) - x.numel() * 4
-    assert lean_kept * 8 <= T * n + 4 * n * 32 * 1.01       # ≤ 1 bit per step + float state every √T steps
+    assert lean_kept == default_kept <= 8
     grads = []
     for mem in ("default", "lean"):
         xg = x.detach().clone().requires_grad_()
         (N.LIF(memory=mem, surrogate=ATan())(xg) * torch.linspace(0, 1, n)).sum().backward()
         grads.append(xg.grad)
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-6, atol=1e-7)
-    # peak of what the neuron holds: the checkpoints, plus the backward's replay buffer per thread
-    nt = torch.get_num_threads()
-    lean_peak = lean_kept + nt * 32 * 1024 * 4
-    default_peak = default_kept + nt * 2 * 4096 * 4
-    assert lean_peak <= default_peak / 4, (lean_peak, default_peak)
+    biggest = max(w.numel() * w.element_size() for w in llvm_backend._works.values())
+    assert biggest <= 256 * 1024, biggest
 
 
 def test_mixed_precision_keeps_fp32_state() -> None:

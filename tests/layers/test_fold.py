@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -94,3 +96,89 @@ def test_channels_last_layers_get_channels_last_gradients() -> None:
     assert seen == [True]
     ref = torch.stack([conv(xt) for xt in x.detach()])
     assert torch.allclose(y, ref, atol=1e-6)
+
+
+# -- a static input (direct encoding) runs the fold once -------------------------------------------------------
+def _pair(channels_last: bool, momentum: float | None = 0.1) -> tuple[nn.Module, nn.Module]:
+    from spikeforge.models import create_model
+    torch.manual_seed(3)
+    net = create_model("spiking_cnn_tiny", in_channels=1, img_size=12, width=4, T=5)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = momentum
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    ref = copy.deepcopy(net)
+    for m in ref.modules():
+        if isinstance(m, TimeFold):
+            m.static_once = False
+    return net, ref
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_static_input_once_equals_every_step(channels_last: bool, momentum: float | None) -> None:
+    """Loss, every gradient and BatchNorm's running statistics (unbiased with the T·B·H·W count) equal the
+    every-step path over three training steps; eval outputs equal too."""
+    net, ref = _pair(channels_last, momentum)
+    assert net.block1.why_not(torch.zeros(5, 2, 1, 12, 12).expand(5, 2, 1, 12, 12)) is not None   # not a view
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        x, y = torch.rand(6, 1, 12, 12, generator=gen), torch.randint(0, 10, (6,), generator=gen)
+        x_seq = x.unsqueeze(0).expand(5, *x.shape)
+        assert net.block1.why_not(x_seq) is None and ref.block1.why_not(x_seq) is None
+        losses = []
+        for m in (net, ref):
+            m.zero_grad()
+            loss = nn.functional.cross_entropy(m(x_seq).mean(0), y)
+            loss.backward()
+            losses.append(loss)
+        torch.testing.assert_close(losses[0], losses[1], rtol=1e-6, atol=1e-6)
+        for (name, p), q in zip(net.named_parameters(), ref.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+        with torch.no_grad():
+            for p, q in zip(net.parameters(), ref.parameters()):
+                p -= 0.5 * p.grad
+                q -= 0.5 * q.grad
+    for (name, b), c in zip(net.named_buffers(), ref.buffers()):
+        torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-6, msg=name)
+    assert int(net.block1[1].num_batches_tracked) == 3
+    net.eval(), ref.eval()
+    x = torch.rand(4, 1, 12, 12)
+    torch.testing.assert_close(net(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
+def test_static_input_runs_the_first_conv_on_one_step() -> None:
+    net, _ = _pair(False)
+    seen: list[tuple[int, ...]] = []
+    net.block1[0].register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+    out = net(torch.rand(3, 1, 12, 12))
+    assert seen == [(3, 1, 12, 12)] and out.shape == (5, 3, 10)
+    spikes = net.sn1(net.block1(net.stem(torch.rand(3, 1, 12, 12))))
+    assert spikes.shape == (5, 3, 4, 12, 12) and spikes.stride(0) != 0      # the neuron still runs every step
+
+
+def test_why_not_names_the_reason() -> None:
+    fold = TimeFold(nn.Conv2d(1, 2, 3), nn.Dropout(0.5))
+    static = torch.rand(2, 1, 5, 5).unsqueeze(0).expand(4, 2, 1, 5, 5)
+    assert "Dropout" in fold.why_not(static)
+    assert "differs between steps" in TimeFold(nn.Conv2d(1, 2, 3)).why_not(torch.rand(4, 2, 1, 5, 5))
+    assert "single step" in TimeFold(nn.Conv2d(1, 2, 3)).why_not(static[:1])
+    assert TimeFold(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.MaxPool2d(2), nn.Flatten()).why_not(static) is None
+    assert "SyncBatchNorm" in TimeFold(nn.SyncBatchNorm(1)).why_not(static)
+    # dropout keeps its per-step masks: the fold runs every step
+    torch.manual_seed(0)
+    y = TimeFold(nn.Dropout(0.5))(static)
+    assert not torch.equal(y[0], y[1])
+
+
+def test_operation_count_sees_every_step() -> None:
+    from spikeforge.analysis import OpCounter
+    net, ref = _pair(False)
+    counts, x = [], torch.rand(2, 1, 12, 12)
+    for m in (net, ref):
+        with OpCounter(m) as c:
+            m(x)
+        counts.append(c.totals())
+    assert counts[0] == counts[1] and counts[0]["mac"] > 0
+    assert all(f.static_once for f in net.modules() if isinstance(f, TimeFold))     # restored

@@ -49,7 +49,10 @@ def test_lean_keeps_the_state_every_sqrt_T_steps(backend: str) -> None:
     default = _kept_per_neuron_step(N.LIF(backend=backend), T)
     lean = _kept_per_neuron_step(N.LIF(backend=backend, memory="lean"), T)
     assert lean <= 4 * 8 / T + 1e-9, lean          # ≤ one float32 state per ⌈√64⌉ = 8 steps
-    assert lean * 4 <= default, (lean, default)
+    if backend == "cpu":        # the CPU kernels keep no state per step in either mode (only the input)
+        assert lean == default <= 1e-3, (lean, default)
+    else:
+        assert lean * 4 <= default, (lean, default)
 
 
 def test_set_memory_switches_a_whole_model() -> None:

@@ -12,7 +12,9 @@ known layers:
 
 Neurons run their fused CPU kernels opaquely, so by default the counter switches them to the torch
 reference loop (same spikes) while it is active and counts their internals; they are restored on exit.
-Only ops inside the model's forward are counted (not the loss, not backward).
+``TimeFold``s run a static (direct-encoded) input at every step while counting (not once), so the first
+layer's MACs are counted ``T`` times, as the papers count them. Only ops inside the model's forward are
+counted (not the loss, not backward).
 
     with OpCounter(model, convention="spikingformer") as c:
         model(x_seq)                                    # x_seq [T, B, ...]
@@ -36,6 +38,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.weak import WeakTensorKeyDictionary
 
+from ..layers import TimeFold
 from ..neurons import SpikingNeuron
 from .layer_ops import LayerOps
 from .operands import Convention, Prov, Values, cause, describe, get_convention, inspect_values, is_spike
@@ -113,6 +116,7 @@ class OpCounter:
         self._next_event = 0
         self._handles: list[Any] = []
         self._saved_backends: list[tuple[Any, str]] = []
+        self._saved_folds: list[tuple[Any, bool]] = []
         self._mode: _Mode | None = None
 
     # -- context -------------------------------------------------------------------------------------
@@ -123,6 +127,9 @@ class OpCounter:
             if self.neuron_backend is not None and isinstance(m, SpikingNeuron):      # scan neurons only
                 self._saved_backends.append((m, str(m.backend)))
                 m.backend = self.neuron_backend
+            if isinstance(m, TimeFold):     # count a static input's first layer at every step, as papers do
+                self._saved_folds.append((m, m.static_once))
+                m.static_once = False
         for name, t in [*self.model.named_parameters(), *self.model.named_buffers()]:
             self._prov[t] = Prov("param", name, "Parameter", "param")
         self._mode = _Mode(self)
@@ -139,6 +146,9 @@ class OpCounter:
         for m, b in self._saved_backends:
             m.backend = b
         self._saved_backends.clear()
+        for m, once in self._saved_folds:
+            m.static_once = once
+        self._saved_folds.clear()
         self._stack.clear()
 
     # -- module stack --------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def run_report(checkpoint: str | Path, dataset: str | None = None, out_dir: str 
     correct = seen = 0
     fwd_seconds = 0.0
     counted: list[Tensor] = []
-    with torch.no_grad():
+    with torch.inference_mode():
         for x, y in batch_loader(data.test, data.kind, batch_size=batch_size, shuffle=False):
             if seen >= test_n:
                 break

@@ -9,10 +9,12 @@
    launcher's compiled kernel pair for that pattern runs forward and, in ``_FusedScan.backward``,
    backward.
 
-With gradients on, only the input and the state every ``K`` steps are kept for backward:
-``memory="default"``: ``K`` such that the checkpoints cost 2 bytes per neuron-step;
-``memory="lean"``: ``K = ⌈√T⌉`` (under 1 bit per neuron-step at T >= 1024 for a one-variable neuron).
-Backward replays each segment from its checkpoint.
+With gradients on, only the input and the state every ``K`` steps are kept for backward, and backward
+replays each segment from its checkpoint. The launcher chooses ``K`` (``Launcher.segment``): the CPU kernels
+replay a block of neurons at a time into a per-thread buffer, so they keep the initial state only
+(``K = T``: 4 bytes per neuron-step for a float32 input, whatever the number of state variables); the GPU
+kernels replay every neuron at once, so they keep the state every 2 bytes per neuron-step
+(``memory="default"``) or every ``⌈√T⌉`` steps (``memory="lean"``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from .pool import POOL
 from .spec import KernelSpec, Layout
 from .trace import KernelTraceError, flatten_params, trace_step
 
-__all__ = ["Plan", "plan_for", "spec_for", "Launcher", "KernelCache", "fused_scan", "MEMORY_MODES", "FusedBackend"]
+__all__ = ["Plan", "plan_for", "spec_for", "Launcher", "KernelCache", "fused_scan", "MEMORY_MODES", "FusedBackend",
+           "segment_every"]
 
 MEMORY_MODES = ("default", "lean")
 
@@ -145,7 +148,9 @@ class Launcher(Protocol):
 
     def layout(self, kernel: Any) -> Layout: ...
 
-    def block_size(self, kernel: Any, N: int, lean: bool) -> int: ...
+    def segment(self, T: int, state_bytes: int, lean: bool) -> int: ...
+
+    def block_size(self, kernel: Any, N: int, replay: int) -> int: ...
 
     def forward(self, c: Call, x: Tensor, states: list[Tensor], arrays: list[Tensor], s: Tensor,
                 out_states: list[Tensor], ck: list[Tensor], keep: bool) -> None: ...
@@ -212,7 +217,9 @@ class _FusedScan(torch.autograd.Function):
         spikes, out_states, ck = _forward(c, x, states, arrays, keep=True)
         ctx.c, ctx.n_state = c, n_state
         ctx.state_numel = [s.numel() for s in states]
-        ctx.save_for_backward(x, *ck, *arrays)
+        # one segment from a one-value initial state (the resting state): keep that value, not its N copies
+        ctx.one_value = [c.K >= c.T and s.numel() == 1 and c.N > 1 for s in states]
+        ctx.save_for_backward(x, *(s if one else k for s, k, one in zip(states, ck, ctx.one_value)), *arrays)
         return (spikes, *out_states)
 
     @staticmethod
@@ -221,6 +228,9 @@ class _FusedScan(torch.autograd.Function):
         lay, ns = c.layout, ctx.n_state
         saved = ctx.saved_tensors
         x, ck, arrays = saved[0], list(saved[1:1 + ns]), list(saved[1 + ns:])
+        for k, one in enumerate(ctx.one_value):
+            if one:
+                ck[k] = _take(c, (1, c.N)).fill_(float(ck[k]))
         width = getattr(c.launcher, "broadcast_grad", 0)
         if width and gs is not None and gs.numel() > 1 and all(st == 0 for st in gs.stride()):
             gs_d = gs.as_strided((width,), (0,)).to(c.dtype).contiguous()    # loss.sum(): one value, W copies
@@ -253,11 +263,14 @@ class _FusedScan(torch.autograd.Function):
 
 def _dense_order(x_seq: Tensor) -> list[int] | None:
     """The memory order of the step dims (outermost first) when ``x_seq`` is a permuted dense tensor with time
-    outermost but not plain contiguous (e.g. channels-last ``[T, B, C, H, W]``); else ``None``."""
-    if x_seq.dim() < 3 or x_seq.is_contiguous():
+    outermost but not plain contiguous (e.g. channels-last ``[T, B, C, H, W]``), or one step of it expanded
+    over time (time stride 0: a static input); else ``None``."""
+    if x_seq.dim() < 3 or x_seq[0].is_contiguous():
         return None
     order = sorted(range(x_seq.dim() - 1), key=lambda d: (-x_seq.stride(d + 1), d))
-    return order if x_seq.permute(0, *(d + 1 for d in order)).is_contiguous() else None
+    step = x_seq[0].permute(*order)
+    ok = step.is_contiguous() and x_seq.stride(0) in (0, step.numel())
+    return order if ok else None
 
 
 def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State, params: Any,
@@ -312,8 +325,8 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
     kern = launcher.compile(spec)
     ns = sp.n_state
     state_bytes = ns * (8 if dtype == torch.float64 else 4)
-    K = max(1, math.ceil(math.sqrt(T))) if memory == "lean" else max(1, -(-state_bytes // 2))
-    c = Call(launcher, kern, launcher.layout(kern), T, N, launcher.block_size(kern, N, memory == "lean"), min(K, T),
+    K = min(T, max(1, launcher.segment(T, state_bytes, memory == "lean")))
+    c = Call(launcher, kern, launcher.layout(kern), T, N, launcher.block_size(kern, N, K * ns), K,
              scalars, scalar_tensors, dtype, x.device)
     if grad:
         sc_inputs = [t for t in scalar_tensors if t is not None]
@@ -332,6 +345,12 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
         spikes = spikes.permute(0, *(d + 1 for d in inv))
         final = [f.permute(inv) for f in final]
     return spikes, state_like(state, final)
+
+
+def segment_every(T: int, state_bytes: int, lean: bool) -> int:
+    """The checkpoint interval of a launcher that replays all neurons at once: ``⌈√T⌉`` steps when ``lean``,
+    else so that the checkpoints cost 2 bytes per neuron-step."""
+    return max(1, math.ceil(math.sqrt(T))) if lean else max(1, -(-state_bytes // 2))
 
 
 class FusedBackend:

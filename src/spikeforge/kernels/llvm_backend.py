@@ -159,12 +159,19 @@ class LLVMLauncher:
     def layout(self, kernel: CompiledKernel) -> Layout:
         return kernel.layout
 
-    def block_size(self, kernel: CompiledKernel, N: int, lean: bool) -> int:
+    def segment(self, T: int, state_bytes: int, lean: bool) -> int:
+        """The whole sequence: only the initial state is kept, and the backward replays one block of neurons
+        at a time into its thread's work buffer (``block_size`` keeps that buffer cache-sized). ``lean``
+        changes nothing here: the input is all that is kept either way."""
+        return T
+
+    def block_size(self, kernel: CompiledKernel, N: int, replay: int) -> int:
         """Up to 4,096 neurons (16 KiB of float32 per row slice: the state stays in L1), fewer so every
-        thread gets work; 1,024 in lean mode, where the backward replays ⌈√T⌉ steps per block."""
+        thread gets work, and so that the backward's replay buffer (``replay`` rows: steps × state
+        variables) stays within 256 KiB (L2)."""
         W = kernel.width
         nt = max(1, torch.get_num_threads())
-        cap = 1024 if lean else 4096
+        cap = max(W, min(4096, (1 << 16) // max(1, replay)) // W * W)
         per_thread = -(-N // nt)
         return max(W, min(cap, -(-per_thread // W) * W))
 

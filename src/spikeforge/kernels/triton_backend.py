@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..core import State, StepFn
-from .driver import Call, FusedBackend, KernelCache
+from .driver import Call, FusedBackend, KernelCache, segment_every
 from .spec import COMPILE_COUNT, KernelSpec, Layout, layout
 
 __all__ = ["TritonBackend", "TritonLauncher", "triton_available", "interpreting"]
@@ -60,7 +60,12 @@ class TritonLauncher:
     def layout(self, kernel: TritonKernel) -> Layout:
         return kernel.layout
 
-    def block_size(self, kernel: TritonKernel, N: int, lean: bool) -> int:
+    def segment(self, T: int, state_bytes: int, lean: bool) -> int:
+        """The backward replays every neuron at once into a ``[K, n_state, N]`` buffer: checkpoints every 2
+        bytes per neuron-step, or every ``⌈√T⌉`` steps when ``lean``."""
+        return segment_every(T, state_bytes, lean)
+
+    def block_size(self, kernel: TritonKernel, N: int, replay: int) -> int:
         b = 1
         while b < min(N, 1024 if not interpreting() else 4096):
             b *= 2

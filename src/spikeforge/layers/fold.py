@@ -73,11 +73,71 @@ class TimeFold(nn.Sequential):
     Channels-last convs and pools (``model.to(memory_format=torch.channels_last)``) keep that layout in
     the unfolded output, and their gradients arrive in it too. (Whether the neuron after the fold keeps
     it is up to its scan backend; when it does not, channels-last is slower, not faster.)
+
+    A static input, the same sample at every step (direct encoding: ``ToSequence`` and ``encode.direct`` hand
+    over ``x.expand(T, ...)``, whose time stride is 0), runs the modules once on ``[B, ...]`` and hands the
+    result over expanded the same way, forward and backward (autograd sums the ``T`` gradients). A BatchNorm
+    then normalises with the same statistics and updates its running ones as if it had seen all ``T·B``
+    copies (the unbiased variance uses that count). ``why_not(x_seq)`` says when this cannot apply; set
+    ``static_once = False`` on the fold to run every step.
     """
+
+    static_once: bool = True
 
     def forward(self, x_seq: Tensor) -> Tensor:
         T, B = x_seq.shape[0], x_seq.shape[1]
+        if self.static_once and self.why_not(x_seq) is None:
+            y = x_seq[0]
+            for m in self:
+                y = _bn_once(m, y, T) if _plain_bn(m) else m(y)  # type: ignore[arg-type]
+            return _keep_grad_layout(y).unsqueeze(0).expand(T, *y.shape)
         return _keep_grad_layout(super().forward(x_seq.flatten(0, 1))).unflatten(0, (T, B))
+
+    def why_not(self, x_seq: Tensor) -> str | None:
+        """``None`` when the modules run once for all steps of ``x_seq`` (see the class docstring), else why
+        every step is run: the input differs between steps, or a module may treat equal steps differently."""
+        if isinstance(x_seq, fx.Proxy):
+            return "traced with torch.fx"
+        if x_seq.dim() < 2 or x_seq.shape[0] < 2:
+            return "a single step"
+        if x_seq.stride(0) != 0:
+            return ("the input differs between steps (event frames, encoded spikes or a layer's output); only an "
+                    "input expanded over time (direct encoding) is computed once")
+        for m in self:
+            if not (_plain_bn(m) or isinstance(m, _SAME_EVERY_STEP)):
+                return (f"{type(m).__name__} is not known to treat equal steps alike (dropout draws a mask per "
+                        "step); only convolutions, linear layers, BatchNorm, pooling and reshapes are run once")
+        return None
+
+
+# modules whose output for a sample does not depend on the step it is in (so T equal steps give T equal outputs)
+_SAME_EVERY_STEP = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+                    nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
+                    nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+                    nn.Flatten, nn.Unflatten, nn.Identity)
+
+
+def _plain_bn(m: nn.Module) -> bool:
+    """A torch BatchNorm with torch's own forward (not SyncBatchNorm, not a subclass that changes it)."""
+    return isinstance(m, nn.modules.batchnorm._BatchNorm) and type(m).forward is nn.modules.batchnorm._BatchNorm.forward
+
+
+def _bn_once(bn: nn.modules.batchnorm._BatchNorm, x: Tensor, T: int) -> Tensor:
+    """``bn`` on one copy ``x [B, C, ...]`` of a batch repeated ``T`` times: the same normalisation (the mean and
+    the biased variance of ``T`` equal copies are those of one), and the running statistics updated as torch
+    updates them for the ``T·B`` copies."""
+    if not (bn.training and bn.track_running_stats and bn.running_mean is not None):
+        return bn(x)
+    bn._check_input_dim(x)
+    y, mean, invstd = torch.native_batch_norm(x, bn.weight, bn.bias, None, None, True, 0.0, bn.eps)
+    with torch.no_grad():
+        var = invstd.double().pow(-2).sub(bn.eps).float()       # the biased variance it normalised with
+        n = T * (x.numel() // x.shape[1])
+        bn.num_batches_tracked.add_(1)  # type: ignore[operator,union-attr]
+        f = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)  # type: ignore[arg-type]
+        bn.running_mean.mul_(1 - f).add_(mean, alpha=f)  # type: ignore[union-attr]
+        bn.running_var.mul_(1 - f).add_(var * (n / max(n - 1, 1)), alpha=f)  # type: ignore[union-attr]
+    return y
 
 
 class ToSequence(nn.Module):

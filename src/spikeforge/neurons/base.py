@@ -112,10 +112,11 @@ class SpikingNeuron(nn.Module):
         grad: ``"surrogate"`` or a ``GradientRule`` object (which may also return gradients for the
             neuron's own parameters).
         quantizer: optional ``StateQuantizer`` applied to the state after every step.
-        memory: what the scan keeps for backward, on every backend: ``"default"`` (a fused backend: the
-            input plus the state every few steps, 2 bytes per neuron-step; the torch loop: what autograd
-            saves at every step) or ``"lean"`` (the input and the state every ⌈√T⌉ steps; each segment is
-            replayed in backward). ``set_memory(model, mode)`` switches every neuron of a built model.
+        memory: what the scan keeps for backward, on every backend: ``"default"`` (the CPU kernels: the
+            input only, 4 bytes per neuron-step; the GPU kernels: the input plus the state every 2 bytes per
+            neuron-step; the torch loop: what autograd saves at every step) or ``"lean"`` (the input and the
+            state every ⌈√T⌉ steps, each segment replayed in backward; on the CPU kernels the same as
+            ``"default"``). ``set_memory(model, mode)`` switches every neuron of a built model.
     """
 
     step_fn: ClassVar[StepFn]

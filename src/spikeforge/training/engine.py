@@ -122,13 +122,14 @@ class _Batches:
 def evaluate(model: nn.Module, dataset: Dataset, kind: str, T: int, encoding: str, batch_size: int = 256,
              loss: LossFn = mean_ce, seed: int = 12345, num_workers: int = 0,
              amp: str = "off") -> dict[str, float]:
-    """Loss and top-1 accuracy of the time-averaged output on ``dataset`` (no gradient, eval mode)."""
+    """Loss and top-1 accuracy of the time-averaged output on ``dataset`` (eval mode, under
+    ``torch.inference_mode``: no autograd bookkeeping, and the neurons keep nothing for backward)."""
     gen = torch.Generator().manual_seed(seed)
     total, correct, loss_sum = 0, 0, 0.0
     loader = batch_loader(dataset, kind, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                           generator=torch.Generator().manual_seed(seed))
     dev = next(model.parameters()).device
-    with eval_mode(model), torch.no_grad(), autocast(amp, dev.type):
+    with eval_mode(model), torch.inference_mode(), autocast(amp, dev.type):
         for x, y in loader:
             x_seq = to_time_first(x.to(dev), kind, T, encoding, gen if dev.type == "cpu" else None)
             out = model(x_seq)
