@@ -228,9 +228,10 @@ class _FusedScan(torch.autograd.Function):
         lay, ns = c.layout, ctx.n_state
         saved = ctx.saved_tensors
         x, ck, arrays = saved[0], list(saved[1:1 + ns]), list(saved[1 + ns:])
-        for k, one in enumerate(ctx.one_value):
-            if one:
-                ck[k] = _take(c, (1, c.N)).fill_(float(ck[k]))
+        if not getattr(c.launcher, "broadcast_checkpoint", False):   # a launcher that reads N values
+            for k, one in enumerate(ctx.one_value):
+                if one:
+                    ck[k] = _take(c, (1, c.N)).fill_(float(ck[k]))
         width = getattr(c.launcher, "broadcast_grad", 0)
         if width and gs is not None and gs.numel() > 1 and all(st == 0 for st in gs.stride()):
             gs_d = gs.as_strided((width,), (0,)).to(c.dtype).contiguous()    # loss.sum(): one value, W copies

@@ -144,6 +144,7 @@ class LLVMLauncher:
     """Compiles a spec with llvmlite (cached in-process and on disk) and runs it on the CPU."""
 
     broadcast_state = True    # a one-element initial state is read as one value for every neuron
+    broadcast_checkpoint = True   # ... and a one-element checkpoint in backward (one segment from rest)
 
     @property
     def broadcast_grad(self) -> int:
@@ -191,7 +192,8 @@ class LLVMLauncher:
         ptrs = [_ptr(x), _ptr(gs), _ptr(gx), *map(_ptr, ck), *map(_ptr, fin), *map(_ptr, g0), *map(_ptr, arrays),
                 *map(_ptr, garr), _ptr(partials), 0]
         gs_one = 4 if gs.numel() != c.T * c.N else 0
-        ints = [c.T, c.N, 0, 0, c.block, c.K, x.stride(0), (2 if has_fin else 0) | gs_one | _aligned(c, gx)]
+        one_ck = sum(16 << k for k, t in enumerate(ck) if t.numel() == 1 and c.N > 1)
+        ints = [c.T, c.N, 0, 0, c.block, c.K, x.stride(0), (2 if has_fin else 0) | gs_one | one_ck | _aligned(c, gx)]
         _run(c.kernel.bwd, c.n_blocks, ints, ptrs, c.scalars, work, addr=c.kernel.bwd_addr)
 
 

@@ -237,10 +237,15 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
     def wslot(kk: ir.Value, k: int) -> ir.Value:    # work[kk][k][:]
         return b.mul(b.add(b.mul(kk, ir.Constant(I64, ns)), ir.Constant(I64, k)), B)
 
+    # flags bit 16 << k: checkpoint k is one value for every neuron (a resting initial state, one segment):
+    # each block copies it into its unused work slot 0, and the first step reads it there
+    one_ck = [_flag(b, flags, 16 << k) for k in range(ns)]
+
     def state_rows(seg: ir.Value, lo: ir.Value, kk: ir.Value) -> list[ir.Value]:
         """Where the block's state before step ``t0 + kk`` is: the checkpoint row itself for ``kk = 0``
-        (read in place, no copy), else the replayed work slot."""
-        return [b.select(b.icmp_signed("==", kk, ir.Constant(I64, 0)), _gep(b, ck[k], b.add(b.mul(seg, N), lo)),
+        (read in place, no copy; work slot 0 for a one-value checkpoint), else the replayed work slot."""
+        first = b.icmp_signed("==", kk, ir.Constant(I64, 0))
+        return [b.select(b.and_(first, b.not_(one_ck[k])), _gep(b, ck[k], b.add(b.mul(seg, N), lo)),
                          _gep(b, work, wslot(kk, k))) for k in range(ns)]
 
     def env_for(L: Lanes, j: ir.Value, i: ir.Value, t: ir.Value, rows: list[ir.Value]) -> dict[str, ir.Value]:
@@ -267,6 +272,9 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
                 b.store(g0, _gep(b, gst[k], j))
             for p in garr.values():
                 b.store(Ls.c(0.0), _gep(b, p, j))
+            for k in range(ns):
+                with b.if_then(one_ck[k]):
+                    b.store(b.load(ck[k]), _gep(b, work, b.add(wslot(ir.Constant(I64, 0), k), i)))
         with _loop(b, ir.Constant(I64, 0), nseg, 1, "seg") as sg:
             seg = b.sub(b.sub(nseg, ir.Constant(I64, 1)), sg)
             t0 = b.mul(seg, K)

@@ -1,0 +1,204 @@
+"""2×2 max pooling on the CPU as two LLVM kernels: the pooling of the zoo's CNNs.
+
+torch's CPU ``max_pool2d`` in training writes 8-byte indices and its backward zero-fills the whole input
+gradient before scattering into it; on a spiking CNN's step the two pools cost about as much as the
+convolution after them. Here, per ``[H, W]`` plane:
+
+* forward: each 2×2 window's maximum and a one-byte index of the first maximum in row-major order (a NaN
+  counts as the maximum, as in torch), so backward keeps 1 byte per output element instead of 8;
+* backward: every input position is written exactly once — the window's gradient at its index, 0 elsewhere
+  (a last odd row or column belongs to no window and gets 0).
+
+``max_pool_2x2(x)`` equals ``F.max_pool2d(x, 2)`` (``kernel_size = stride = 2``, no padding, floor mode) in
+values and gradients, for a contiguous float32 ``[N, C, H, W]``; ``why_not(module, x)`` says when torch's
+pooling runs instead. ``TimeFold`` runs a plain ``nn.MaxPool2d(2)`` this way. Planes are split over torch's
+threads like the neuron kernels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from typing import Any
+
+import llvmlite.binding as llvm
+import torch
+from llvmlite import ir
+from torch import Tensor, fx, nn
+
+from .llvm_backend import _run
+from .llvm_kernels import _PROTO, _link, _loop, _read_checked, _tm, _write_atomic
+from .spec import Layout, cache_dir
+
+__all__ = ["max_pool_2x2", "why_not"]
+
+I64, I8, F32 = ir.IntType(64), ir.IntType(8), ir.FloatType()
+I8P = I8.as_pointer()
+
+
+def _fn(mod: ir.Module, name: str) -> tuple[ir.IRBuilder, ir.Function]:
+    fnty = ir.FunctionType(ir.VoidType(), [I8P.as_pointer(), I64.as_pointer(), ir.DoubleType().as_pointer()])
+    fn = ir.Function(mod, fnty, name=name)
+    for a in fn.args:
+        a.add_attribute("noalias")
+    return ir.IRBuilder(fn.append_basic_block("entry")), fn
+
+
+def _args(b: ir.IRBuilder, fn: ir.Function) -> tuple[list[ir.Value], list[ir.Value]]:
+    ptrs = [b.load(b.gep(fn.args[0], [ir.Constant(I64, k)])) for k in range(3)]
+    ints = [b.load(b.gep(fn.args[1], [ir.Constant(I64, k)])) for k in range(Layout.INTS)]
+    return ptrs, ints
+
+
+def _c(v: int) -> ir.Constant:
+    return ir.Constant(I64, v)
+
+
+def _build(mod: ir.Module) -> None:
+    # ints: [H, W, plane block lo, plane block hi, planes per block, planes]
+    # forward: ptrs x (f32 [P, H, W]), y (f32 [P, H/2, W/2]), idx (i8 [P, H/2, W/2])
+    b, fn = _fn(mod, "sf_maxpool2_fwd")
+    (px, py, pi), (H, W, blo, bhi, per, P, _, _) = _args(b, fn)
+    x, y, idx = b.bitcast(px, F32.as_pointer()), b.bitcast(py, F32.as_pointer()), pi
+    Ho, Wo = b.sdiv(H, _c(2)), b.sdiv(W, _c(2))
+    lo = b.mul(blo, per)
+    hi = b.select(b.icmp_signed("<", b.mul(bhi, per), P), b.mul(bhi, per), P)
+    with _loop(b, lo, hi, 1, "p") as p:
+        with _loop(b, _c(0), Ho, 1, "i") as i:
+            r0 = b.mul(b.add(b.mul(p, H), b.mul(i, _c(2))), W)
+            r1 = b.add(r0, W)
+            o = b.mul(b.add(b.mul(p, Ho), i), Wo)
+            with _loop(b, _c(0), Wo, 1, "j") as j:
+                c0, c1 = b.mul(j, _c(2)), b.add(b.mul(j, _c(2)), _c(1))
+                vals = [b.load(b.gep(x, [b.add(r, c)], inbounds=True)) for r in (r0, r1) for c in (c0, c1)]
+                m, k = vals[0], ir.Constant(I8, 0)
+                for q in (1, 2, 3):        # the first maximum wins; a NaN takes over (torch's rule)
+                    v = vals[q]
+                    take = b.or_(b.fcmp_ordered(">", v, m), b.fcmp_unordered("uno", v, v))
+                    m, k = b.select(take, v, m), b.select(take, ir.Constant(I8, q), k)
+                b.store(m, b.gep(y, [b.add(o, j)], inbounds=True))
+                b.store(k, b.gep(idx, [b.add(o, j)], inbounds=True))
+    b.ret_void()
+
+    # backward: ptrs g (f32 [P, H/2, W/2]), idx (i8), gx (f32 [P, H, W])
+    b, fn = _fn(mod, "sf_maxpool2_bwd")
+    (pg, pi, pgx), (H, W, blo, bhi, per, P, _, _) = _args(b, fn)
+    g, idx, gx = b.bitcast(pg, F32.as_pointer()), pi, b.bitcast(pgx, F32.as_pointer())
+    Ho, Wo = b.sdiv(H, _c(2)), b.sdiv(W, _c(2))
+    zero = ir.Constant(F32, 0.0)
+    lo = b.mul(blo, per)
+    hi = b.select(b.icmp_signed("<", b.mul(bhi, per), P), b.mul(bhi, per), P)
+    with _loop(b, lo, hi, 1, "p") as p:
+        with _loop(b, _c(0), Ho, 1, "i") as i:
+            r0 = b.mul(b.add(b.mul(p, H), b.mul(i, _c(2))), W)
+            r1 = b.add(r0, W)
+            o = b.mul(b.add(b.mul(p, Ho), i), Wo)
+            with _loop(b, _c(0), Wo, 1, "j") as j:
+                gv = b.load(b.gep(g, [b.add(o, j)], inbounds=True))
+                k = b.load(b.gep(idx, [b.add(o, j)], inbounds=True))
+                c0, c1 = b.mul(j, _c(2)), b.add(b.mul(j, _c(2)), _c(1))
+                for q, (r, c) in enumerate([(r0, c0), (r0, c1), (r1, c0), (r1, c1)]):
+                    v = b.select(b.icmp_signed("==", k, ir.Constant(I8, q)), gv, zero)
+                    b.store(v, b.gep(gx, [b.add(r, c)], inbounds=True))
+            with b.if_then(b.icmp_signed("!=", b.srem(W, _c(2)), _c(0))):     # the odd last column
+                for r in (r0, r1):
+                    b.store(zero, b.gep(gx, [b.add(r, b.sub(W, _c(1)))], inbounds=True))
+        with b.if_then(b.icmp_signed("!=", b.srem(H, _c(2)), _c(0))):         # the odd last row
+            last = b.mul(b.add(b.mul(p, H), b.sub(H, _c(1))), W)
+            with _loop(b, _c(0), W, 1, "z") as z:
+                b.store(zero, b.gep(gx, [b.add(last, z)], inbounds=True))
+    b.ret_void()
+
+
+_kernels: tuple[Any, int, Any, int] | None = None
+_lock = threading.Lock()
+
+
+def _compiled() -> tuple[Any, int, Any, int]:
+    """``(forward, its address, backward, its address)``, built once per process (cached on disk)."""
+    global _kernels
+    with _lock:
+        if _kernels is None:
+            mod = ir.Module(name="sf_maxpool2")
+            mod.triple = _tm().triple
+            _build(mod)
+            text = str(mod)
+            digest = hashlib.sha256((text + llvm.get_host_cpu_name()).encode()).hexdigest()[:24]
+            path = cache_dir() / f"maxpool2_{digest}.o"
+            obj = _read_checked(path)
+            if obj is None:
+                llmod = llvm.parse_assembly(text)
+                llmod.verify()
+                pb = llvm.create_pass_builder(_tm(), llvm.create_pipeline_tuning_options(speed_level=3))
+                pb.getModulePassManager().run(llmod, pb)
+                obj = _tm().emit_object(llmod)
+                _write_atomic(path, obj)
+            fa, ba = _link(obj, "sf_maxpool2_fwd", "sf_maxpool2_bwd")
+            _kernels = (_PROTO(fa), fa, _PROTO(ba), ba)
+        return _kernels
+
+
+def _launch(fn: Any, addr: int, ptrs: list[int], H: int, W: int, P: int) -> None:
+    nt = max(1, torch.get_num_threads())
+    per = max(1, -(-P // (4 * nt)))             # four blocks per thread
+    n_blocks = -(-P // per)
+    _run(fn, n_blocks, [H, W, 0, 0, per, P, 0, 0], ptrs, [], addr=addr)
+
+
+class _MaxPool2x2(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
+        N, C, H, W = x.shape
+        y = torch.empty((N, C, H // 2, W // 2), dtype=x.dtype)
+        idx = torch.empty((N, C, H // 2, W // 2), dtype=torch.uint8)
+        if y.numel():
+            fwd, fa, _, _ = _compiled()
+            _launch(fwd, fa, [x.data_ptr(), y.data_ptr(), idx.data_ptr()], H, W, N * C)
+        ctx.save_for_backward(idx)
+        ctx.shape = x.shape
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> Tensor:  # type: ignore[override]
+        (idx,) = ctx.saved_tensors
+        N, C, H, W = ctx.shape
+        g = g.to(torch.float32).contiguous()
+        gx = torch.empty(ctx.shape, dtype=torch.float32)
+        if idx.numel():
+            _, _, bwd, ba = _compiled()
+            _launch(bwd, ba, [g.data_ptr(), idx.data_ptr(), gx.data_ptr()], H, W, N * C)
+        else:
+            gx.zero_()
+        return gx
+
+
+def why_not(module: nn.Module, x: Tensor) -> str | None:
+    """``None`` when ``module`` on ``x`` runs as ``max_pool_2x2``; else why torch's ``max_pool2d`` runs."""
+    if type(module) is not nn.MaxPool2d:
+        return f"{type(module).__name__} is not a plain nn.MaxPool2d"
+    m: Any = module
+    pair = nn.modules.utils._pair
+    if (pair(m.kernel_size) != (2, 2) or pair(m.stride or m.kernel_size) != (2, 2) or pair(m.padding) != (0, 0)
+            or pair(m.dilation) != (1, 1) or m.ceil_mode or m.return_indices):
+        return f"only kernel_size=2, stride=2 without padding, dilation or ceil_mode runs fused (got {m.extra_repr()})"
+    if m._forward_hooks or m._forward_pre_hooks:
+        return "the module has forward hooks, which run with the module's own forward"
+    if isinstance(x, fx.Proxy):
+        return "traced with torch.fx"
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        return f"runs on float32 CPU tensors, got {x.dtype} on {x.device}"
+    if x.dim() != 4 or not x.is_contiguous():
+        return ("expects a contiguous [N, C, H, W] input (a channels-last one runs torch's pooling, which is fast "
+                f"in that layout), got shape {tuple(x.shape)} with strides {x.stride()}")
+    if x.shape[2] < 2 or x.shape[3] < 2:
+        return f"an input of {x.shape[2]}x{x.shape[3]} is smaller than the window (torch's pooling raises on it)"
+    return None
+
+
+def max_pool_2x2(x: Tensor) -> Tensor:
+    """``F.max_pool2d(x, 2)`` for a contiguous float32 ``x [N, C, H, W]`` on the CPU, with the same gradient."""
+    if (x.dim() != 4 or not x.is_contiguous() or x.dtype != torch.float32 or x.device.type != "cpu"
+            or x.shape[2] < 2 or x.shape[3] < 2):
+        raise ValueError(f"max_pool_2x2 expects a contiguous float32 [N, C, H >= 2, W >= 2] CPU tensor, got "
+                         f"{x.dtype} of shape {tuple(x.shape)} on {x.device}")
+    return _MaxPool2x2.apply(x)
