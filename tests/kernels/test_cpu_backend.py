@@ -358,3 +358,26 @@ def test_a_cpu_process_never_imports_triton() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("cls", [N.LIF, N.ALIF])
+def test_static_input_keeps_one_step_and_sums_its_gradient(cls) -> None:
+    """An input expanded over time (a static image after TimeFold) is kept once, and the kernel sums its
+    gradient over the steps: the same spikes and gradient as the materialised input on the torch loop."""
+    T, B, n = 6, 4, 300
+    base = (torch.randn(B, n) + 0.6).requires_grad_()
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        s = cls(surrogate=ATan())(base.unsqueeze(0).expand(T, B, n))
+    assert sum(seen.values()) <= B * n * 4 + 8 * len(cls.state_type._fields)
+    g = torch.randn(s.shape)
+    s.backward(g)
+    ref = base.detach().clone().requires_grad_()
+    s_ref = cls(surrogate=ATan(), backend="torch")(ref.unsqueeze(0).expand(T, B, n).contiguous())
+    s_ref.backward(g)
+    assert torch.equal(s, s_ref)
+    torch.testing.assert_close(base.grad, ref.grad, rtol=1e-5, atol=1e-6)

@@ -212,6 +212,9 @@ def _forward(c: Call, x: Tensor, states: list[Tensor], arrays: list[Tensor], kee
 class _FusedScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, c: Call, x: Tensor, n_state: int, *rest: Tensor) -> tuple[Tensor, ...]:  # type: ignore[override]
+        ctx.one_step = x.dim() == 1
+        if ctx.one_step:             # one step for every t (a static input): the kernels read it with stride 0
+            x = x.view(1, c.N).expand(c.T, c.N)
         states, tail = list(rest[:n_state]), rest[n_state:]
         arrays = list(tail[:len(c.layout.arrays)])
         spikes, out_states, ck = _forward(c, x, states, arrays, keep=True)
@@ -239,7 +242,7 @@ class _FusedScan(torch.autograd.Function):
             gs_d = _dense(c, gs, (c.T, c.N))
         has_fin = any(g is not None for g in gfin)
         fin = [_dense(c, g, (c.N,)) for g in gfin] if has_fin else [gs_d] * ns
-        gx = _take(c, (c.T, c.N))
+        gx = _take(c, (c.N,) if ctx.one_step else (c.T, c.N))    # one input step: its gradient summed over t
         g0 = [torch.empty(c.N, dtype=c.dtype, device=c.device) for _ in range(ns)]
         garr = [torch.empty(c.N, dtype=c.dtype, device=c.device) for _ in lay.grad_arrays]
         partials = torch.zeros((c.n_blocks, max(1, len(lay.grad_scalars))), dtype=torch.float64, device=c.device)
@@ -319,6 +322,12 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
             scalar_tensors.append(v if isinstance(v, Tensor) and v.requires_grad else None)
             is_array.append(False)
             need_grad.append(isinstance(v, Tensor) and v.requires_grad)
+    # a static input (one step expanded over time, as TimeFold hands it): autograd sees the step itself, so its
+    # gradient is summed over time in the kernel instead of written for every step and summed by expand
+    base = x_seq._base
+    one_step = (base.reshape(N) if getattr(launcher, "one_step_input", False) and perm is None and T > 1
+                and x.stride(0) == 0 and base is not None and base.dtype == dtype and base.is_contiguous()
+                and tuple(base.shape) == tuple(logical) and base.data_ptr() == x_seq.data_ptr() else None)
     grad = torch.is_grad_enabled() and (x.requires_grad or any(s.requires_grad for s in states) or any(need_grad))
     if not grad or int_bits:
         grad, need_grad = False, [False] * len(need_grad)
@@ -331,7 +340,7 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
              scalars, scalar_tensors, dtype, x.device)
     if grad:
         sc_inputs = [t for t in scalar_tensors if t is not None]
-        outs = _FusedScan.apply(c, x, ns, *states, *arrays, *sc_inputs)
+        outs = _FusedScan.apply(c, x if one_step is None else one_step, ns, *states, *arrays, *sc_inputs)
         spikes, finals = outs[0], list(outs[1:])
     else:
         with torch.no_grad():

@@ -145,6 +145,7 @@ class LLVMLauncher:
 
     broadcast_state = True    # a one-element initial state is read as one value for every neuron
     broadcast_checkpoint = True   # ... and a one-element checkpoint in backward (one segment from rest)
+    one_step_input = True     # an input of one step for all T (stride 0) gets its gradient summed over time
 
     @property
     def broadcast_grad(self) -> int:
@@ -193,7 +194,9 @@ class LLVMLauncher:
                 *map(_ptr, garr), _ptr(partials), 0]
         gs_one = 4 if gs.numel() != c.T * c.N else 0
         one_ck = sum(16 << k for k, t in enumerate(ck) if t.numel() == 1 and c.N > 1)
-        ints = [c.T, c.N, 0, 0, c.block, c.K, x.stride(0), (2 if has_fin else 0) | gs_one | one_ck | _aligned(c, gx)]
+        one_x = 8 if gx.dim() == 1 and c.T > 1 else 0      # one input step for all T: its gradient summed
+        ints = [c.T, c.N, 0, 0, c.block, c.K, x.stride(0),
+                (2 if has_fin else 0) | gs_one | one_ck | one_x | _aligned(c, gx)]
         _run(c.kernel.bwd, c.n_blocks, ints, ptrs, c.scalars, work, addr=c.kernel.bwd_addr)
 
 

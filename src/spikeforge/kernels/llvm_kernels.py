@@ -225,6 +225,7 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
     work = F.ptr(base + 1)
     sc = {r: F.scalar(j) for j, r in enumerate(lay.scalars)}
     has_gfin, gs_one, aligned = _flag(b, flags, 2), _flag(b, flags, 4), _flag(b, flags, ALIGNED_FLAG)
+    one_x = _flag(b, flags, 8)      # the input is one step for all T (stride 0): its gradient is summed over time
     ng = len(lay.grad_scalars)
     dbl = ir.DoubleType()
     acc_v = [b.alloca(ir.VectorType(dbl, W)) for _ in range(ng)]
@@ -272,6 +273,8 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
                 b.store(g0, _gep(b, gst[k], j))
             for p in garr.values():
                 b.store(Ls.c(0.0), _gep(b, p, j))
+            with b.if_then(one_x):
+                b.store(Ls.c(0.0), _gep(b, gx, j))
             for k in range(ns):
                 with b.if_then(one_ck[k]):
                     b.store(b.load(ck[k]), _gep(b, work, b.add(wslot(ir.Constant(I64, 0), k), i)))
@@ -307,7 +310,11 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
                     for k in range(ns):
                         env[f"g.state{k}"] = _load(b, L, gst[k], j)
                     res = emit_graph(b, spec.bwd, L, env, bwd_outs)
-                    _store(b, L, res["g.x"], gx, b.add(b.mul(t, N), j), stream=mode)
+                    with b.if_else(one_x) as (summed, per_step):
+                        with summed:
+                            _store(b, L, b.fadd(_load(b, L, gx, j), res["g.x"]), gx, j)
+                        with per_step:
+                            _store(b, L, res["g.x"], gx, b.add(b.mul(t, N), j), stream=mode)
                     for k in range(ns):
                         _store(b, L, res[f"g.state{k}"], gst[k], j)
                     for rr, p in garr.items():
