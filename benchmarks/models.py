@@ -43,9 +43,6 @@ reference loop (``backend="torch"``).
 
     python benchmarks/models.py [--steps 20] [--repeats 3] [--threads 2] [--only spiking_cnn_tiny,psn]
                                 [--profile] [--channels-last auto]
-
-spikeforge's models without max pooling run channels-last (``--channels-last``; faster for their convs and
-BatchNorms); those with ``nn.MaxPool2d(2)`` run NCHW, the layout of the fused pooling kernel.
 """
 
 from __future__ import annotations
@@ -250,7 +247,7 @@ def build(arch: str, lib: str, channels_last: bool = False) -> tuple[nn.Module, 
     else:
         net, reset = {"sew_resnet_tiny": sew_resnet_tiny_spikingjelly,
                       "spikformer_tiny": spikformer_tiny_spikingjelly}[arch]()
-    if channels_last and lib.startswith("spikeforge") and not any(isinstance(m, nn.MaxPool2d) for m in net.modules()):
+    if channels_last and lib.startswith("spikeforge"):
         net = net.to(memory_format=torch.channels_last)
     return net, reset
 
@@ -452,8 +449,7 @@ def main() -> None:
     ap.add_argument("--only", default="spiking_cnn_tiny,sew_resnet_tiny,spikformer_tiny,static,inference,psn")
     ap.add_argument("--profile", action="store_true", help="print spikeforge's step time by category")
     ap.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
-                    help="run spikeforge's convs channels-last in models without max pooling (auto: when the "
-                         "neuron scan keeps that layout); the fused 2x2 max pooling wants NCHW")
+                    help="run spikeforge's convs channels-last (auto: when the neuron scan keeps that layout)")
     ap.add_argument("--worker", nargs=2, metavar=("ARCH", "LIB"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)

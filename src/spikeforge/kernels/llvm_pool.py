@@ -10,7 +10,8 @@ convolution after them. Here, per ``[H, W]`` plane:
   (a last odd row or column belongs to no window and gets 0).
 
 ``max_pool_2x2(x)`` equals ``F.max_pool2d(x, 2)`` (``kernel_size = stride = 2``, no padding, floor mode) in
-values and gradients, for a contiguous float32 ``[N, C, H, W]``; ``why_not(module, x)`` says when torch's
+values and gradients, for a float32 ``[N, C, H, W]`` in either layout (NCHW: planes of ``[H, W]``;
+channels-last: samples of ``[H, W, C]`` with the channel loop innermost); ``why_not(module, x)`` says when torch's
 pooling runs instead. ``TimeFold`` runs a plain ``nn.MaxPool2d(2)`` this way. Planes are split over torch's
 threads like the neuron kernels.
 """
@@ -109,14 +110,81 @@ def _build(mod: ir.Module) -> None:
             with _loop(b, _c(0), W, 1, "z") as z:
                 b.store(zero, b.gep(gx, [b.add(last, z)], inbounds=True))
     b.ret_void()
+    _build_nhwc(mod)
 
 
-_kernels: tuple[Any, int, Any, int] | None = None
+def _build_nhwc(mod: ir.Module) -> None:
+    """The channels-last pair: planes are samples ``[H, W, C]``; the innermost loop runs over contiguous
+    channels. ints: [H, W, block lo, block hi, samples per block, samples, C]."""
+    b, fn = _fn(mod, "sf_maxpool2_nhwc_fwd")
+    (px, py, pi), (H, W, blo, bhi, per, P, C, _) = _args(b, fn)
+    x, y, idx = b.bitcast(px, F32.as_pointer()), b.bitcast(py, F32.as_pointer()), pi
+    Ho, Wo = b.sdiv(H, _c(2)), b.sdiv(W, _c(2))
+    WC = b.mul(W, C)
+    lo = b.mul(blo, per)
+    hi = b.select(b.icmp_signed("<", b.mul(bhi, per), P), b.mul(bhi, per), P)
+    with _loop(b, lo, hi, 1, "p") as p:
+        with _loop(b, _c(0), Ho, 1, "i") as i:
+            r0 = b.mul(b.add(b.mul(p, H), b.mul(i, _c(2))), WC)
+            r1 = b.add(r0, WC)
+            orow = b.mul(b.add(b.mul(p, Ho), i), b.mul(Wo, C))
+            with _loop(b, _c(0), Wo, 1, "j") as j:
+                c0 = b.mul(b.mul(j, _c(2)), C)
+                c1 = b.add(c0, C)
+                o = b.add(orow, b.mul(j, C))
+                with _loop(b, _c(0), C, 1, "c") as ch:
+                    vals = [b.load(b.gep(x, [b.add(b.add(r, cc), ch)], inbounds=True))
+                            for r in (r0, r1) for cc in (c0, c1)]
+                    m, k = vals[0], ir.Constant(I8, 0)
+                    for q in (1, 2, 3):
+                        v = vals[q]
+                        take = b.or_(b.fcmp_ordered(">", v, m), b.fcmp_unordered("uno", v, v))
+                        m, k = b.select(take, v, m), b.select(take, ir.Constant(I8, q), k)
+                    b.store(m, b.gep(y, [b.add(o, ch)], inbounds=True))
+                    b.store(k, b.gep(idx, [b.add(o, ch)], inbounds=True))
+    b.ret_void()
+
+    b, fn = _fn(mod, "sf_maxpool2_nhwc_bwd")
+    (pg, pi, pgx), (H, W, blo, bhi, per, P, C, _) = _args(b, fn)
+    g, idx, gx = b.bitcast(pg, F32.as_pointer()), pi, b.bitcast(pgx, F32.as_pointer())
+    Ho, Wo = b.sdiv(H, _c(2)), b.sdiv(W, _c(2))
+    WC = b.mul(W, C)
+    zero = ir.Constant(F32, 0.0)
+    lo = b.mul(blo, per)
+    hi = b.select(b.icmp_signed("<", b.mul(bhi, per), P), b.mul(bhi, per), P)
+    with _loop(b, lo, hi, 1, "p") as p:
+        with _loop(b, _c(0), Ho, 1, "i") as i:
+            r0 = b.mul(b.add(b.mul(p, H), b.mul(i, _c(2))), WC)
+            r1 = b.add(r0, WC)
+            orow = b.mul(b.add(b.mul(p, Ho), i), b.mul(Wo, C))
+            with _loop(b, _c(0), Wo, 1, "j") as j:
+                c0 = b.mul(b.mul(j, _c(2)), C)
+                c1 = b.add(c0, C)
+                o = b.add(orow, b.mul(j, C))
+                with _loop(b, _c(0), C, 1, "c") as ch:
+                    gv = b.load(b.gep(g, [b.add(o, ch)], inbounds=True))
+                    k = b.load(b.gep(idx, [b.add(o, ch)], inbounds=True))
+                    for q, (r, cc) in enumerate([(r0, c0), (r0, c1), (r1, c0), (r1, c1)]):
+                        v = b.select(b.icmp_signed("==", k, ir.Constant(I8, q)), gv, zero)
+                        b.store(v, b.gep(gx, [b.add(b.add(r, cc), ch)], inbounds=True))
+            with b.if_then(b.icmp_signed("!=", b.srem(W, _c(2)), _c(0))):     # the odd last column
+                for r in (r0, r1):
+                    last = b.add(r, b.mul(b.sub(W, _c(1)), C))
+                    with _loop(b, _c(0), C, 1, "zc") as ch:
+                        b.store(zero, b.gep(gx, [b.add(last, ch)], inbounds=True))
+        with b.if_then(b.icmp_signed("!=", b.srem(H, _c(2)), _c(0))):         # the odd last row
+            last = b.mul(b.add(b.mul(p, H), b.sub(H, _c(1))), WC)
+            with _loop(b, _c(0), WC, 1, "z") as z:
+                b.store(zero, b.gep(gx, [b.add(last, z)], inbounds=True))
+    b.ret_void()
+
+
+_kernels: dict[str, tuple[Any, int]] | None = None
 _lock = threading.Lock()
 
 
-def _compiled() -> tuple[Any, int, Any, int]:
-    """``(forward, its address, backward, its address)``, built once per process (cached on disk)."""
+def _compiled() -> dict[str, tuple[Any, int]]:
+    """``{name: (function, address)}`` of the four kernels, built once per process (cached on disk)."""
     global _kernels
     with _lock:
         if _kernels is None:
@@ -134,40 +202,56 @@ def _compiled() -> tuple[Any, int, Any, int]:
                 pb.getModulePassManager().run(llmod, pb)
                 obj = _tm().emit_object(llmod)
                 _write_atomic(path, obj)
-            fa, ba = _link(obj, "sf_maxpool2_fwd", "sf_maxpool2_bwd")
-            _kernels = (_PROTO(fa), fa, _PROTO(ba), ba)
+            names = ["fwd", "bwd", "nhwc_fwd", "nhwc_bwd"]
+            addrs = _link(obj, *(f"sf_maxpool2_{n}" for n in names))
+            _kernels = {n: (_PROTO(a), a) for n, a in zip(names, addrs)}
         return _kernels
 
 
-def _launch(fn: Any, addr: int, ptrs: list[int], H: int, W: int, P: int) -> None:
+def _launch(name: str, ptrs: list[int], shape: torch.Size, nhwc: bool) -> None:
+    N, C, H, W = shape
+    P = N if nhwc else N * C                   # planes: samples [H, W, C], or channels [H, W]
     nt = max(1, torch.get_num_threads())
     per = max(1, -(-P // (4 * nt)))             # four blocks per thread
-    n_blocks = -(-P // per)
-    _run(fn, n_blocks, [H, W, 0, 0, per, P, 0, 0], ptrs, [], addr=addr)
+    fn, addr = _compiled()[("nhwc_" if nhwc else "") + name]
+    _run(fn, -(-P // per), [H, W, 0, 0, per, P, C if nhwc else 1, 0], ptrs, [], addr=addr)
+
+
+def _nhwc(x: Tensor) -> bool:
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _empty(shape: tuple[int, ...], dtype: torch.dtype, nhwc: bool) -> Tensor:
+    """Pooled (already touched) memory in ``[N, C, H, W]`` or channels-last order."""
+    if not nhwc:
+        return POOL.take(shape, dtype)
+    N, C, H, W = shape
+    return POOL.take((N, H, W, C), dtype).permute(0, 3, 1, 2)
 
 
 class _MaxPool2x2(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
         N, C, H, W = x.shape
-        y = POOL.take((N, C, H // 2, W // 2), x.dtype)          # touched memory: no page faults
-        idx = torch.empty((N, C, H // 2, W // 2), dtype=torch.uint8)
+        nhwc = _nhwc(x)
+        out = (N, C, H // 2, W // 2)
+        y = _empty(out, x.dtype, nhwc)
+        fmt = torch.channels_last if nhwc else torch.contiguous_format
+        idx = torch.empty(out, dtype=torch.uint8, memory_format=fmt)
         if y.numel():
-            fwd, fa, _, _ = _compiled()
-            _launch(fwd, fa, [x.data_ptr(), y.data_ptr(), idx.data_ptr()], H, W, N * C)
+            _launch("fwd", [x.data_ptr(), y.data_ptr(), idx.data_ptr()], x.shape, nhwc)
         ctx.save_for_backward(idx)
-        ctx.shape = x.shape
+        ctx.shape, ctx.nhwc = x.shape, nhwc
         return y
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> Tensor:  # type: ignore[override]
         (idx,) = ctx.saved_tensors
-        N, C, H, W = ctx.shape
-        g = g.to(torch.float32).contiguous()
-        gx = POOL.take(tuple(ctx.shape), torch.float32)
+        fmt = torch.channels_last if ctx.nhwc else torch.contiguous_format
+        g = g.to(torch.float32).contiguous(memory_format=fmt)
+        gx = _empty(tuple(ctx.shape), torch.float32, ctx.nhwc)
         if idx.numel():
-            _, _, bwd, ba = _compiled()
-            _launch(bwd, ba, [g.data_ptr(), idx.data_ptr(), gx.data_ptr()], H, W, N * C)
+            _launch("bwd", [g.data_ptr(), idx.data_ptr(), gx.data_ptr()], ctx.shape, ctx.nhwc)
         else:
             gx.zero_()
         return gx
@@ -188,18 +272,19 @@ def why_not(module: nn.Module, x: Tensor) -> str | None:
         return "traced with torch.fx"
     if x.device.type != "cpu" or x.dtype != torch.float32:
         return f"runs on float32 CPU tensors, got {x.dtype} on {x.device}"
-    if x.dim() != 4 or not x.is_contiguous():
-        return ("expects a contiguous [N, C, H, W] input (a channels-last one runs torch's pooling, which is fast "
-                f"in that layout), got shape {tuple(x.shape)} with strides {x.stride()}")
+    if x.dim() != 4 or not (x.is_contiguous() or _nhwc(x)):
+        return (f"expects a contiguous or channels-last [N, C, H, W] input, got shape {tuple(x.shape)} with strides "
+                f"{x.stride()}")
     if x.shape[2] < 2 or x.shape[3] < 2:
         return f"an input of {x.shape[2]}x{x.shape[3]} is smaller than the window (torch's pooling raises on it)"
     return None
 
 
 def max_pool_2x2(x: Tensor) -> Tensor:
-    """``F.max_pool2d(x, 2)`` for a contiguous float32 ``x [N, C, H, W]`` on the CPU, with the same gradient."""
-    if (x.dim() != 4 or not x.is_contiguous() or x.dtype != torch.float32 or x.device.type != "cpu"
+    """``F.max_pool2d(x, 2)`` for a float32 ``x [N, C, H, W]`` on the CPU (contiguous or channels-last, and the
+    output in that layout), with the same gradient."""
+    if (x.dim() != 4 or not (x.is_contiguous() or _nhwc(x)) or x.dtype != torch.float32 or x.device.type != "cpu"
             or x.shape[2] < 2 or x.shape[3] < 2):
-        raise ValueError(f"max_pool_2x2 expects a contiguous float32 [N, C, H >= 2, W >= 2] CPU tensor, got "
-                         f"{x.dtype} of shape {tuple(x.shape)} on {x.device}")
+        raise ValueError(f"max_pool_2x2 expects a contiguous or channels-last float32 [N, C, H >= 2, W >= 2] CPU "
+                         f"tensor, got {x.dtype} of shape {tuple(x.shape)} on {x.device}")
     return _MaxPool2x2.apply(x)
