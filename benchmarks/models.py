@@ -391,18 +391,19 @@ def print_rows(arch: str, res: dict[str, dict[str, Any] | str]) -> None:
 # -- inference throughput: the forward pass as ``spikeforge report`` runs it, against SpikingJelly -------------
 def inference_bench(archs: list[str], reps: int, batch: int = 64) -> None:
     print(f"\ninference throughput, batch {batch} (samples/s, median of {reps}; spikeforge under "
-          "torch.inference_mode as `spikeforge report` measures it, SpikingJelly under torch.no_grad)")
+          "torch.inference_mode as `spikeforge report` measures it, and under torch.no_grad; SpikingJelly (torch "
+          "backend) under torch.no_grad)")
     for arch in archs:
         row = []
-        for lib in ("spikeforge", "spikingjelly"):
+        for lib, ctx in (("spikeforge", torch.inference_mode), ("spikeforge no_grad", torch.no_grad),
+                         ("spikingjelly", torch.no_grad)):
             try:
-                net, reset = build(arch, lib)
+                net, reset = build(arch, lib.split()[0])
             except ImportError as e:
                 row.append(f"{lib}: not installed ({e.name})")
                 continue
             net.eval()
-            x, _ = inputs(arch, lib, batch)
-            ctx = torch.inference_mode if lib == "spikeforge" else torch.no_grad
+            x, _ = inputs(arch, lib.split()[0], batch)
             ts = []
             with ctx():
                 for i in range(reps + 1):

@@ -225,6 +225,12 @@ def main() -> None:
     kept = {lib: saved_per_step(fns[lib], x) for lib in libs}
     for lib in libs:
         print(f"  {lib:<13} {kept[lib]:6.2f}")
+    from spikeforge.neurons import ALIF, LIF
+    from spikeforge.surrogate import ATan
+    for name, mod in (("LIF lean", LIF(tau=2.0, surrogate=ATan(2.0), detach_reset=True, memory="lean")),
+                      ("ALIF (2 state variables)", ALIF(surrogate=ATan(2.0))),
+                      ("ALIF lean", ALIF(surrogate=ATan(2.0), memory="lean"))):
+        print(f"  {'sf ' + name:<13} {saved_per_step(mod, x):6.2f}")
     if not a.quick:
         print("\npeak RSS growth of one fwd+bwd, fresh process, T=16, B·N=2^18:")
         for lib in libs:
