@@ -151,7 +151,14 @@ def test_static_input_once_equals_every_step(channels_last: bool, momentum: floa
 def test_static_input_runs_the_first_conv_on_one_step() -> None:
     net, _ = _pair(False)
     seen: list[tuple[int, ...]] = []
-    net.block1[0].register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+
+    class Seen(nn.Conv2d):                         # records its input without a hook (hooks see every step)
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(tuple(x.shape))
+            return super().forward(x)
+    conv = Seen(1, 4, 3, padding=1, bias=False)
+    conv.load_state_dict(net.block1[0].state_dict())
+    net.block1[0] = conv
     out = net(torch.rand(3, 1, 12, 12))
     assert seen == [(3, 1, 12, 12)] and out.shape == (5, 3, 10)
     spikes = net.sn1(net.block1(net.stem(torch.rand(3, 1, 12, 12))))
@@ -166,6 +173,12 @@ def test_why_not_names_the_reason() -> None:
     assert "single step" in TimeFold(nn.Conv2d(1, 2, 3)).why_not(static[:1])
     assert TimeFold(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.MaxPool2d(2), nn.Flatten()).why_not(static) is None
     assert "SyncBatchNorm" in TimeFold(nn.SyncBatchNorm(1)).why_not(static)
+    hooked = TimeFold(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    seen: list[tuple[int, ...]] = []
+    hooked[1].register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+    assert "hooks" in hooked.why_not(static)
+    hooked(static)
+    assert seen == [(8, 2, 3, 3)]                          # the hook sees all T·B samples
     # dropout keeps its per-step masks: the fold runs every step
     torch.manual_seed(0)
     y = TimeFold(nn.Dropout(0.5))(static)

@@ -119,8 +119,9 @@ def test_memory_saved_for_backward_does_not_grow_with_T() -> None:
             step = METHODS[name]()
             peaks[name, T] = _peak_saved_bytes(lambda s=step, b=(x_seq, y): s(model, b, _ctx(model)))
     assert peaks["online", 16] <= 1.05 * peaks["online", 4], peaks
-    assert peaks["bptt", 16] >= 3.5 * peaks["bptt", 4], peaks              # BPTT's grows with T
-    assert peaks["online", 4] * 3 <= peaks["bptt", 4], peaks
+    # BPTT's grows with T (less than 4x: its first conv and BN run once on the static image, at any T)
+    assert peaks["bptt", 16] >= 3.0 * peaks["bptt", 4], peaks
+    assert peaks["online", 4] * 1.8 <= peaks["bptt", 4], peaks
 
 
 def test_overfits_one_batch() -> None:

@@ -113,7 +113,15 @@ class TimeFold(nn.Sequential):
             if not (_plain_bn(m) or isinstance(m, _SAME_EVERY_STEP)):
                 return (f"{type(m).__name__} is not known to treat equal steps alike (dropout draws a mask per "
                         "step); only convolutions, linear layers, BatchNorm, pooling and reshapes are run once")
+            if m._forward_hooks or m._forward_pre_hooks or _global_hooks():
+                return (f"{type(m).__name__} has forward hooks, which expect all T·B samples (recording, "
+                        "counting or a user's hook)")
         return None
+
+
+def _global_hooks() -> bool:
+    from torch.nn.modules import module as _module
+    return bool(_module._global_forward_hooks or _module._global_forward_pre_hooks)
 
 
 # modules whose output for a sample does not depend on the step it is in (so T equal steps give T equal outputs)
