@@ -1,7 +1,9 @@
 """A real training step, side by side: spikeforge vs SpikingJelly 2.0, snnTorch 1.0 and Norse 1.1.
 
-Every (architecture, library) pair runs in fresh processes (``--repeats``, interleaved): build, read the
-post-build RSS, reset the RSS high-water mark (``/proc/self/clear_refs`` = 5), 3 warm-up steps, then
+Every (architecture, library) pair runs in fresh processes (``--repeats``, interleaved): build, one forward and
+backward on one sample (code loaded on first use — torch's kernels, a JIT's libraries and compiled kernels —
+is not memory of the step), read that RSS as the baseline, reset the RSS high-water mark
+(``/proc/self/clear_refs`` = 5), 3 warm-up steps, then
 ``--steps`` timed SGD steps (forward, mean over T, cross-entropy, backward, ``opt.step()``). Reported: the
 median step time; the **peak-RSS growth over the post-build baseline** (``VmHWM`` after the steps minus
 ``VmRSS`` after the build: what the steps themselves take) and the absolute peak RSS, each the median over the
@@ -31,10 +33,11 @@ Architectures (input ``[T=10, B=32, 2, 34, 34]`` binary event frames, 10 classes
   on a static image ``[B=64, 1, 28, 28]`` direct-encoded over ``T = 4`` steps (a view, as
   ``spikeforge.encode.direct``): spikeforge with the first conv and BN computed once for all steps
   (``TimeFold`` on a static input), the same with ``static_once = False`` (every step computed: the code
-  before), and SpikingJelly (the image repeated over T, its tutorials' form).
+  before), and SpikingJelly (the image repeated over T, its tutorials' form). NCHW, as ``spikeforge train``
+  runs it.
 
-``--profile`` adds, for each spikeforge row, the step's self CPU time by category (conv, linear, batch norm,
-neuron, pooling, loss, optimizer; the rest of the wall time is Python, autograd and element-wise glue), from
+``--profile`` (on by default) adds, for each spikeforge row, the step's self CPU time by category (conv, linear,
+batch norm, neuron, pooling, loss, optimizer; the rest of the wall time is Python, autograd and element-wise glue), from
 ``torch.profiler`` over 5 steps. Then the inference throughput (samples/s) of the forward pass as
 ``spikeforge report`` runs it (``torch.inference_mode``, batch 64) beside SpikingJelly's (``torch.no_grad``),
 and ``psn``: neuron-level forward+backward on one layer of the sequential-CIFAR net (``T = 32``, ``B = 64``,
@@ -42,7 +45,7 @@ and ``psn``: neuron-level forward+backward on one layer of the sequential-CIFAR 
 reference loop (``backend="torch"``).
 
     python benchmarks/models.py [--steps 20] [--repeats 3] [--threads 2] [--only spiking_cnn_tiny,psn]
-                                [--profile] [--channels-last auto]
+                                [--no-profile] [--channels-last auto]
 """
 
 from __future__ import annotations
@@ -247,7 +250,7 @@ def build(arch: str, lib: str, channels_last: bool = False) -> tuple[nn.Module, 
     else:
         net, reset = {"sew_resnet_tiny": sew_resnet_tiny_spikingjelly,
                       "spikformer_tiny": spikformer_tiny_spikingjelly}[arch]()
-    if channels_last and lib.startswith("spikeforge"):
+    if channels_last and lib.startswith("spikeforge") and arch != "static":     # static: NCHW, as the CLI trains
         net = net.to(memory_format=torch.channels_last)
     return net, reset
 
@@ -288,7 +291,7 @@ def profile_categories(step: Callable[[], None], n: int = 5) -> dict[str, float]
     out = dict.fromkeys([c for c, _ in CATEGORIES], 0.0)
     for ev in p.key_averages():
         for cat, keys in CATEGORIES:
-            if any(k in ev.key for k in keys):
+            if any(k.lower() in ev.key.lower() for k in keys):
                 out[cat] += ev.self_cpu_time_total / 1e3 / n
                 break
     out["wall"] = wall
@@ -307,6 +310,11 @@ def worker(arch: str, lib: str, steps: int, profile: bool, channels_last: bool) 
         loss.backward()
         opt.step()
         reset()
+    one_x, one_y = (x[:, :1], y[:1])
+    opt.zero_grad(set_to_none=True)              # code loaded on first use (torch's kernels, a JIT's libraries and
+    nn.functional.cross_entropy(net(one_x).mean(0), one_y).backward()        # compiled kernels) is not the step's
+    net.zero_grad(set_to_none=True)
+    reset()
     base = _status("VmRSS")                      # after the build: the model, the input, torch's runtime
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")
@@ -327,8 +335,7 @@ def worker(arch: str, lib: str, steps: int, profile: bool, channels_last: bool) 
 def run_pair(arch: str, lib: str, args: argparse.Namespace, profile: bool) -> dict[str, Any] | str:
     cmd = [sys.executable, __file__, "--worker", arch, lib, "--steps", str(args.steps), "--threads", str(args.threads),
            "--channels-last", args.channels_last]
-    if profile:
-        cmd.append("--profile")
+    cmd.append("--profile" if profile else "--no-profile")
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800, env={**os.environ,
                        "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT / "src")]))})
     if r.returncode != 0:
@@ -448,7 +455,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="fresh processes per row (medians reported)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default="spiking_cnn_tiny,sew_resnet_tiny,spikformer_tiny,static,inference,psn")
-    ap.add_argument("--profile", action="store_true", help="print spikeforge's step time by category")
+    ap.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True,
+                    help="print spikeforge's step time by category (--no-profile: skip it)")
     ap.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
                     help="run spikeforge's convs channels-last (auto: when the neuron scan keeps that layout)")
     ap.add_argument("--worker", nargs=2, metavar=("ARCH", "LIB"), help=argparse.SUPPRESS)
