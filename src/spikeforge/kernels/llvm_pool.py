@@ -18,8 +18,10 @@ threads like the neuron kernels.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import llvmlite.binding as llvm
@@ -56,127 +58,71 @@ def _c(v: int) -> ir.Constant:
     return ir.Constant(I64, v)
 
 
-def _build(mod: ir.Module) -> None:
-    # ints: [H, W, plane block lo, plane block hi, planes per block, planes]
-    # forward: ptrs x (f32 [P, H, W]), y (f32 [P, H/2, W/2]), idx (i8 [P, H/2, W/2])
-    b, fn = _fn(mod, "sf_maxpool2_fwd")
-    (px, py, pi), (H, W, blo, bhi, per, P, _, _) = _args(b, fn)
-    x, y, idx = b.bitcast(px, F32.as_pointer()), b.bitcast(py, F32.as_pointer()), pi
-    Ho, Wo = b.sdiv(H, _c(2)), b.sdiv(W, _c(2))
-    lo = b.mul(blo, per)
-    hi = b.select(b.icmp_signed("<", b.mul(bhi, per), P), b.mul(bhi, per), P)
-    with _loop(b, lo, hi, 1, "p") as p:
-        with _loop(b, _c(0), Ho, 1, "i") as i:
-            r0 = b.mul(b.add(b.mul(p, H), b.mul(i, _c(2))), W)
-            r1 = b.add(r0, W)
-            o = b.mul(b.add(b.mul(p, Ho), i), Wo)
-            with _loop(b, _c(0), Wo, 1, "j") as j:
-                c0, c1 = b.mul(j, _c(2)), b.add(b.mul(j, _c(2)), _c(1))
-                vals = [b.load(b.gep(x, [b.add(r, c)], inbounds=True)) for r in (r0, r1) for c in (c0, c1)]
-                m, k = vals[0], ir.Constant(I8, 0)
-                for q in (1, 2, 3):        # the first maximum wins; a NaN takes over (torch's rule)
-                    v = vals[q]
-                    take = b.or_(b.fcmp_ordered(">", v, m), b.fcmp_unordered("uno", v, v))
-                    m, k = b.select(take, v, m), b.select(take, ir.Constant(I8, q), k)
-                b.store(m, b.gep(y, [b.add(o, j)], inbounds=True))
-                b.store(k, b.gep(idx, [b.add(o, j)], inbounds=True))
-    b.ret_void()
+@contextlib.contextmanager
+def _channels(b: ir.IRBuilder, C: ir.Value, nhwc: bool) -> Iterator[ir.Value]:
+    """The innermost channel loop of the channels-last kernels; the NCHW ones have none (channel 0 of 1)."""
+    if nhwc:
+        with _loop(b, _c(0), C, 1, "c") as ch:
+            yield ch
+    else:
+        yield _c(0)
 
-    # backward: ptrs g (f32 [P, H/2, W/2]), idx (i8), gx (f32 [P, H, W])
-    b, fn = _fn(mod, "sf_maxpool2_bwd")
-    (pg, pi, pgx), (H, W, blo, bhi, per, P, _, _) = _args(b, fn)
-    g, idx, gx = b.bitcast(pg, F32.as_pointer()), pi, b.bitcast(pgx, F32.as_pointer())
-    Ho, Wo = b.sdiv(H, _c(2)), b.sdiv(W, _c(2))
+
+def _build(mod: ir.Module, nhwc: bool) -> None:
+    """The forward and backward kernels of one layout. A plane is ``[H, W, C]``: a sample in channels-last
+    order, or (NCHW) one channel with ``C = 1`` as a constant, so LLVM vectorises the window loop there.
+    ints: [H, W, block lo, block hi, planes per block, planes, C]."""
+    tag = "nhwc_" if nhwc else ""
     zero = ir.Constant(F32, 0.0)
-    lo = b.mul(blo, per)
-    hi = b.select(b.icmp_signed("<", b.mul(bhi, per), P), b.mul(bhi, per), P)
-    with _loop(b, lo, hi, 1, "p") as p:
-        with _loop(b, _c(0), Ho, 1, "i") as i:
-            r0 = b.mul(b.add(b.mul(p, H), b.mul(i, _c(2))), W)
-            r1 = b.add(r0, W)
-            o = b.mul(b.add(b.mul(p, Ho), i), Wo)
-            with _loop(b, _c(0), Wo, 1, "j") as j:
-                gv = b.load(b.gep(g, [b.add(o, j)], inbounds=True))
-                k = b.load(b.gep(idx, [b.add(o, j)], inbounds=True))
-                c0, c1 = b.mul(j, _c(2)), b.add(b.mul(j, _c(2)), _c(1))
-                for q, (r, c) in enumerate([(r0, c0), (r0, c1), (r1, c0), (r1, c1)]):
-                    v = b.select(b.icmp_signed("==", k, ir.Constant(I8, q)), gv, zero)
-                    b.store(v, b.gep(gx, [b.add(r, c)], inbounds=True))
-            with b.if_then(b.icmp_signed("!=", b.srem(W, _c(2)), _c(0))):     # the odd last column
-                for r in (r0, r1):
-                    b.store(zero, b.gep(gx, [b.add(r, b.sub(W, _c(1)))], inbounds=True))
-        with b.if_then(b.icmp_signed("!=", b.srem(H, _c(2)), _c(0))):         # the odd last row
-            last = b.mul(b.add(b.mul(p, H), b.sub(H, _c(1))), W)
-            with _loop(b, _c(0), W, 1, "z") as z:
-                b.store(zero, b.gep(gx, [b.add(last, z)], inbounds=True))
-    b.ret_void()
-    _build_nhwc(mod)
-
-
-def _build_nhwc(mod: ir.Module) -> None:
-    """The channels-last pair: planes are samples ``[H, W, C]``; the innermost loop runs over contiguous
-    channels. ints: [H, W, block lo, block hi, samples per block, samples, C]."""
-    b, fn = _fn(mod, "sf_maxpool2_nhwc_fwd")
-    (px, py, pi), (H, W, blo, bhi, per, P, C, _) = _args(b, fn)
-    x, y, idx = b.bitcast(px, F32.as_pointer()), b.bitcast(py, F32.as_pointer()), pi
-    Ho, Wo = b.sdiv(H, _c(2)), b.sdiv(W, _c(2))
-    WC = b.mul(W, C)
-    lo = b.mul(blo, per)
-    hi = b.select(b.icmp_signed("<", b.mul(bhi, per), P), b.mul(bhi, per), P)
-    with _loop(b, lo, hi, 1, "p") as p:
-        with _loop(b, _c(0), Ho, 1, "i") as i:
-            r0 = b.mul(b.add(b.mul(p, H), b.mul(i, _c(2))), WC)
-            r1 = b.add(r0, WC)
-            orow = b.mul(b.add(b.mul(p, Ho), i), b.mul(Wo, C))
-            with _loop(b, _c(0), Wo, 1, "j") as j:
-                c0 = b.mul(b.mul(j, _c(2)), C)
-                c1 = b.add(c0, C)
-                o = b.add(orow, b.mul(j, C))
-                with _loop(b, _c(0), C, 1, "c") as ch:
-                    vals = [b.load(b.gep(x, [b.add(b.add(r, cc), ch)], inbounds=True))
-                            for r in (r0, r1) for cc in (c0, c1)]
-                    m, k = vals[0], ir.Constant(I8, 0)
-                    for q in (1, 2, 3):
-                        v = vals[q]
-                        take = b.or_(b.fcmp_ordered(">", v, m), b.fcmp_unordered("uno", v, v))
-                        m, k = b.select(take, v, m), b.select(take, ir.Constant(I8, q), k)
-                    b.store(m, b.gep(y, [b.add(o, ch)], inbounds=True))
-                    b.store(k, b.gep(idx, [b.add(o, ch)], inbounds=True))
-    b.ret_void()
-
-    b, fn = _fn(mod, "sf_maxpool2_nhwc_bwd")
-    (pg, pi, pgx), (H, W, blo, bhi, per, P, C, _) = _args(b, fn)
-    g, idx, gx = b.bitcast(pg, F32.as_pointer()), pi, b.bitcast(pgx, F32.as_pointer())
-    Ho, Wo = b.sdiv(H, _c(2)), b.sdiv(W, _c(2))
-    WC = b.mul(W, C)
-    zero = ir.Constant(F32, 0.0)
-    lo = b.mul(blo, per)
-    hi = b.select(b.icmp_signed("<", b.mul(bhi, per), P), b.mul(bhi, per), P)
-    with _loop(b, lo, hi, 1, "p") as p:
-        with _loop(b, _c(0), Ho, 1, "i") as i:
-            r0 = b.mul(b.add(b.mul(p, H), b.mul(i, _c(2))), WC)
-            r1 = b.add(r0, WC)
-            orow = b.mul(b.add(b.mul(p, Ho), i), b.mul(Wo, C))
-            with _loop(b, _c(0), Wo, 1, "j") as j:
-                c0 = b.mul(b.mul(j, _c(2)), C)
-                c1 = b.add(c0, C)
-                o = b.add(orow, b.mul(j, C))
-                with _loop(b, _c(0), C, 1, "c") as ch:
-                    gv = b.load(b.gep(g, [b.add(o, ch)], inbounds=True))
-                    k = b.load(b.gep(idx, [b.add(o, ch)], inbounds=True))
-                    for q, (r, cc) in enumerate([(r0, c0), (r0, c1), (r1, c0), (r1, c1)]):
-                        v = b.select(b.icmp_signed("==", k, ir.Constant(I8, q)), gv, zero)
-                        b.store(v, b.gep(gx, [b.add(b.add(r, cc), ch)], inbounds=True))
-            with b.if_then(b.icmp_signed("!=", b.srem(W, _c(2)), _c(0))):     # the odd last column
-                for r in (r0, r1):
-                    last = b.add(r, b.mul(b.sub(W, _c(1)), C))
-                    with _loop(b, _c(0), C, 1, "zc") as ch:
-                        b.store(zero, b.gep(gx, [b.add(last, ch)], inbounds=True))
-        with b.if_then(b.icmp_signed("!=", b.srem(H, _c(2)), _c(0))):         # the odd last row
-            last = b.mul(b.add(b.mul(p, H), b.sub(H, _c(1))), WC)
-            with _loop(b, _c(0), WC, 1, "z") as z:
-                b.store(zero, b.gep(gx, [b.add(last, z)], inbounds=True))
-    b.ret_void()
+    for kind in ("fwd", "bwd"):
+        b, fn = _fn(mod, f"sf_maxpool2_{tag}{kind}")
+        (p0, p1, p2), (H, W, blo, bhi, per, P, Cin, _) = _args(b, fn)
+        C = Cin if nhwc else _c(1)
+        Ho, Wo, WC = b.sdiv(H, _c(2)), b.sdiv(W, _c(2)), b.mul(W, C)
+        lo = b.mul(blo, per)
+        hi = b.select(b.icmp_signed("<", b.mul(bhi, per), P), b.mul(bhi, per), P)
+        # forward: x [P, H, W, C], y and idx [P, H/2, W/2, C]; backward: g and idx, gx [P, H, W, C]
+        big = b.bitcast(p0 if kind == "fwd" else p2, F32.as_pointer())
+        small = b.bitcast(p1 if kind == "fwd" else p0, F32.as_pointer())
+        idx = p2 if kind == "fwd" else p1
+        with _loop(b, lo, hi, 1, "p") as p:
+            with _loop(b, _c(0), Ho, 1, "i") as i:
+                r0 = b.mul(b.add(b.mul(p, H), b.mul(i, _c(2))), WC)
+                r1 = b.add(r0, WC)
+                orow = b.mul(b.add(b.mul(p, Ho), i), b.mul(Wo, C))
+                with _loop(b, _c(0), Wo, 1, "j") as j:
+                    c0 = b.mul(b.mul(j, _c(2)), C)
+                    c1 = b.add(c0, C)
+                    with _channels(b, C, nhwc) as ch:
+                        o = b.add(b.add(orow, b.mul(j, C)), ch)
+                        where = [b.add(b.add(r, cc), ch) for r in (r0, r1) for cc in (c0, c1)]
+                        if kind == "fwd":
+                            vals = [b.load(b.gep(big, [w], inbounds=True)) for w in where]
+                            m, k = vals[0], ir.Constant(I8, 0)
+                            for q in (1, 2, 3):    # the first maximum wins; a NaN takes over (torch's rule)
+                                v = vals[q]
+                                take = b.or_(b.fcmp_ordered(">", v, m), b.fcmp_unordered("uno", v, v))
+                                m, k = b.select(take, v, m), b.select(take, ir.Constant(I8, q), k)
+                            b.store(m, b.gep(small, [o], inbounds=True))
+                            b.store(k, b.gep(idx, [o], inbounds=True))
+                        else:
+                            gv = b.load(b.gep(small, [o], inbounds=True))
+                            k = b.load(b.gep(idx, [o], inbounds=True))
+                            for q, w in enumerate(where):
+                                v = b.select(b.icmp_signed("==", k, ir.Constant(I8, q)), gv, zero)
+                                b.store(v, b.gep(big, [w], inbounds=True))
+                if kind == "bwd":
+                    with b.if_then(b.icmp_signed("!=", b.srem(W, _c(2)), _c(0))):      # the odd last column
+                        for r in (r0, r1):
+                            last = b.add(r, b.mul(b.sub(W, _c(1)), C))
+                            with _loop(b, _c(0), C, 1, "zc") as ch:
+                                b.store(zero, b.gep(big, [b.add(last, ch)], inbounds=True))
+            if kind == "bwd":
+                with b.if_then(b.icmp_signed("!=", b.srem(H, _c(2)), _c(0))):          # the odd last row
+                    last = b.mul(b.add(b.mul(p, H), b.sub(H, _c(1))), WC)
+                    with _loop(b, _c(0), WC, 1, "z") as z:
+                        b.store(zero, b.gep(big, [b.add(last, z)], inbounds=True))
+        b.ret_void()
 
 
 _kernels: dict[str, tuple[Any, int]] | None = None
@@ -190,7 +136,8 @@ def _compiled() -> dict[str, tuple[Any, int]]:
         if _kernels is None:
             mod = ir.Module(name="sf_maxpool2")
             mod.triple = _tm().triple
-            _build(mod)
+            _build(mod, nhwc=False)
+            _build(mod, nhwc=True)
             text = str(mod)
             digest = hashlib.sha256((text + llvm.get_host_cpu_name()).encode()).hexdigest()[:24]
             path = cache_dir() / f"maxpool2_{digest}.o"
