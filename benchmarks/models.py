@@ -310,9 +310,9 @@ def worker(arch: str, lib: str, steps: int, profile: bool, channels_last: bool) 
         loss.backward()
         opt.step()
         reset()
-    one_x, one_y = (x[:, :1], y[:1])
-    opt.zero_grad(set_to_none=True)              # code loaded on first use (torch's kernels, a JIT's libraries and
-    nn.functional.cross_entropy(net(one_x).mean(0), one_y).backward()        # compiled kernels) is not the step's
+    # one sample forward and backward first: code loaded on first use (torch's kernels, a JIT's libraries and
+    # compiled kernels) is not memory of the step
+    nn.functional.cross_entropy(net(x[:, :1]).mean(0), y[:1]).backward()
     net.zero_grad(set_to_none=True)
     reset()
     base = _status("VmRSS")                      # after the build: the model, the input, torch's runtime

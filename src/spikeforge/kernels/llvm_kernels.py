@@ -32,7 +32,7 @@ from ..core import atomic_write
 from .llvm_ops import IntLanes, Lanes, emit_graph, emit_graph_int
 from .spec import COMPILE_COUNT, KernelSpec, Layout, cache_dir, layout
 
-__all__ = ["CompiledKernel", "compile_kernel", "vector_width", "ALIGNED_FLAG"]
+__all__ = ["CompiledKernel", "compile_kernel", "vector_width", "ALIGNED_FLAG", "cached_object"]
 
 I64 = ir.IntType(64)
 I8P = ir.IntType(8).as_pointer()
@@ -417,9 +417,7 @@ def compile_kernel(spec: KernelSpec) -> CompiledKernel:
             _build_bwd(mod, spec, lay, W)
         llmod = llvm.parse_assembly(str(mod))
         llmod.verify()
-        pto = llvm.create_pipeline_tuning_options(speed_level=3)
-        pb = llvm.create_pass_builder(tm, pto)
-        pb.getModulePassManager().run(llmod, pb)
+        _optimise(llmod)
         obj = tm.emit_object(llmod)
         COMPILE_COUNT["compiled"] += 1
         _write_atomic(path, obj)
@@ -477,16 +475,30 @@ def omp_trampoline() -> int:
     with b.if_then(b.icmp_signed("<", blo, bhi)):
         b.call(kernel, [lptrs, lints, scal])
     b.ret_void()
-    text = str(mod)
-    path = cache_dir() / f"omp_{hashlib.sha256((text + llvm.get_host_cpu_name()).encode()).hexdigest()[:24]}.o"
-    obj = _read_checked(path)   # cached like the kernels: a warm process never starts LLVM's code generator
+    (_trampoline_addr,) = _link(cached_object("omp", str(mod), optimise=False), "sf_omp_trampoline")
+    return _trampoline_addr
+
+
+def _optimise(llmod: llvm.ModuleRef) -> None:
+    """LLVM's -O3 pipeline, in place."""
+    pb = llvm.create_pass_builder(_tm(), llvm.create_pipeline_tuning_options(speed_level=3))
+    pb.getModulePassManager().run(llmod, pb)
+
+
+def cached_object(prefix: str, text: str, optimise: bool) -> bytes:
+    """Object code of a hand-built module's IR ``text``: read from the disk cache (``<prefix>_<hash of the text
+    and the host CPU>.o``), so a warm process never starts LLVM's code generator, or compiled (with the -O3
+    pipeline when ``optimise``) and cached."""
+    path = cache_dir() / f"{prefix}_{hashlib.sha256((text + llvm.get_host_cpu_name()).encode()).hexdigest()[:24]}.o"
+    obj = _read_checked(path)
     if obj is None:
         llmod = llvm.parse_assembly(text)
         llmod.verify()
+        if optimise:
+            _optimise(llmod)
         obj = _tm().emit_object(llmod)
         _write_atomic(path, obj)
-    (_trampoline_addr,) = _link(obj, "sf_omp_trampoline")
-    return _trampoline_addr
+    return obj
 
 
 def _read_checked(path: Path) -> bytes | None:

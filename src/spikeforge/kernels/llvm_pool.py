@@ -19,20 +19,18 @@ threads like the neuron kernels.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-import llvmlite.binding as llvm
 import torch
 from llvmlite import ir
 from torch import Tensor, fx, nn
 
 from .llvm_backend import _run
-from .llvm_kernels import _PROTO, _link, _loop, _read_checked, _tm, _write_atomic
+from .llvm_kernels import _PROTO, _link, _loop, _tm, cached_object
 from .pool import POOL
-from .spec import Layout, cache_dir
+from .spec import Layout
 
 __all__ = ["max_pool_2x2", "why_not"]
 
@@ -138,19 +136,8 @@ def _compiled() -> dict[str, tuple[Any, int]]:
             mod.triple = _tm().triple
             _build(mod, nhwc=False)
             _build(mod, nhwc=True)
-            text = str(mod)
-            digest = hashlib.sha256((text + llvm.get_host_cpu_name()).encode()).hexdigest()[:24]
-            path = cache_dir() / f"maxpool2_{digest}.o"
-            obj = _read_checked(path)
-            if obj is None:
-                llmod = llvm.parse_assembly(text)
-                llmod.verify()
-                pb = llvm.create_pass_builder(_tm(), llvm.create_pipeline_tuning_options(speed_level=3))
-                pb.getModulePassManager().run(llmod, pb)
-                obj = _tm().emit_object(llmod)
-                _write_atomic(path, obj)
             names = ["fwd", "bwd", "nhwc_fwd", "nhwc_bwd"]
-            addrs = _link(obj, *(f"sf_maxpool2_{n}" for n in names))
+            addrs = _link(cached_object("maxpool2", str(mod), optimise=True), *(f"sf_maxpool2_{n}" for n in names))
             _kernels = {n: (_PROTO(a), a) for n, a in zip(names, addrs)}
         return _kernels
 

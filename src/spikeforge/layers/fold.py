@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, fx, nn
+from torch.nn.modules import module as _module
 
 __all__ = ["TimeFold", "time_fold", "ToSequence"]
 
@@ -81,8 +82,9 @@ class TimeFold(nn.Sequential):
     copies (the unbiased variance uses that count). ``why_not(x_seq)`` says when this cannot apply; set
     ``static_once = False`` on the fold to run every step.
 
-    A plain ``nn.MaxPool2d(2)`` on a contiguous float32 CPU input runs as ``kernels.llvm_pool.max_pool_2x2``
-    (the same values and gradients, 5–7× faster than torch's, 1 byte kept per output element instead of 8).
+    A plain ``nn.MaxPool2d(2)`` on a float32 CPU input (NCHW or channels-last) runs as
+    ``kernels.llvm_pool.max_pool_2x2`` (the same values and gradients, 5–7× faster than torch's in NCHW, 1 byte
+    kept per output element instead of 8).
     """
 
     static_once: bool = True
@@ -109,19 +111,16 @@ class TimeFold(nn.Sequential):
         if x_seq.stride(0) != 0:
             return ("the input differs between steps (event frames, encoded spikes or a layer's output); only an "
                     "input expanded over time (direct encoding) is computed once")
+        if _module._global_forward_hooks or _module._global_forward_pre_hooks:
+            return "global forward hooks are registered, which expect all T·B samples"
         for m in self:
             if not (_plain_bn(m) or isinstance(m, _SAME_EVERY_STEP)):
                 return (f"{type(m).__name__} is not known to treat equal steps alike (dropout draws a mask per "
                         "step); only convolutions, linear layers, BatchNorm, pooling and reshapes are run once")
-            if m._forward_hooks or m._forward_pre_hooks or _global_hooks():
+            if m._forward_hooks or m._forward_pre_hooks:
                 return (f"{type(m).__name__} has forward hooks, which expect all T·B samples (recording, "
                         "counting or a user's hook)")
         return None
-
-
-def _global_hooks() -> bool:
-    from torch.nn.modules import module as _module
-    return bool(_module._global_forward_hooks or _module._global_forward_pre_hooks)
 
 
 # modules whose output for a sample does not depend on the step it is in (so T equal steps give T equal outputs)
@@ -132,7 +131,7 @@ _SAME_EVERY_STEP = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.MaxPool1d, nn
 
 
 def _call(m: nn.Module, y: Tensor) -> Tensor:
-    """``m(y)``; a plain ``nn.MaxPool2d(2)`` on a contiguous float32 CPU input runs the fused 2×2 kernel
+    """``m(y)``; a plain ``nn.MaxPool2d(2)`` on a float32 CPU input runs the fused 2×2 kernel
     (``kernels.llvm_pool``: the same values and gradients, 1 byte kept per output; ``why_not`` there says when
     torch's pooling runs)."""
     if isinstance(m, nn.MaxPool2d):
