@@ -28,12 +28,14 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from spikeforge.app import TrainConfig, train
+from spikeforge.core import UserError
 from spikeforge.data import batch_loader, to_time_first
 from spikeforge.learning import ExactLIF
 
@@ -109,7 +111,11 @@ def main() -> None:
     table: dict[int, list[dict[str, float]]] = {1: [], 5: []}
     for seed in args.seeds:
         for k in table:
-            table[k].append(run(k, seed, args))
+            try:
+                table[k].append(run(k, seed, args))
+            except UserError as e:         # a folder holding other settings, or in use by another process
+                print(f"ttfs_digits: {e}", file=sys.stderr)
+                raise SystemExit(2) from None
             print(f"max_spikes={k} seed={seed}", {key: round(v, 3) for key, v in table[k][-1].items()}, flush=True)
 
     def ms(k: int, key: str) -> str:
