@@ -16,7 +16,9 @@ Architectures (input ``[T=10, B=32, 2, 34, 34]`` binary event frames, 10 classes
   fast form):
 
   - spikeforge: ``create_model("spiking_cnn_tiny")``: ``TimeFold(Conv2d, BatchNorm2d)`` +
-    ``LIF(τ=2, ATan(2), detach_reset=True)`` (fused CPU kernel), ``TimeFold(MaxPool2d)``, ``TimeFold(Linear)``;
+    ``LIF(τ=2, ATan(2), detach_reset=True)`` (fused CPU kernel, with the batch norm computed inside it:
+    ``layers.fused_bn``), ``TimeFold(MaxPool2d)``, ``TimeFold(Linear)``; "spikeforge BN unfused": the same
+    with ``fuse_bn = False`` on the folds (torch's batch norm, then the neuron: the code before);
   - SpikingJelly: multi-step ``layer.Conv2d / BatchNorm2d / MaxPool2d / Flatten / Linear`` (``step_mode='m'``,
     folded over T·B) and ``neuron.LIFNode(τ=2, ATan(), detach_reset=True, step_mode='m')``;
     ``functional.reset_net`` after each step;
@@ -67,7 +69,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 T, B, C, H = 10, 32, 2, 34
 STATIC = {"T": 4, "B": 64, "C": 1, "H": 28, "width": 32}     # the README's Fashion-MNIST recipe
-ARCHS = {"spiking_cnn_tiny": ["spikeforge", "spikingjelly", "snntorch", "norse"],
+ARCHS = {"spiking_cnn_tiny": ["spikeforge", "spikeforge BN unfused", "spikingjelly", "snntorch", "norse"],
          "sew_resnet_tiny": ["spikeforge", "spikingjelly"], "spikformer_tiny": ["spikeforge", "spikingjelly"],
          "static": ["spikeforge", "spikeforge every step", "spikingjelly"]}
 
@@ -243,8 +245,13 @@ def build(arch: str, lib: str, channels_last: bool = False) -> tuple[nn.Module, 
                 if isinstance(m, TimeFold):
                     m.static_once = False
     elif arch == "spiking_cnn_tiny":
-        net, reset = {"spikeforge": cnn_spikeforge, "spikingjelly": cnn_spikingjelly, "snntorch": cnn_snntorch,
-                      "norse": cnn_norse}[lib]()
+        net, reset = {"spikeforge": cnn_spikeforge, "spikeforge BN unfused": cnn_spikeforge,
+                      "spikingjelly": cnn_spikingjelly, "snntorch": cnn_snntorch, "norse": cnn_norse}[lib]()
+        if lib == "spikeforge BN unfused":
+            from spikeforge.layers import TimeFold
+            for m in net.modules():
+                if isinstance(m, TimeFold):
+                    m.fuse_bn = False
     elif lib == "spikeforge":
         net, reset = zoo_spikeforge(arch)
     else:
@@ -276,7 +283,8 @@ def _status(field: str) -> float:
 
 
 CATEGORIES = [("conv", ("convolution", "conv2d", "conv1d", "mkldnn_conv")), ("linear", ("aten::mm", "aten::addmm",
-              "aten::bmm")), ("batch norm", ("batch_norm",)), ("neuron", ("FusedScan",)), ("pooling", ("pool",)),
+              "aten::bmm")), ("batch norm", ("batch_norm", "BatchAffine")), ("neuron", ("FusedScan",)),
+              ("pooling", ("pool",)),
               ("loss", ("nll_loss", "log_softmax", "cross_entropy")), ("optimizer", ("Optimizer.",))]
 
 

@@ -121,7 +121,8 @@ def test_memory_saved_for_backward_does_not_grow_with_T() -> None:
     assert peaks["online", 16] <= 1.05 * peaks["online", 4], peaks
     # BPTT's grows with T (less than 4x: its first conv and BN run once on the static image, at any T)
     assert peaks["bptt", 16] >= 3.0 * peaks["bptt", 4], peaks
-    assert peaks["online", 4] * 1.8 <= peaks["bptt", 4], peaks
+    # at T = 4 already 1.5x (BPTT's second conv-BN-neuron unit keeps only the conv output: layers.fused_bn)
+    assert peaks["online", 4] * 1.4 <= peaks["bptt", 4], peaks
 
 
 def test_overfits_one_batch() -> None:

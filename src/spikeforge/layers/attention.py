@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from .fold import TimeFold
+from .fused_bn import bn_neuron
 from .neuron_spec import NeuronSpec, make_neuron
 
 __all__ = ["spiking_attention", "SpikingSelfAttention", "SpikingMLP", "SPS"]
@@ -84,9 +85,9 @@ class SpikingSelfAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         xs = self.in_sn(x)
-        q, k, v = self.q_sn(self.q(xs)), self.k_sn(self.k(xs)), self.v_sn(self.v(xs))
+        q, k, v = bn_neuron(self.q, self.q_sn, xs), bn_neuron(self.k, self.k_sn, xs), bn_neuron(self.v, self.v_sn, xs)
         attn = self.attn_sn(spiking_attention(q, k, v, self.num_heads, self.scale))
-        return self.out_sn(self.proj(attn))
+        return self.proj(attn) if self.spike_driven else bn_neuron(self.proj, self.out_sn, attn)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, num_heads={self.num_heads}, scale={self.scale}, spike_driven={self.spike_driven}"
@@ -114,8 +115,8 @@ class SpikingMLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.spike_driven:
-            return self.fc2(self.sn2(self.fc1(self.sn1(x))))
-        return self.sn2(self.fc2(self.sn1(self.fc1(x))))
+            return self.fc2(bn_neuron(self.fc1, self.sn2, self.sn1(x)))
+        return bn_neuron(self.fc2, self.sn2, bn_neuron(self.fc1, self.sn1, x))
 
 
 class SPS(nn.Module):
@@ -164,8 +165,8 @@ class SPS(nn.Module):
                 x = self.units[i](self._pool(i, self.neurons[i - 1](x)))
         else:
             for i in range(4):
-                x = self._pool(i + 1, self.neurons[i](self.units[i](x)))
-            x = x + self.neurons[4](self.units[4](x))
+                x = self._pool(i + 1, bn_neuron(self.units[i], self.neurons[i], x))
+            x = x + bn_neuron(self.units[4], self.neurons[4], x)
         return x.flatten(3)
 
     def extra_repr(self) -> str:

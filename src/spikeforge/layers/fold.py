@@ -85,9 +85,14 @@ class TimeFold(nn.Sequential):
     A plain ``nn.MaxPool2d(2)`` on a float32 CPU input (NCHW or channels-last) runs as
     ``kernels.llvm_pool.max_pool_2x2`` (the same values and gradients, 5–7× faster than torch's in NCHW, 1 byte
     kept per output element instead of 8).
+
+    A fold that ends in a batch norm, followed by a scan neuron, runs that batch norm inside the neuron's kernel
+    when a model calls ``bn_neuron(fold, neuron, x)`` (as every zoo CNN does, directly or through
+    ``SpikingSequential``); set ``fuse_bn = False`` on the fold to run the two one after the other.
     """
 
     static_once: bool = True
+    fuse_bn: bool = True
 
     def forward(self, x_seq: Tensor) -> Tensor:
         T, B = x_seq.shape[0], x_seq.shape[1]

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..layers import NeuronSpec, TimeFold, make_neuron
+from ..layers import NeuronSpec, SpikingSequential, TimeFold, make_neuron
 from ..neurons import LIF, MaskedPSN, SlidingPSN
 from ..surrogate import ATan
 from .registry import SpikingClassifier, register_model
@@ -66,7 +66,7 @@ class SequentialCSNN(SpikingClassifier):
                            make_neuron(neuron, T=self.T)]
                 c = channels
             layers.append(TimeFold(nn.AvgPool1d(2)))
-        self.features = nn.Sequential(*layers)
+        self.features = SpikingSequential(*layers)
         flat = channels * (img_size // 2 // 2)
         self.pre_logits = nn.Sequential(TimeFold(nn.Flatten(), nn.Linear(flat, flat // 4)),
                                         make_neuron(neuron, T=self.T))

@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..layers import NeuronSpec, SEWResidual, SpikingResidual, TimeFold, ToSequence, make_neuron
+from ..layers import NeuronSpec, SEWResidual, SpikingResidual, SpikingSequential, TimeFold, ToSequence, make_neuron
 from .registry import SpikingClassifier, register_model
 
 __all__ = ["SpikingResNet", "basic_block", "bottleneck_block"]
@@ -35,7 +35,8 @@ def _finish(kind: str, layers: list[nn.Module], cnf: str, mk: Callable[[], nn.Mo
             down: nn.Module | None) -> nn.Module:
     """SEW: the branch ends with a neuron and so does the downsample path; plain: one neuron after the sum."""
     if kind == "sew":
-        return SEWResidual(nn.Sequential(*layers, mk()), cnf, None if down is None else nn.Sequential(down, mk()))
+        return SEWResidual(SpikingSequential(*layers, mk()), cnf,
+                           None if down is None else SpikingSequential(down, mk()))
     return SpikingResidual(nn.Sequential(*layers), mk(), down)
 
 
@@ -103,7 +104,7 @@ class SpikingResNet(SpikingClassifier):
         stem_layers: list[nn.Module] = (
             [_conv_bn(in_channels, w0, 7, 2, norm_layer), mk(), TimeFold(nn.MaxPool2d(3, 2, 1))]
             if stem == "imagenet" else [_conv_bn(in_channels, w0, 3, 1, norm_layer), mk()])
-        self.stem = nn.Sequential(*stem_layers)
+        self.stem = SpikingSequential(*stem_layers)
         stages, cin = [], w0
         for i, (n, w) in enumerate(zip(layers, widths)):
             blocks = []

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..layers import ToSequence
+from ..layers import ToSequence, bn_neuron
 from ..layers.fold import TimeFold
 from ..layers.neuron_spec import NeuronSpec, make_neuron
 from .registry import SpikingClassifier, register_model
@@ -47,8 +47,8 @@ class SmallSpikingCNN(SpikingClassifier):
         self._set_head(2 * w * side * side, num_classes)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        x = self.pool1(self.sn1(self.block1(self.stem(x))))
-        return self.pool2(self.sn2(self.block2(x)))
+        x = self.pool1(bn_neuron(self.block1, self.sn1, self.stem(x)))
+        return self.pool2(bn_neuron(self.block2, self.sn2, x))
 
 
 class SmallSpikingMLP(SpikingClassifier):

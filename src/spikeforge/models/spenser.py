@@ -49,7 +49,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..core import UserError
-from ..layers import SeqDropout, TimeFold, ToSequence
+from ..layers import SeqDropout, SpikingSequential, TimeFold, ToSequence
 from ..layers.neuron_spec import NeuronSpec, make_neuron
 from ..neurons import IF, LIF
 from ..surrogate import ATan
@@ -258,7 +258,7 @@ class SpenserNet(SpikingClassifier):
             else:
                 feats[f"drop{i}"] = SeqDropout(d["p"])
             self.feature_sizes.append(s)
-        self.features = nn.Sequential(feats)
+        self.features = SpikingSequential(feats)
         self.flatten = TimeFold(nn.Flatten())
         width = c * s * s
         cls: OrderedDict[str, nn.Module] = OrderedDict()

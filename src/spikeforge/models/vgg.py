@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..layers import NeuronSpec, SeqDropout, TimeFold, ToSequence, make_neuron
+from ..layers import NeuronSpec, SeqDropout, SpikingSequential, TimeFold, ToSequence, make_neuron
 from .registry import SpikingClassifier, register_model
 
 __all__ = ["SpikingVGG", "VGG_CFGS"]
@@ -62,7 +62,7 @@ class SpikingVGG(SpikingClassifier):
             layers += [TimeFold(conv) if norm_layer is None else TimeFold(conv, norm_layer(int(v))),
                        make_neuron(neuron, T=self.T)]
             c = int(v)
-        self.features = nn.Sequential(*layers)
+        self.features = SpikingSequential(*layers)
         if head == "imagenet":
             self.pre_logits = nn.Sequential(
                 TimeFold(nn.AdaptiveAvgPool2d((7, 7)), nn.Flatten(), nn.Linear(c * 49, 4096)),

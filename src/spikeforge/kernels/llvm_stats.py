@@ -1,0 +1,153 @@
+"""Per-channel batch statistics on the CPU in one pass: ``Σx`` and ``Σx²`` of each channel, in double.
+
+A batch norm whose normalisation runs inside the next neuron's kernel (``layers.fused_bn``) still needs the
+batch mean and variance. torch has no CPU op that returns them alone: ``var_mean`` over ``(0, 2, 3)`` reads
+the tensor several times (13 ms on a ``[320, 16, 34, 34]`` frame batch, against 2 ms for a whole channels-last
+``native_batch_norm``), and ``native_batch_norm`` writes the normalised output it would then throw away.
+
+A float32 tensor is read as ``[P, C, S]``: ``S = 1`` for channels-last (rows of ``C`` channels, the channel loop
+innermost) and ``S = H·W`` (or ``L``) for NCHW (planes). Each block of rows writes its own sums, and the blocks
+are summed in order afterwards, so the result is the same for any thread count. The variance is
+``Σx²/M − mean²`` in double: exact enough for float32 data unless ``|mean|/std`` exceeds about 10⁶.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import torch
+from llvmlite import ir
+from torch import Tensor
+
+from .llvm_backend import _run
+from .llvm_kernels import _PROTO, _link, _loop, _tm, cached_object
+
+__all__ = ["channel_sums", "channel_mean_var", "why_not"]
+
+I64, F32, F64 = ir.IntType(64), ir.FloatType(), ir.DoubleType()
+I8P = ir.IntType(8).as_pointer()
+_BLOCK_ELEMS = 1 << 16      # elements per block of rows: the unit of work, independent of the thread count
+
+
+def _c(v: int) -> ir.Constant:
+    return ir.Constant(I64, v)
+
+
+def _reassoc(inst: Any) -> Any:
+    inst.flags.append("reassoc")      # lets LLVM vectorise a reduction over one plane
+    return inst
+
+
+def _build(mod: ir.Module, planes: bool) -> None:
+    """ints: ``[C, S, block lo, block hi, rows per block, P]``; ptrs: ``x`` (float32 ``[P, C, S]``), ``out``
+    (float64 ``[blocks, 2, C]``: the block's ``Σx`` then its ``Σx²``)."""
+    fnty = ir.FunctionType(ir.VoidType(), [I8P.as_pointer(), I64.as_pointer(), F64.as_pointer()])
+    fn = ir.Function(mod, fnty, name="sf_chstats_" + ("planes" if planes else "rows"))
+    for a in fn.args:
+        a.add_attribute("noalias")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    acc1, acc2 = b.alloca(F64), b.alloca(F64)
+    x = b.bitcast(b.load(b.gep(fn.args[0], [_c(0)])), F32.as_pointer())
+    out = b.bitcast(b.load(b.gep(fn.args[0], [_c(1)])), F64.as_pointer())
+    C, S, blo, bhi, per, P = (b.load(b.gep(fn.args[1], [_c(k)])) for k in range(6))
+    zero = ir.Constant(F64, 0.0)
+    with _loop(b, blo, bhi, 1, "blk") as blk:
+        o1 = b.mul(b.mul(blk, _c(2)), C)
+        o2 = b.add(o1, C)
+        with _loop(b, _c(0), C, 1, "z") as c:
+            b.store(zero, b.gep(out, [b.add(o1, c)], inbounds=True))
+            b.store(zero, b.gep(out, [b.add(o2, c)], inbounds=True))
+        lo = b.mul(blk, per)
+        hi = b.select(b.icmp_signed("<", b.add(lo, per), P), b.add(lo, per), P)
+        with _loop(b, lo, hi, 1, "p") as p:
+            with _loop(b, _c(0), C, 1, "c") as c:
+                q1, q2 = b.gep(out, [b.add(o1, c)], inbounds=True), b.gep(out, [b.add(o2, c)], inbounds=True)
+                if planes:
+                    b.store(zero, acc1)
+                    b.store(zero, acc2)
+                    base = b.mul(b.add(b.mul(p, C), c), S)
+                    with _loop(b, _c(0), S, 1, "s") as s:
+                        v = b.fpext(b.load(b.gep(x, [b.add(base, s)], inbounds=True)), F64)
+                        b.store(_reassoc(b.fadd(b.load(acc1), v)), acc1)
+                        b.store(_reassoc(b.fadd(b.load(acc2), _reassoc(b.fmul(v, v)))), acc2)
+                    b.store(b.fadd(b.load(q1), b.load(acc1)), q1)
+                    b.store(b.fadd(b.load(q2), b.load(acc2)), q2)
+                else:
+                    v = b.fpext(b.load(b.gep(x, [b.add(b.mul(p, C), c)], inbounds=True)), F64)
+                    b.store(b.fadd(b.load(q1), v), q1)
+                    b.store(b.fadd(b.load(q2), b.fmul(v, v)), q2)
+    b.ret_void()
+
+
+_kernels: dict[str, tuple[Any, int]] | None = None
+_lock = threading.Lock()
+
+
+def _compiled() -> dict[str, tuple[Any, int]]:
+    """``{"rows" | "planes": (function, address)}``, built once per process (cached on disk)."""
+    global _kernels
+    with _lock:
+        if _kernels is None:
+            mod = ir.Module(name="sf_chstats")
+            mod.triple = _tm().triple
+            _build(mod, planes=False)
+            _build(mod, planes=True)
+            addrs = _link(cached_object("chstats", str(mod), optimise=True), "sf_chstats_rows", "sf_chstats_planes")
+            _kernels = {n: (_PROTO(a), a) for n, a in zip(("rows", "planes"), addrs)}
+        return _kernels
+
+
+def _as_pcs(x: Tensor, dim: int) -> tuple[int, int, int] | None:
+    """``(P, C, S)`` when ``x``'s memory is ``[P, C, S]`` with ``C = x.shape[dim]`` (dense, in any dim order whose
+    dims after the channel in memory are contiguous planes), else ``None``."""
+    C, strides = x.shape[dim], x.stride()
+    order = sorted(range(x.dim()), key=lambda d: (-strides[d], d))
+    k = order.index(dim)
+    inner = order[k + 1:]
+    S = 1
+    for d in inner:
+        S *= x.shape[d]
+    expected = 1
+    for d in reversed(order):          # dense: each dim's stride is the product of the sizes inside it
+        if x.shape[d] != 1 and strides[d] != expected:
+            return None
+        expected *= x.shape[d]
+    return x.numel() // max(1, C * S), C, S
+
+
+def why_not(x: Tensor, dim: int = 1) -> str | None:
+    """``None`` when ``channel_sums(x, dim)`` can read ``x``; else why not."""
+    if x.dtype != torch.float32 or x.device.type != "cpu":
+        return f"reads float32 CPU tensors, got {x.dtype} on {x.device}"
+    if _as_pcs(x, dim) is None:
+        return f"the channel dim {dim} of strides {x.stride()} does not enclose dense planes"
+    return None
+
+
+def channel_sums(x: Tensor, dim: int = 1) -> tuple[Tensor, Tensor]:
+    """``(Σx, Σx²)`` over every dim but ``dim``, float64 ``[C]`` each, for a dense float32 CPU tensor (NCHW,
+    channels-last, or time-first ``[T, B, C, ...]`` in either order)."""
+    pcs = _as_pcs(x, dim) if why_not(x, dim) is None else None
+    if pcs is None:
+        raise ValueError(f"channel_sums expects a dense float32 CPU tensor whose channel dim {dim} has dense planes "
+                         f"inside it, got {x.dtype} of shape {tuple(x.shape)} with strides {x.stride()} on {x.device}")
+    P, C, S = pcs
+    per = max(1, _BLOCK_ELEMS // max(1, C * S))
+    n_blocks = max(1, -(-P // per))
+    out = torch.zeros((n_blocks, 2, C), dtype=torch.float64)
+    if x.numel():
+        kind = "planes" if S > 1 else "rows"
+        fn, addr = _compiled()[kind]
+        _run(fn, n_blocks, [C, S, 0, 0, per, P, 0, 0], [x.data_ptr(), out.data_ptr()], [], addr=addr)
+    total = out.sum(dim=0)
+    return total[0], total[1]
+
+
+def channel_mean_var(x: Tensor, dim: int = 1) -> tuple[Tensor, Tensor]:
+    """The per-channel mean and biased variance (float64 ``[C]``) of a float32 tensor, in one read (see
+    ``channel_sums``)."""
+    s1, s2 = channel_sums(x, dim)
+    M = max(1, x.numel() // max(1, x.shape[dim]))
+    mean = s1 / M
+    return mean, (s2 / M - mean * mean).clamp_min_(0.0)

@@ -1,0 +1,211 @@
+"""A batch norm run inside the next neuron's kernel: ``SN(BN(f(x)))`` without writing ``BN(f(x))``.
+
+``TimeFold(conv, nn.BatchNorm2d(C))`` followed by a neuron is the unit of every spiking CNN in the zoo. Run
+as written, BN reads the conv output twice (statistics, then normalise), writes its output, and the neuron
+reads that and keeps it for backward: two tensors of the conv output's size are kept per unit. Here:
+
+* forward: the per-channel batch mean and variance in one read (``kernels.llvm_stats`` for float32 on the CPU),
+  then the neuron runs on the conv output ``u`` with its step function preceded by the per-channel affine
+  ``y = (u − μ)·a + β``, ``a = γ/√(σ² + ε)`` (``normed_step``): the fused kernels compute ``y`` in registers;
+* backward: the neuron's kernel returns ``a·∂L/∂y`` and, as the gradients of its per-channel arrays,
+  ``Σ ∂L/∂y·(u − μ)`` and ``Σ ∂L/∂y``; those are BN's two reductions, so the input gradient is one in-place
+  pass, ``∂L/∂u = a·∂L/∂y − (a/M)·(Σ∂L/∂y + x̂·Σ∂L/∂y·x̂)``, ``x̂ = (u − μ)/√(σ² + ε)``.
+
+Only ``u`` is kept (4 bytes per element instead of 8), and BN's output is never written. The running
+statistics are updated as ``nn.BatchNorm`` updates them; in evaluation the running ones are used. Values and
+gradients equal the unfused ``neuron(fold(x))`` to float32 rounding (a test compares them); a spike whose
+membrane lands within rounding of the threshold may flip.
+
+``bn_neuron(fold, neuron, x_seq)`` runs the pair; ``why_not(fold, neuron, x_seq)`` says when it runs unfused
+(hooks, a module it does not know, a static input that the fold already computes once, ...).
+``SpikingSequential`` is an ``nn.Sequential`` that runs each such pair this way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+import torch
+from torch import Tensor, fx, nn
+from torch.nn.modules import module as _module
+
+from ..core import StepFn
+from ..neurons import SpikingNeuron
+from ..neurons.scan import scan
+from .fold import TimeFold, _call, _keep_grad_layout, _plain_bn
+
+__all__ = ["bn_neuron", "why_not", "NormedInput", "normed_step", "SpikingSequential"]
+
+
+@dataclass(frozen=True)
+class NormedInput:
+    """The record of ``normed_step``: the neuron's own record and the per-channel affine before it, each a
+    tensor broadcastable to one step (``[C, 1, 1]`` for ``[B, C, H, W]``)."""
+
+    inner: Any
+    mean: Tensor
+    scale: Tensor
+    shift: Tensor
+
+
+_normed: dict[StepFn, StepFn] = {}
+
+
+def normed_step(step_fn: StepFn) -> StepFn:
+    """``step_fn`` with its input normalised first: ``step((x − p.mean)·p.scale + p.shift, state, p.inner)``. One
+    function object per ``step_fn`` (the kernels are cached by it)."""
+    f = _normed.get(step_fn)
+    if f is None:
+        def f(x: Any, state: Any, p: NormedInput) -> Any:
+            return step_fn((x - p.mean) * p.scale + p.shift, state, p.inner)
+        f.__qualname__ = f"normed_step({getattr(step_fn, '__qualname__', step_fn)})"
+        _normed[step_fn] = f
+    return f
+
+
+def _batch_mean_var(u: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and biased variance of ``u [T, B, C, ...]`` over every dim but 2, in double (one read of
+    a float32 CPU tensor; torch's ``var_mean`` for other dtypes and devices)."""
+    if u.dtype == torch.float32 and u.device.type == "cpu":
+        from ..kernels import llvm_stats  # LLVM loads on first use, as the neurons' kernels do
+        if llvm_stats.why_not(u, 2) is None:
+            return llvm_stats.channel_mean_var(u, 2)
+    dims = [d for d in range(u.dim()) if d != 2]
+    var, mean = torch.var_mean(u.double(), dim=dims, correction=0)
+    return mean, var
+
+
+class _BatchAffine(torch.autograd.Function):
+    """``u -> (u, μ, a, β)``: the batch statistics of ``u`` as a per-channel affine; ``u`` passes through (the
+    neuron reads it). Backward receives the neuron's gradients for all four and returns BN's input gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, u: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float,  # type: ignore[override]
+                mean: Tensor, var: Tensor) -> tuple[Tensor, ...]:
+        C = u.shape[2]
+        invstd = (var + eps).rsqrt()
+        dt = u.dtype
+        w = weight.detach().to(torch.float64) if weight is not None else torch.ones(C, dtype=torch.float64)
+        scale = (w * invstd).to(dt)
+        shift = bias.detach().to(dt).clone() if bias is not None else torch.zeros(C, dtype=dt)
+        ctx.save_for_backward(u)
+        ctx.mean, ctx.invstd, ctx.w = mean, invstd, w
+        ctx.has_w, ctx.has_b = weight is not None, bias is not None
+        mean_out = mean.to(dt)
+        ctx.mark_non_differentiable(mean_out)
+        return u.view_as(u), mean_out, scale, shift
+
+    @staticmethod
+    def backward(ctx: Any, gu: Tensor | None, _gm: Any, g_scale: Tensor | None, g_shift: Tensor | None
+                 ) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        (u,) = ctx.saved_tensors
+        C = u.shape[2]
+        M = u.numel() // C
+        r, mean = ctx.invstd, ctx.mean
+        g1 = g_scale.to(torch.float64) if g_scale is not None else torch.zeros(C, dtype=torch.float64)  # Σ g·(u−μ)
+        g0 = g_shift.to(torch.float64) if g_shift is not None else torch.zeros(C, dtype=torch.float64)  # Σ g
+        a = ctx.w * r
+        k2 = -a * r * r * g1 / M             # ∂L/∂u = gu + k2·u + k1 (through μ and σ²)
+        k1 = -a * g0 / M - k2 * mean
+        shape = [1, 1, C] + [1] * (u.dim() - 3)
+        k2t, k1t = k2.to(u.dtype).view(shape), k1.to(u.dtype).view(shape)
+        gx: Tensor | None = None
+        if ctx.needs_input_grad[0]:
+            if gu is not None and gu.stride() == u.stride() and gu.dtype == u.dtype:
+                gx = gu.addcmul_(u, k2t).add_(k1t)        # the neuron's fresh gradient buffer, updated in place
+            else:
+                gx = torch.addcmul(k1t, u, k2t) if gu is None else gu + torch.addcmul(k1t, u, k2t)
+        gw = (g1 * r).to(u.dtype) if ctx.has_w and ctx.needs_input_grad[1] else None
+        gb = g0.to(u.dtype) if ctx.has_b and ctx.needs_input_grad[2] else None
+        return gx, gw, gb, None, None, None
+
+
+def _update_running(bn: nn.modules.batchnorm._BatchNorm, mean: Tensor, var: Tensor, M: int) -> None:
+    """``nn.BatchNorm``'s running-statistics update from the batch mean and biased variance of ``M`` values."""
+    with torch.no_grad():
+        bn.num_batches_tracked.add_(1)  # type: ignore[operator,union-attr]
+        f = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)  # type: ignore[arg-type]
+        rm, rv = bn.running_mean, bn.running_var
+        rm.mul_(1 - f).add_(mean.to(rm.dtype), alpha=f)  # type: ignore[union-attr]
+        rv.mul_(1 - f).add_((var * (M / max(M - 1, 1))).to(rv.dtype), alpha=f)  # type: ignore[union-attr]
+
+
+def why_not(fold: nn.Module, neuron: nn.Module, x_seq: Any) -> str | None:
+    """``None`` when ``bn_neuron(fold, neuron, x_seq)`` runs fused; else why it runs as ``neuron(fold(x_seq))``."""
+    if isinstance(x_seq, fx.Proxy):
+        return "traced with torch.fx"
+    if not isinstance(fold, TimeFold) or len(fold) == 0 or not _plain_bn(fold[-1]):
+        return "the fold does not end with a torch BatchNorm"
+    if not fold.fuse_bn:
+        return "fuse_bn is off on the fold"
+    if not isinstance(neuron, SpikingNeuron) or type(neuron).forward is not SpikingNeuron.forward \
+            or type(neuron).run is not SpikingNeuron.run:
+        return f"{type(neuron).__name__} is not a scan neuron with the standard forward"
+    if neuron.grad_rule is not None:
+        return "the neuron's gradient comes from a gradient rule, which reads the normalised input"
+    if not isinstance(x_seq, Tensor) or x_seq.dim() < 3 or x_seq.dtype not in (torch.float32, torch.float64):
+        return "the input is not a float32 or float64 time-first tensor"
+    if fold.static_once and fold.why_not(x_seq) is None:
+        return "a static input: the fold computes the conv and the batch norm once for all steps"
+    if _module._global_forward_hooks or _module._global_forward_pre_hooks:
+        return "global forward hooks are registered, which expect each module's own forward"
+    for m in (*fold.modules(), neuron):
+        if m._forward_hooks or m._forward_pre_hooks:
+            return f"{type(m).__name__} has forward hooks, which run with the module's own forward"
+    return None
+
+
+def bn_neuron(fold: nn.Module, neuron: nn.Module, x_seq: Tensor) -> Tensor:
+    """``neuron(fold(x_seq))`` with the fold's trailing batch norm computed inside the neuron (module docstring);
+    unfused when ``why_not`` says so. ``x_seq [T, B, ...]`` → spikes ``[T, B, C, ...]``."""
+    if why_not(fold, neuron, x_seq) is not None:
+        return neuron(fold(x_seq))
+    mods, nrn = list(fold.children()), cast(SpikingNeuron, neuron)
+    T, B = x_seq.shape[0], x_seq.shape[1]
+    u = x_seq.flatten(0, 1)
+    for m in mods[:-1]:
+        u = _call(m, u)
+    bn: Any = mods[-1]
+    bn._check_input_dim(u)
+    u = _keep_grad_layout(u).unflatten(0, (T, B))
+    C = u.shape[2]
+    batch_stats = bn.training or bn.running_mean is None
+    if batch_stats:
+        M = u.numel() // max(1, C)
+        if M <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size "
+                             f"{list(u.flatten(0, 1).shape)}")
+        with torch.profiler.record_function("spikeforge::batch_norm_stats"):
+            mean64, var64 = _batch_mean_var(u.detach())
+        u, mean, scale, shift = _BatchAffine.apply(u, bn.weight, bn.bias, bn.eps, mean64, var64)
+        if bn.training and bn.track_running_stats and bn.running_mean is not None:
+            _update_running(bn, mean64, var64, M)
+    else:
+        mean = bn.running_mean.to(u.dtype)
+        scale = torch.rsqrt(bn.running_var.to(u.dtype) + bn.eps)
+        scale = scale * bn.weight if bn.weight is not None else scale
+        shift = bn.bias if bn.bias is not None else torch.zeros_like(scale)
+    shape = [C] + [1] * (u.dim() - 3)
+    p = NormedInput(nrn.params(), mean.view(shape), scale.view(shape), shift.view(shape))
+    spikes, _ = scan(normed_step(type(nrn).step_fn), u, nrn.init_state(u[0]), p, nrn.backend, nrn.memory)
+    return spikes
+
+
+class SpikingSequential(nn.Sequential):
+    """An ``nn.Sequential`` that runs each ``TimeFold`` ending in a batch norm together with the neuron after
+    it as ``bn_neuron`` (the same modules, parameters and ``state_dict`` as ``nn.Sequential``; pairs that
+    ``why_not`` declines run one after the other, as there)."""
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        mods = list(self)
+        i = 0
+        while i < len(mods):
+            m = mods[i]
+            if i + 1 < len(mods) and isinstance(m, TimeFold) and isinstance(mods[i + 1], SpikingNeuron):
+                x = bn_neuron(m, mods[i + 1], x)
+                i += 2
+            else:
+                x = m(x)
+                i += 1
+        return x

@@ -1,0 +1,62 @@
+"""The one-pass per-channel statistics equal torch's (in double), for every layout a batch norm meets, and do not
+depend on the thread count."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spikeforge.kernels.llvm_stats import channel_mean_var, channel_sums
+
+
+def _layouts(shape: tuple[int, ...], gen: torch.Generator) -> list[torch.Tensor]:
+    x = torch.randn(shape, generator=gen) * 3 + 5
+    out = [x]
+    if len(shape) == 5:      # [T, B, C, H, W] with channels-last steps
+        out.append(x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, shape[:2]))
+    return out
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5, 6, 7), (2, 2, 3, 1, 1), (4, 3, 8, 10), (5, 7, 6), (1, 2, 1, 3, 3)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_equals_torch_in_double(shape: tuple[int, ...], threads: int) -> None:
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for x in _layouts(shape, torch.Generator().manual_seed(0)):
+            dims = [d for d in range(x.dim()) if d != 2]
+            var, mean = torch.var_mean(x.double(), dim=dims, correction=0)
+            m, v = channel_mean_var(x, 2)
+            assert m.dtype == torch.float64 and m.shape == (shape[2],)
+            assert torch.allclose(m, mean, rtol=0, atol=1e-12) and torch.allclose(v, var, rtol=1e-10, atol=1e-12)
+            s1, s2 = channel_sums(x, 2)
+            assert torch.allclose(s1, x.double().sum(dims), rtol=1e-12)
+            assert torch.allclose(s2, x.double().square().sum(dims), rtol=1e-12)
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_same_result_for_any_thread_count_and_many_blocks() -> None:
+    x = torch.randn(6, 32, 16, 20, 20, generator=torch.Generator().manual_seed(1))     # 38 blocks of rows
+    old = torch.get_num_threads()
+    try:
+        outs = []
+        for nt in (1, 2):
+            torch.set_num_threads(nt)
+            outs.append(channel_sums(x, 2))
+        assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_channel_dim_one_of_a_plain_batch() -> None:
+    x = torch.randn(8, 3, 5, 5)
+    var, mean = torch.var_mean(x.double(), dim=(0, 2, 3), correction=0)
+    m, v = channel_mean_var(x, 1)
+    assert torch.allclose(m, mean, atol=1e-12) and torch.allclose(v, var, atol=1e-12)
+
+
+@pytest.mark.parametrize("x", [torch.randn(4, 3, 5).double(), torch.randn(4, 6, 5)[:, ::2], torch.randn(4, 3, 5).int()])
+def test_refuses_what_it_cannot_read(x: torch.Tensor) -> None:
+    with pytest.raises(ValueError, match="dense float32"):
+        channel_sums(x, 1)
