@@ -7,7 +7,10 @@ is not memory of the step), read that RSS as the baseline, reset the RSS high-wa
 ``--steps`` timed SGD steps (forward, mean over T, cross-entropy, backward, ``opt.step()``). Reported: the
 median step time; the **peak-RSS growth over the post-build baseline** (``VmHWM`` after the steps minus
 ``VmRSS`` after the build: what the steps themselves take) and the absolute peak RSS, each the median over the
-repeats, with ranges. SpikingJelly has no fast CPU backend: its rows are its torch backend.
+repeats, with ranges. SpikingJelly has no fast CPU backend: its rows are its torch backend. Every process,
+whatever the library, first sets glibc to keep freed memory between steps (``--malloc kept``, the default: what
+``spikeforge train`` does, ``spikeforge.core.allocator``); with glibc's defaults (``--malloc system``) the large
+blocks of every step are unmapped and faulted in again, which costs all libraries alike.
 
 Architectures (input ``[T=10, B=32, 2, 34, 34]`` binary event frames, 10 classes):
 
@@ -47,7 +50,7 @@ and ``psn``: neuron-level forward+backward on one layer of the sequential-CIFAR 
 reference loop (``backend="torch"``).
 
     python benchmarks/models.py [--steps 20] [--repeats 3] [--threads 2] [--only spiking_cnn_tiny,psn]
-                                [--no-profile] [--channels-last auto]
+                                [--no-profile] [--channels-last auto] [--malloc kept|system]
 """
 
 from __future__ import annotations
@@ -306,7 +309,12 @@ def profile_categories(step: Callable[[], None], n: int = 5) -> dict[str, float]
     return out
 
 
-def worker(arch: str, lib: str, steps: int, profile: bool, channels_last: bool) -> dict[str, Any]:
+def worker(arch: str, lib: str, steps: int, profile: bool, channels_last: bool, malloc: str) -> dict[str, Any]:
+    if malloc == "kept":          # for every library alike: as `spikeforge train` sets it (core.allocator)
+        from spikeforge.core import keep_freed_memory
+        reason = keep_freed_memory()
+        if reason is not None:
+            raise RuntimeError(f"--malloc kept: {reason}")
     torch.manual_seed(0)
     net, reset = build(arch, lib, channels_last)
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
@@ -342,7 +350,7 @@ def worker(arch: str, lib: str, steps: int, profile: bool, channels_last: bool) 
 
 def run_pair(arch: str, lib: str, args: argparse.Namespace, profile: bool) -> dict[str, Any] | str:
     cmd = [sys.executable, __file__, "--worker", arch, lib, "--steps", str(args.steps), "--threads", str(args.threads),
-           "--channels-last", args.channels_last]
+           "--channels-last", args.channels_last, "--malloc", args.malloc]
     cmd.append("--profile" if profile else "--no-profile")
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800, env={**os.environ,
                        "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT / "src")]))})
@@ -467,19 +475,25 @@ def main() -> None:
                     help="print spikeforge's step time by category (--no-profile: skip it)")
     ap.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
                     help="run spikeforge's convs channels-last (auto: when the neuron scan keeps that layout)")
+    ap.add_argument("--malloc", choices=["kept", "system"], default="kept",
+                    help="kept: glibc keeps freed memory between steps, for every library alike (as `spikeforge "
+                         "train` sets it: spikeforge.core.allocator); system: glibc's defaults")
     ap.add_argument("--worker", nargs=2, metavar=("ARCH", "LIB"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     if a.channels_last == "auto":
         a.channels_last = "on" if scan_keeps_layout() else "off"
     if a.worker:
-        print(json.dumps(worker(*a.worker, a.steps, a.profile, a.channels_last == "on")))
+        print(json.dumps(worker(*a.worker, a.steps, a.profile, a.channels_last == "on", a.malloc)))
         return
+    if a.malloc == "kept":       # the inference and neuron rows below run in this process
+        from spikeforge.core import keep_freed_memory
+        keep_freed_memory()
     only = a.only.split(",")
     print(f"torch {torch.__version__}, {a.threads} threads, {os.cpu_count()} CPUs, event frames [T={T}, B={B}, {C}, "
           f"{H}, {H}], static images [B={STATIC['B']}, {STATIC['C']}, {STATIC['H']}, {STATIC['H']}] over "
           f"T={STATIC['T']}; median of {a.steps} SGD steps, one fresh process per row; spikeforge channels-last: "
-          f"{a.channels_last}")
+          f"{a.channels_last}; allocator: {a.malloc} for every library")
     for arch, libs in ARCHS.items():
         if arch in only:
             print_rows(arch, run_rows(arch, libs, a))

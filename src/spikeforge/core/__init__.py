@@ -4,10 +4,12 @@
 * ``ste``: straight-through rounding (``round_ste``, ``floor_ste``) and the integer floor shift;
 * ``io``: atomic file writes and the cache root (``$SPIKEFORGE_CACHE``); ``lock``: a folder held by one process;
 * ``errors``: ``UserError``, the base of every error in what a user gave (the CLI's exit code 2);
+* ``allocator``: ``keep_freed_memory``, glibc keeps a step's freed memory for the next step;
 * ``mode``: ``eval_mode``, evaluation mode for a ``with`` block (the module's mode is put back);
 * ``names``: registries by name with "did you mean" errors (models, datasets, neurons, losses, methods).
 """
 
+from .allocator import keep_freed_memory
 from .backend import (
     Backend,
     BackendFallbackWarning,
@@ -30,4 +32,4 @@ __all__ = ["State", "StepFn", "Backend", "BackendFallbackWarning", "register_bac
            "resolve_backend", "available_backends", "state_like", "round_ste", "floor_ste", "shift_right",
            "atomic_write", "fsync_dir", "temp_path", "temp_writer_pid", "cache_root", "Registry", "UnknownNameError",
            "did_you_mean", "UserError", "first_line", "FolderLock", "LockHeld", "hold", "check_free",
-           "eval_mode"]
+           "eval_mode", "keep_freed_memory"]

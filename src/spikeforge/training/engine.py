@@ -35,7 +35,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from ..core import eval_mode, first_line
+from ..core import eval_mode, first_line, keep_freed_memory
 from ..data import DataBundle, batch_loader, to_time_first
 from .callbacks import Callback, CSVLogger, ProgressBar, StepInfo
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -363,6 +363,7 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------------------
     def fit(self) -> FitResult:
+        keep_freed_memory()       # a step's freed memory serves the next step (no page faults); core.allocator
         for cb in self.callbacks:
             cb.on_fit_start(self)
         s = self.state
