@@ -129,8 +129,8 @@ def test_keeps_one_conv_output_for_backward_instead_of_two() -> None:
         return sum(seen.values())
     unfused = saved(lambda: neuron(fold(x)))
     fused = saved(lambda: bn_neuron(fold, neuron, x))
-    # fused: the conv's input, its output u, and the three per-channel arrays at one step's size (1/T of u each)
-    assert fused <= x.numel() * 4 + u_bytes + 3 * u_bytes // 6 + 4096
+    # fused: the conv's input and its output u (the per-channel arrays are kept as [C, 1, 1]: 12 bytes each)
+    assert fused <= x.numel() * 4 + u_bytes + 1024
     assert unfused >= x.numel() * 4 + 2 * u_bytes
 
 
@@ -165,6 +165,9 @@ def test_one_value_per_channel_in_training_is_refused_as_torch_does() -> None:
     fold, neuron = _pair(nn.BatchNorm2d(3))
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         bn_neuron(fold, neuron, torch.randn(1, 1, 2, 1, 1))
+    wrong = TimeFold(nn.Conv2d(2, 4, 1), nn.BatchNorm2d(3))
+    with pytest.raises(RuntimeError, match=r"BatchNorm2d\(3\) got 4 channels"):
+        bn_neuron(wrong, neuron, torch.randn(2, 2, 2, 3, 3))
 
 
 def test_spiking_sequential_runs_pairs_fused_with_the_sequential_state_dict() -> None:

@@ -7,7 +7,8 @@
    torch — so learnable parameters get their gradient through torch's autograd);
 3. each runtime value is a scalar or a per-neuron array (broadcast to one step's shape), and the
    launcher's compiled kernel pair for that pattern runs forward and, in ``_FusedScan.backward``,
-   backward.
+   backward. An array is kept for backward as it was given (a per-channel ``[C, 1, 1]`` stays that size)
+   and broadcast again there; its per-neuron gradient is summed back to that shape.
 
 With gradients on, only the input and the state every ``K`` steps are kept for backward, and backward
 replays each segment from its checkpoint. The launcher chooses ``K`` (``Launcher.segment``): the CPU kernels
@@ -173,6 +174,10 @@ class Call:
     scalar_tensors: list[Tensor | None]
     dtype: torch.dtype
     device: torch.device
+    # an array runtime value as given (e.g. a per-channel [C, 1, 1]) -> its per-neuron [N] copy, and a per-neuron
+    # gradient [N] -> the gradient of the value as given (summed over the neurons that share an entry)
+    flat: Callable[[Tensor], Tensor] = field(default=lambda t: t)
+    unflat: Callable[[Tensor, Tensor], Tensor] = field(default=lambda g, t: g)
 
     @property
     def n_blocks(self) -> int:
@@ -216,13 +221,13 @@ class _FusedScan(torch.autograd.Function):
         if ctx.one_step:             # one step for every t (a static input): the kernels read it with stride 0
             x = x.view(1, c.N).expand(c.T, c.N)
         states, tail = list(rest[:n_state]), rest[n_state:]
-        arrays = list(tail[:len(c.layout.arrays)])
-        spikes, out_states, ck = _forward(c, x, states, arrays, keep=True)
+        sources = list(tail[:len(c.layout.arrays)])      # array values as given: kept for backward, not their copies
+        spikes, out_states, ck = _forward(c, x, states, [c.flat(v) for v in sources], keep=True)
         ctx.c, ctx.n_state = c, n_state
         ctx.state_numel = [s.numel() for s in states]
         # one segment from a one-value initial state (the resting state): keep that value, not its N copies
         ctx.one_value = [c.K >= c.T and s.numel() == 1 and c.N > 1 for s in states]
-        ctx.save_for_backward(x, *(s if one else k for s, k, one in zip(states, ck, ctx.one_value)), *arrays)
+        ctx.save_for_backward(x, *(s if one else k for s, k, one in zip(states, ck, ctx.one_value)), *sources)
         return (spikes, *out_states)
 
     @staticmethod
@@ -230,7 +235,8 @@ class _FusedScan(torch.autograd.Function):
         c: Call = ctx.c
         lay, ns = c.layout, ctx.n_state
         saved = ctx.saved_tensors
-        x, ck, arrays = saved[0], list(saved[1:1 + ns]), list(saved[1 + ns:])
+        x, ck, sources = saved[0], list(saved[1:1 + ns]), list(saved[1 + ns:])
+        arrays = [c.flat(v) for v in sources]
         if not getattr(c.launcher, "broadcast_checkpoint", False):   # a launcher that reads N values
             for k, one in enumerate(ctx.one_value):
                 if one:
@@ -249,7 +255,7 @@ class _FusedScan(torch.autograd.Function):
         c.launcher.backward(c, x, gs_d, gx, ck, fin, has_fin, g0, arrays, garr, partials)
         # gradients in the order of the inputs: c, x, n_state, states, arrays, scalar tensors
         gi = iter(garr)
-        arr_grads = [next(gi) if r in lay.grad_arrays else None for r in lay.arrays]
+        arr_grads = [c.unflat(next(gi), v) if r in lay.grad_arrays else None for r, v in zip(lay.arrays, sources)]
         sums = partials.sum(dim=0)      # block partials summed in order: the same for any thread count
         sc_grads: list[Tensor | None] = []
         for j, r in enumerate(lay.scalars):
@@ -304,17 +310,27 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
         t = t.to(device=x.device, dtype=dtype).expand(logical)
         return (t if perm is None else t.permute(perm)).reshape(N)
 
+    def flat_array(t: Tensor) -> Tensor:
+        with torch.no_grad():
+            a = flat(t)
+        return a if a.is_contiguous() else a.contiguous()
+
+    def unflat(g: Tensor, t: Tensor) -> Tensor:
+        g = g.view(step_shape)
+        if perm is not None:
+            g = g.permute([perm.index(d) for d in range(len(perm))])
+        return g.sum_to_size(t.shape).to(t.dtype)
+
     one_value = getattr(launcher, "broadcast_state", False)
     states = [s.to(device=x.device, dtype=dtype).reshape(1) if one_value and s.numel() == 1 else flat(s)
               for s in state]
     states = [s if s.is_contiguous() else s.contiguous() for s in states]
     rt = interpret(sp.prologue, values) if sp.runtime else {}
-    is_array, need_grad, scalars, scalar_tensors, arrays = [], [], [], [], []
+    is_array, need_grad, scalars, scalar_tensors, sources = [], [], [], [], []
     for r in sp.runtime:
         v = rt[r]
         if isinstance(v, Tensor) and v.numel() > 1:
-            a = flat(v)
-            arrays.append(a if a.is_contiguous() else a.contiguous())
+            sources.append(v.to(device=x.device))
             is_array.append(True)
             need_grad.append(bool(v.requires_grad))
         else:
@@ -337,15 +353,15 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
     state_bytes = ns * (8 if dtype == torch.float64 else 4)
     K = min(T, max(1, launcher.segment(T, state_bytes, memory == "lean")))
     c = Call(launcher, kern, launcher.layout(kern), T, N, launcher.block_size(kern, N, K * ns), K,
-             scalars, scalar_tensors, dtype, x.device)
+             scalars, scalar_tensors, dtype, x.device, flat_array, unflat)
     if grad:
         sc_inputs = [t for t in scalar_tensors if t is not None]
-        outs = _FusedScan.apply(c, x if one_step is None else one_step, ns, *states, *arrays, *sc_inputs)
+        outs = _FusedScan.apply(c, x if one_step is None else one_step, ns, *states, *sources, *sc_inputs)
         spikes, finals = outs[0], list(outs[1:])
     else:
         with torch.no_grad():
-            spikes, finals, _ = _forward(c, x.detach(), [s.detach() for s in states], [a.detach() for a in arrays],
-                                         keep=False)
+            spikes, finals, _ = _forward(c, x.detach(), [s.detach() for s in states],
+                                         [flat_array(v.detach()) for v in sources], keep=False)
     spikes = spikes.view(xs.shape)
     if spikes.dtype != in_dtype:
         spikes = spikes.to(in_dtype)

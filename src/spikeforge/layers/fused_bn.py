@@ -170,6 +170,9 @@ def bn_neuron(fold: nn.Module, neuron: nn.Module, x_seq: Tensor) -> Tensor:
     bn._check_input_dim(u)
     u = _keep_grad_layout(u).unflatten(0, (T, B))
     C = u.shape[2]
+    if C != bn.num_features:        # torch's BatchNorm raises a RuntimeError here too
+        raise RuntimeError(f"{type(bn).__name__}({bn.num_features}) got {C} channels (input shape "
+                           f"{tuple(u.shape)}, channels at dim 2)")
     batch_stats = bn.training or bn.running_mean is None
     if batch_stats:
         M = u.numel() // max(1, C)
