@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import functools
 import hashlib
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -483,6 +484,28 @@ def _optimise(llmod: llvm.ModuleRef) -> None:
     """LLVM's -O3 pipeline, in place."""
     pb = llvm.create_pass_builder(_tm(), llvm.create_pipeline_tuning_options(speed_level=3))
     pb.getModulePassManager().run(llmod, pb)
+
+
+class HandBuilt:
+    """Kernels written by hand with llvmlite's IR builder (not generated from a step function): ``build(module)``
+    adds functions named ``sf_<prefix>_<name>``; ``get()`` compiles them once per process (object code cached on
+    disk, ``cached_object``) and returns ``{name: (callable with the kernels' ABI, address)}``."""
+
+    def __init__(self, prefix: str, names: tuple[str, ...], build: Callable[[ir.Module], None]) -> None:
+        self.prefix, self.names, self.build = prefix, names, build
+        self._kernels: dict[str, tuple[Any, int]] | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> dict[str, tuple[Any, int]]:
+        with self._lock:
+            if self._kernels is None:
+                mod = ir.Module(name=f"sf_{self.prefix}")
+                mod.triple = _tm().triple
+                self.build(mod)
+                obj = cached_object(self.prefix, str(mod), optimise=True)
+                addrs = _link(obj, *(f"sf_{self.prefix}_{n}" for n in self.names))
+                self._kernels = {n: (_PROTO(a), a) for n, a in zip(self.names, addrs)}
+            return self._kernels
 
 
 def cached_object(prefix: str, text: str, optimise: bool) -> bytes:

@@ -19,7 +19,6 @@ threads like the neuron kernels.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,7 +27,7 @@ from llvmlite import ir
 from torch import Tensor, fx, nn
 
 from .llvm_backend import _run
-from .llvm_kernels import _PROTO, _link, _loop, _tm, cached_object
+from .llvm_kernels import HandBuilt, _loop
 from .pool import POOL
 from .spec import Layout
 
@@ -123,23 +122,12 @@ def _build(mod: ir.Module, nhwc: bool) -> None:
         b.ret_void()
 
 
-_kernels: dict[str, tuple[Any, int]] | None = None
-_lock = threading.Lock()
+def _build_all(mod: ir.Module) -> None:
+    _build(mod, nhwc=False)
+    _build(mod, nhwc=True)
 
 
-def _compiled() -> dict[str, tuple[Any, int]]:
-    """``{name: (function, address)}`` of the four kernels, built once per process (cached on disk)."""
-    global _kernels
-    with _lock:
-        if _kernels is None:
-            mod = ir.Module(name="sf_maxpool2")
-            mod.triple = _tm().triple
-            _build(mod, nhwc=False)
-            _build(mod, nhwc=True)
-            names = ["fwd", "bwd", "nhwc_fwd", "nhwc_bwd"]
-            addrs = _link(cached_object("maxpool2", str(mod), optimise=True), *(f"sf_maxpool2_{n}" for n in names))
-            _kernels = {n: (_PROTO(a), a) for n, a in zip(names, addrs)}
-        return _kernels
+_KERNELS = HandBuilt("maxpool2", ("fwd", "bwd", "nhwc_fwd", "nhwc_bwd"), _build_all)
 
 
 def _launch(name: str, ptrs: list[int], shape: torch.Size, nhwc: bool) -> None:
@@ -147,7 +135,7 @@ def _launch(name: str, ptrs: list[int], shape: torch.Size, nhwc: bool) -> None:
     P = N if nhwc else N * C                   # planes: samples [H, W, C], or channels [H, W]
     nt = max(1, torch.get_num_threads())
     per = max(1, -(-P // (4 * nt)))             # four blocks per thread
-    fn, addr = _compiled()[("nhwc_" if nhwc else "") + name]
+    fn, addr = _KERNELS.get()[("nhwc_" if nhwc else "") + name]
     _run(fn, -(-P // per), [H, W, 0, 0, per, P, C if nhwc else 1, 0], ptrs, [], addr=addr)
 
 

@@ -13,7 +13,6 @@ are summed in order afterwards, so the result is the same for any thread count. 
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import torch
@@ -21,7 +20,7 @@ from llvmlite import ir
 from torch import Tensor
 
 from .llvm_backend import _run
-from .llvm_kernels import _PROTO, _link, _loop, _tm, cached_object
+from .llvm_kernels import HandBuilt, _loop
 
 __all__ = ["channel_sums", "channel_mean_var", "why_not"]
 
@@ -80,22 +79,12 @@ def _build(mod: ir.Module, planes: bool) -> None:
     b.ret_void()
 
 
-_kernels: dict[str, tuple[Any, int]] | None = None
-_lock = threading.Lock()
+def _build_all(mod: ir.Module) -> None:
+    _build(mod, planes=False)
+    _build(mod, planes=True)
 
 
-def _compiled() -> dict[str, tuple[Any, int]]:
-    """``{"rows" | "planes": (function, address)}``, built once per process (cached on disk)."""
-    global _kernels
-    with _lock:
-        if _kernels is None:
-            mod = ir.Module(name="sf_chstats")
-            mod.triple = _tm().triple
-            _build(mod, planes=False)
-            _build(mod, planes=True)
-            addrs = _link(cached_object("chstats", str(mod), optimise=True), "sf_chstats_rows", "sf_chstats_planes")
-            _kernels = {n: (_PROTO(a), a) for n, a in zip(("rows", "planes"), addrs)}
-        return _kernels
+_KERNELS = HandBuilt("chstats", ("rows", "planes"), _build_all)
 
 
 def _as_pcs(x: Tensor, dim: int) -> tuple[int, int, int] | None:
@@ -138,7 +127,7 @@ def channel_sums(x: Tensor, dim: int = 1) -> tuple[Tensor, Tensor]:
     out = torch.zeros((n_blocks, 2, C), dtype=torch.float64)
     if x.numel():
         kind = "planes" if S > 1 else "rows"
-        fn, addr = _compiled()[kind]
+        fn, addr = _KERNELS.get()[kind]
         _run(fn, n_blocks, [C, S, 0, 0, per, P, 0, 0], [x.data_ptr(), out.data_ptr()], [], addr=addr)
     total = out.sum(dim=0)
     return total[0], total[1]
