@@ -238,23 +238,26 @@ def scan_keeps_layout() -> bool:
     return default_neuron()(x).stride() == x.stride()
 
 
+def _on_folds(net: nn.Module, **flags: bool) -> None:
+    """Set ``flags`` on every ``TimeFold`` of a spikeforge model (the rows that run its fast paths off)."""
+    from spikeforge.layers import TimeFold
+    for m in net.modules():
+        if isinstance(m, TimeFold):
+            for k, v in flags.items():
+                setattr(m, k, v)
+
+
 def build(arch: str, lib: str, channels_last: bool = False) -> tuple[nn.Module, Callable[[], None]]:
     if arch == "static":
         cfg = (STATIC["C"], STATIC["width"], STATIC["H"])
         net, reset = cnn_spikingjelly(*cfg) if lib == "spikingjelly" else cnn_spikeforge(*cfg)
         if lib == "spikeforge every step":
-            from spikeforge.layers import TimeFold
-            for m in net.modules():
-                if isinstance(m, TimeFold):
-                    m.static_once = False
+            _on_folds(net, static_once=False)
     elif arch == "spiking_cnn_tiny":
         net, reset = {"spikeforge": cnn_spikeforge, "spikeforge BN unfused": cnn_spikeforge,
                       "spikingjelly": cnn_spikingjelly, "snntorch": cnn_snntorch, "norse": cnn_norse}[lib]()
         if lib == "spikeforge BN unfused":
-            from spikeforge.layers import TimeFold
-            for m in net.modules():
-                if isinstance(m, TimeFold):
-                    m.fuse_bn = False
+            _on_folds(net, fuse_bn=False)
     elif lib == "spikeforge":
         net, reset = zoo_spikeforge(arch)
     else:

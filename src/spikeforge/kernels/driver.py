@@ -176,8 +176,8 @@ class Call:
     device: torch.device
     # an array runtime value as given (e.g. a per-channel [C, 1, 1]) -> its per-neuron [N] copy, and a per-neuron
     # gradient [N] -> the gradient of the value as given (summed over the neurons that share an entry)
-    flat: Callable[[Tensor], Tensor] = field(default=lambda t: t)
-    unflat: Callable[[Tensor, Tensor], Tensor] = field(default=lambda g, t: g)
+    flat: Callable[[Tensor], Tensor]
+    unflat: Callable[[Tensor, Tensor], Tensor]
 
     @property
     def n_blocks(self) -> int:
@@ -361,7 +361,7 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
     else:
         with torch.no_grad():
             spikes, finals, _ = _forward(c, x.detach(), [s.detach() for s in states],
-                                         [flat_array(v.detach()) for v in sources], keep=False)
+                                         [flat_array(v) for v in sources], keep=False)
     spikes = spikes.view(xs.shape)
     if spikes.dtype != in_dtype:
         spikes = spikes.to(in_dtype)

@@ -116,7 +116,7 @@ class TimeFold(nn.Sequential):
         if x_seq.stride(0) != 0:
             return ("the input differs between steps (event frames, encoded spikes or a layer's output); only an "
                     "input expanded over time (direct encoding) is computed once")
-        if _module._global_forward_hooks or _module._global_forward_pre_hooks:
+        if _global_hooks():
             return "global forward hooks are registered, which expect all T·B samples"
         for m in self:
             if not (_plain_bn(m) or isinstance(m, _SAME_EVERY_STEP)):
@@ -161,12 +161,23 @@ def _bn_once(bn: nn.modules.batchnorm._BatchNorm, x: Tensor, T: int) -> Tensor:
     y, mean, invstd = torch.native_batch_norm(x, bn.weight, bn.bias, None, None, True, 0.0, bn.eps)
     with torch.no_grad():
         var = invstd.double().pow(-2).sub(bn.eps).float()       # the biased variance it normalised with
-        n = T * (x.numel() // x.shape[1])
+    _update_running(bn, mean, var, T * (x.numel() // x.shape[1]))
+    return y
+
+
+def _update_running(bn: nn.modules.batchnorm._BatchNorm, mean: Tensor, var: Tensor, n: int) -> None:
+    """``nn.BatchNorm``'s running-statistics update from the batch mean and biased variance of ``n`` values."""
+    with torch.no_grad():
         bn.num_batches_tracked.add_(1)  # type: ignore[operator,union-attr]
         f = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)  # type: ignore[arg-type]
-        bn.running_mean.mul_(1 - f).add_(mean, alpha=f)  # type: ignore[union-attr]
-        bn.running_var.mul_(1 - f).add_(var * (n / max(n - 1, 1)), alpha=f)  # type: ignore[union-attr]
-    return y
+        rm, rv = bn.running_mean, bn.running_var
+        rm.mul_(1 - f).add_(mean.to(rm.dtype), alpha=f)  # type: ignore[union-attr]
+        rv.mul_(1 - f).add_((var * (n / max(n - 1, 1))).to(rv.dtype), alpha=f)  # type: ignore[union-attr]
+
+
+def _global_hooks() -> bool:
+    """Whether global forward (pre-)hooks are registered: they expect every module's own forward."""
+    return bool(_module._global_forward_hooks or _module._global_forward_pre_hooks)
 
 
 class ToSequence(nn.Module):

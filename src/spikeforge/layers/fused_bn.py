@@ -28,12 +28,11 @@ from typing import Any, cast
 
 import torch
 from torch import Tensor, fx, nn
-from torch.nn.modules import module as _module
 
 from ..core import StepFn
 from ..neurons import SpikingNeuron
 from ..neurons.scan import scan
-from .fold import TimeFold, _call, _keep_grad_layout, _plain_bn
+from .fold import TimeFold, _call, _global_hooks, _keep_grad_layout, _plain_bn, _update_running
 
 __all__ = ["bn_neuron", "why_not", "NormedInput", "normed_step", "SpikingSequential"]
 
@@ -91,7 +90,6 @@ class _BatchAffine(torch.autograd.Function):
         shift = bias.detach().to(dt).clone() if bias is not None else torch.zeros(C, dtype=dt)
         ctx.save_for_backward(u)
         ctx.mean, ctx.invstd, ctx.w = mean, invstd, w
-        ctx.has_w, ctx.has_b = weight is not None, bias is not None
         mean_out = mean.to(dt)
         ctx.mark_non_differentiable(mean_out)
         return u.view_as(u), mean_out, scale, shift
@@ -116,19 +114,9 @@ class _BatchAffine(torch.autograd.Function):
                 gx = gu.addcmul_(u, k2t).add_(k1t)        # the neuron's fresh gradient buffer, updated in place
             else:
                 gx = torch.addcmul(k1t, u, k2t) if gu is None else gu + torch.addcmul(k1t, u, k2t)
-        gw = (g1 * r).to(u.dtype) if ctx.has_w and ctx.needs_input_grad[1] else None
-        gb = g0.to(u.dtype) if ctx.has_b and ctx.needs_input_grad[2] else None
+        gw = (g1 * r).to(u.dtype) if ctx.needs_input_grad[1] else None      # False for an absent weight or bias
+        gb = g0.to(u.dtype) if ctx.needs_input_grad[2] else None
         return gx, gw, gb, None, None, None
-
-
-def _update_running(bn: nn.modules.batchnorm._BatchNorm, mean: Tensor, var: Tensor, M: int) -> None:
-    """``nn.BatchNorm``'s running-statistics update from the batch mean and biased variance of ``M`` values."""
-    with torch.no_grad():
-        bn.num_batches_tracked.add_(1)  # type: ignore[operator,union-attr]
-        f = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)  # type: ignore[arg-type]
-        rm, rv = bn.running_mean, bn.running_var
-        rm.mul_(1 - f).add_(mean.to(rm.dtype), alpha=f)  # type: ignore[union-attr]
-        rv.mul_(1 - f).add_((var * (M / max(M - 1, 1))).to(rv.dtype), alpha=f)  # type: ignore[union-attr]
 
 
 def why_not(fold: nn.Module, neuron: nn.Module, x_seq: Any) -> str | None:
@@ -148,7 +136,7 @@ def why_not(fold: nn.Module, neuron: nn.Module, x_seq: Any) -> str | None:
         return "the input is not a float32 or float64 time-first tensor"
     if fold.static_once and fold.why_not(x_seq) is None:
         return "a static input: the fold computes the conv and the batch norm once for all steps"
-    if _module._global_forward_hooks or _module._global_forward_pre_hooks:
+    if _global_hooks():
         return "global forward hooks are registered, which expect each module's own forward"
     for m in (*fold.modules(), neuron):
         if m._forward_hooks or m._forward_pre_hooks:
