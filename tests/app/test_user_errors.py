@@ -57,6 +57,13 @@ def test_an_empty_data_root_names_it(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert f"(root: {tmp_path})" in err and "Expected layout" in err and "never downloads" in err
 
 
+def test_a_wrong_allocator_setting_is_refused_before_the_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPIKEFORGE_MALLOC", "sytem")
+    err = _fails(capsys, [*TINY, "--run-dir", str(tmp_path / "run")])
+    assert "SPIKEFORGE_MALLOC='sytem': expected 'system'" in err and not (tmp_path / "run").exists()
+
+
 def test_run_dir_that_is_a_file_or_below_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "a-file"
     f.write_text("mine")

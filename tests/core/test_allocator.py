@@ -50,3 +50,9 @@ def test_opt_out_by_environment() -> None:
     r = subprocess.run([sys.executable, "-c", "from spikeforge.core import keep_freed_memory as k; print(k())"],
                        capture_output=True, text=True, timeout=120, env={**os.environ, "SPIKEFORGE_MALLOC": "system"})
     assert r.returncode == 0 and r.stdout.strip() == "SPIKEFORGE_MALLOC=system", r.stderr
+
+
+def test_a_wrong_value_is_refused_in_one_line() -> None:
+    r = subprocess.run([sys.executable, "-c", "from spikeforge.core import keep_freed_memory as k; k()"],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "SPIKEFORGE_MALLOC": "sytem"})
+    assert r.returncode != 0 and "SPIKEFORGE_MALLOC='sytem': expected 'system'" in r.stderr

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..core import FolderLock, atomic_write, check_free, eval_mode
+from ..core import FolderLock, atomic_write, check_free, eval_mode, keep_freed_memory
 from ..data import DataBundle
 from ..training import (
     METHODS,
@@ -99,6 +99,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None, *, c
         raise ConfigError("train: give a config, or resume= a run folder")
     notes = [] if resume is not None else _method_settings(validate(cfg))
     validate(cfg)
+    keep_freed_memory()        # before the run folder is made: a wrong SPIKEFORGE_MALLOC is a UserError
     with threads(cfg.threads):
         return _train(cfg, resume is not None, overwrite, callbacks, loss, optimizer, batch_transform, notes)
 

@@ -17,6 +17,8 @@ import ctypes
 import ctypes.util
 import os
 
+from .errors import UserError
+
 __all__ = ["keep_freed_memory"]
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -28,11 +30,15 @@ _done: str | None | bool = False
 
 def keep_freed_memory() -> str | None:
     """Set glibc's thresholds as the module docstring says (once per process). Returns ``None`` when set, else
-    why not (not glibc, or ``SPIKEFORGE_MALLOC=system``)."""
+    why not (not glibc, or ``SPIKEFORGE_MALLOC=system``); another value of ``SPIKEFORGE_MALLOC`` is a
+    ``UserError``."""
     global _done
+    mode = os.environ.get("SPIKEFORGE_MALLOC", "")
+    if mode not in ("", "kept", "system"):
+        raise UserError(f"SPIKEFORGE_MALLOC={mode!r}: expected 'system' (glibc's defaults) or 'kept' (the default)")
     if _done is not False:
         return _done  # type: ignore[return-value]
-    if os.environ.get("SPIKEFORGE_MALLOC", "") == "system":
+    if mode == "system":
         _done = "SPIKEFORGE_MALLOC=system"
         return _done
     try:
