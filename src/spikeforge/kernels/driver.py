@@ -32,7 +32,7 @@ from torch import Tensor
 from ..core import State, StepFn, state_like
 from .autodiff import Split, interpret, lower, split, vjp
 from .ir import Graph
-from .pool import POOL
+from .pool import POOL, handing_off
 from .spec import KernelSpec, Layout
 from .trace import KernelTraceError, flatten_params, trace_step
 
@@ -223,7 +223,7 @@ class _FusedScan(torch.autograd.Function):
         states, tail = list(rest[:n_state]), rest[n_state:]
         sources = list(tail[:len(c.layout.arrays)])      # array values as given: kept for backward, not their copies
         spikes, out_states, ck = _forward(c, x, states, [c.flat(v) for v in sources], keep=True)
-        ctx.c, ctx.n_state = c, n_state
+        ctx.c, ctx.n_state, ctx.receive = c, n_state, c.device.type == "cpu" and handing_off()
         ctx.state_numel = [s.numel() for s in states]
         # one segment from a one-value initial state (the resting state): keep that value, not its N copies
         ctx.one_value = [c.K >= c.T and s.numel() == 1 and c.N > 1 for s in states]
@@ -248,7 +248,11 @@ class _FusedScan(torch.autograd.Function):
             gs_d = _dense(c, gs, (c.T, c.N))
         has_fin = any(g is not None for g in gfin)
         fin = [_dense(c, g, (c.N,)) for g in gfin] if has_fin else [gs_d] * ns
-        gx = _take(c, (c.N,) if ctx.one_step else (c.T, c.N))    # one input step: its gradient summed over t
+        if (ctx.receive and not ctx.one_step and gs_d is gs and not torch.is_grad_enabled()
+                and POOL.receive(gs_d)):
+            gx = gs_d      # a pool's gradient handed on (pool.handoff): each element is read before it is written
+        else:
+            gx = _take(c, (c.N,) if ctx.one_step else (c.T, c.N))    # one input step: its gradient summed over t
         g0 = [torch.empty(c.N, dtype=c.dtype, device=c.device) for _ in range(ns)]
         garr = [torch.empty(c.N, dtype=c.dtype, device=c.device) for _ in lay.grad_arrays]
         partials = torch.zeros((c.n_blocks, max(1, len(lay.grad_scalars))), dtype=torch.float64, device=c.device)

@@ -28,7 +28,7 @@ from torch import Tensor, fx, nn
 
 from .llvm_backend import _run
 from .llvm_kernels import HandBuilt, _loop
-from .pool import POOL
+from .pool import POOL, handing_off
 from .spec import Layout
 
 __all__ = ["max_pool_2x2", "why_not"]
@@ -163,7 +163,7 @@ class _MaxPool2x2(torch.autograd.Function):
         if y.numel():
             _launch("fwd", [x.data_ptr(), y.data_ptr(), idx.data_ptr()], x.shape, nhwc)
         ctx.save_for_backward(idx)
-        ctx.shape, ctx.nhwc = x.shape, nhwc
+        ctx.shape, ctx.nhwc, ctx.give = x.shape, nhwc, handing_off()
         return y
 
     @staticmethod
@@ -176,6 +176,8 @@ class _MaxPool2x2(torch.autograd.Function):
             _launch("bwd", [g.data_ptr(), idx.data_ptr(), gx.data_ptr()], ctx.shape, ctx.nhwc)
         else:
             gx.zero_()
+        if ctx.give and not torch.is_grad_enabled():      # inside pool.handoff(); not a double backward
+            POOL.give(gx)
         return gx
 
 

@@ -8,8 +8,9 @@
 * Residuals: ``SEWResidual`` (ADD / AND / IAND), ``SpikingResidual``, ``Residual``, ``SpikeDrivenResidual``.
 * ``make_neuron`` / ``default_neuron``: one fresh neuron per layer from a ``neuron=`` spec.
 * ``fold_bn`` / ``fold_bn_pairs``: a batch norm folded exactly into the conv or linear layer before it.
-* ``bn_neuron(fold, neuron, x)``: a fold's trailing batch norm computed inside the next neuron's kernel;
-  ``SpikingSequential`` runs each such pair of an ``nn.Sequential`` that way.
+* ``bn_neuron(fold, neuron, x, pool=None)``: a fold's trailing batch norm computed inside the next neuron's
+  kernel (and a max pool after it handing its input gradient's buffer to the neuron);
+  ``SpikingSequential`` runs each such pair (and pool) of an ``nn.Sequential`` that way.
 """
 
 from .attention import SPS, SpikingMLP, SpikingSelfAttention, spiking_attention

@@ -88,11 +88,15 @@ class TimeFold(nn.Sequential):
 
     A fold that ends in a batch norm, followed by a scan neuron, runs that batch norm inside the neuron's kernel
     when a model calls ``bn_neuron(fold, neuron, x)`` (as every zoo CNN does, directly or through
-    ``SpikingSequential``); set ``fuse_bn = False`` on the fold to run the two one after the other.
+    ``SpikingSequential``); set ``fuse_bn = False`` on the fold to run the two one after the other. A fold that
+    starts with such a max pool, passed as ``bn_neuron``'s ``pool``, hands its input gradient's buffer to the
+    neuron before it, which writes its own gradient over it (``kernels.pool.handoff``: one buffer of the
+    neuron's output size less in backward); set ``hand_off = False`` on the pool's fold to keep them apart.
     """
 
     static_once: bool = True
     fuse_bn: bool = True
+    hand_off: bool = True
 
     def forward(self, x_seq: Tensor) -> Tensor:
         T, B = x_seq.shape[0], x_seq.shape[1]

@@ -18,23 +18,29 @@ membrane lands within rounding of the threshold may flip.
 
 ``bn_neuron(fold, neuron, x_seq)`` runs the pair; ``why_not(fold, neuron, x_seq)`` says when it runs unfused
 (hooks, a module it does not know, a static input that the fold already computes once, ...).
-``SpikingSequential`` is an ``nn.Sequential`` that runs each such pair this way.
+``bn_neuron(fold, neuron, x_seq, pool)`` runs ``pool`` on the spikes too: they go to nothing else, so the pool's
+input gradient may be handed to the neuron's kernel, which writes its own over it (``kernels.pool.handoff``: one
+buffer of the spikes' size less at the peak of backward); ``handoff_why_not(neuron, pool)`` says when it is not.
+``SpikingSequential`` is an ``nn.Sequential`` that runs each such pair (and the pool after it) this way.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, cast
 
 import torch
 from torch import Tensor, fx, nn
+from torch.nn.modules import module as _module
 
 from ..core import StepFn
+from ..kernels.pool import handoff
 from ..neurons import SpikingNeuron
 from ..neurons.scan import scan
 from .fold import TimeFold, _call, _global_hooks, _keep_grad_layout, _plain_bn, _update_running
 
-__all__ = ["bn_neuron", "why_not", "NormedInput", "normed_step", "SpikingSequential"]
+__all__ = ["bn_neuron", "why_not", "handoff_why_not", "NormedInput", "normed_step", "SpikingSequential"]
 
 
 @dataclass(frozen=True)
@@ -144,11 +150,41 @@ def why_not(fold: nn.Module, neuron: nn.Module, x_seq: Any) -> str | None:
     return None
 
 
-def bn_neuron(fold: nn.Module, neuron: nn.Module, x_seq: Tensor) -> Tensor:
+def handoff_why_not(neuron: nn.Module, pool: nn.Module) -> str | None:
+    """``None`` when ``bn_neuron(fold, neuron, x, pool)`` lets ``pool`` hand its input gradient to ``neuron``
+    (module docstring); else why the two keep separate buffers. Nobody else may see the gradient between them:
+    no hooks on either module (a hook may keep the gradient it is shown) and no global ones."""
+    if not isinstance(pool, TimeFold) or len(pool) == 0 or type(pool[0]) is not nn.MaxPool2d:
+        return "the pool is not a TimeFold starting with an nn.MaxPool2d"
+    if not pool.hand_off:
+        return "hand_off is off on the pool's fold"
+    if not isinstance(neuron, SpikingNeuron):
+        return f"{type(neuron).__name__} is not a scan neuron"
+    if _global_hooks() or _module._global_backward_hooks or _module._global_backward_pre_hooks:
+        return "global module hooks are registered"
+    for m in (neuron, *pool.modules()):
+        if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks:
+            return f"{type(m).__name__} has hooks, which may keep the gradient they are shown"
+    return None
+
+
+def bn_neuron(fold: nn.Module, neuron: nn.Module, x_seq: Tensor, pool: nn.Module | None = None) -> Tensor:
     """``neuron(fold(x_seq))`` with the fold's trailing batch norm computed inside the neuron (module docstring);
-    unfused when ``why_not`` says so. ``x_seq [T, B, ...]`` → spikes ``[T, B, C, ...]``."""
+    unfused when ``why_not`` says so. ``x_seq [T, B, ...]`` → spikes ``[T, B, C, ...]``. With ``pool``:
+    ``pool(neuron(fold(x_seq)))``, the pool's input gradient handed to the neuron unless ``handoff_why_not``."""
+    if pool is None:
+        return _bn_neuron(fold, neuron, x_seq, False)
+    hand = not isinstance(x_seq, fx.Proxy) and handoff_why_not(neuron, pool) is None
+    spikes = _bn_neuron(fold, neuron, x_seq, hand)
+    with handoff() if hand else nullcontext():
+        return pool(spikes)
+
+
+def _bn_neuron(fold: nn.Module, neuron: nn.Module, x_seq: Tensor, hand: bool) -> Tensor:
     if why_not(fold, neuron, x_seq) is not None:
-        return neuron(fold(x_seq))
+        u = fold(x_seq)
+        with handoff() if hand else nullcontext():
+            return neuron(u)
     mods, nrn = list(fold.children()), cast(SpikingNeuron, neuron)
     T, B = x_seq.shape[0], x_seq.shape[1]
     u = x_seq.flatten(0, 1)
@@ -179,14 +215,16 @@ def bn_neuron(fold: nn.Module, neuron: nn.Module, x_seq: Tensor) -> Tensor:
         shift = bn.bias if bn.bias is not None else torch.zeros_like(scale)
     shape = [C] + [1] * (u.dim() - 3)
     p = NormedInput(nrn.params(), mean.view(shape), scale.view(shape), shift.view(shape))
-    spikes, _ = scan(normed_step(type(nrn).step_fn), u, nrn.init_state(u[0]), p, nrn.backend, nrn.memory)
+    with handoff() if hand else nullcontext():
+        spikes, _ = scan(normed_step(type(nrn).step_fn), u, nrn.init_state(u[0]), p, nrn.backend, nrn.memory)
     return spikes
 
 
 class SpikingSequential(nn.Sequential):
     """An ``nn.Sequential`` that runs each ``TimeFold`` ending in a batch norm together with the neuron after
-    it as ``bn_neuron`` (the same modules, parameters and ``state_dict`` as ``nn.Sequential``; pairs that
-    ``why_not`` declines run one after the other, as there)."""
+    it as ``bn_neuron``, with the max-pool fold after them as its ``pool`` (the same modules, parameters and
+    ``state_dict`` as ``nn.Sequential``; what ``why_not`` and ``handoff_why_not`` decline runs one module after
+    the other, as there)."""
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
         mods = list(self)
@@ -194,9 +232,14 @@ class SpikingSequential(nn.Sequential):
         while i < len(mods):
             m = mods[i]
             if i + 1 < len(mods) and isinstance(m, TimeFold) and isinstance(mods[i + 1], SpikingNeuron):
-                x = bn_neuron(m, mods[i + 1], x)
-                i += 2
+                pool = mods[i + 2] if i + 2 < len(mods) and _pool_fold(mods[i + 2]) else None
+                x = bn_neuron(m, mods[i + 1], x, pool)
+                i += 2 if pool is None else 3
             else:
                 x = m(x)
                 i += 1
         return x
+
+
+def _pool_fold(m: nn.Module) -> bool:
+    return isinstance(m, TimeFold) and len(m) > 0 and isinstance(m[0], nn.MaxPool2d)

@@ -47,8 +47,8 @@ class SmallSpikingCNN(SpikingClassifier):
         self._set_head(2 * w * side * side, num_classes)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        x = self.pool1(bn_neuron(self.block1, self.sn1, self.stem(x)))
-        return self.pool2(bn_neuron(self.block2, self.sn2, x))
+        x = bn_neuron(self.block1, self.sn1, self.stem(x), self.pool1)
+        return bn_neuron(self.block2, self.sn2, x, self.pool2)
 
 
 class SmallSpikingMLP(SpikingClassifier):
