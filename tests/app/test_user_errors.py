@@ -120,6 +120,16 @@ def test_report_flags(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert not out.exists()
 
 
+def test_eval_and_report_refuse_a_wrong_allocator_setting(checkpoint: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPIKEFORGE_MALLOC", "sytem")
+    out = tmp_path / "rep"
+    for cmd in (["eval", str(checkpoint)], ["report", str(checkpoint), "--out-dir", str(out), "--no-progress"]):
+        assert "SPIKEFORGE_MALLOC='sytem': expected 'system'" in _fails(capsys, cmd)
+    assert not out.exists()
+
+
 def test_divergence_is_a_failed_run_not_a_success(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     err = _fails(capsys, [*TINY, "--lr", "1e6", "--limit-train", "640", "--run-dir", str(run)], code=1)

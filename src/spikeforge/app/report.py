@@ -24,7 +24,7 @@ from torch import Tensor
 from ..analysis import EnergyModel, SpikeRecorder, analyze, write_plots
 from ..analysis.operands import Convention
 from ..analysis.perf import param_bytes, peak_memory_bytes, time_forward
-from ..core import atomic_write
+from ..core import atomic_write, keep_freed_memory
 from ..data import batch_loader, to_time_first
 from ..training import count_correct
 from .build import compressors_of, rebuild
@@ -64,6 +64,7 @@ def run_report(checkpoint: str | Path, dataset: str | None = None, out_dir: str 
     """
     from tqdm.auto import tqdm
 
+    keep_freed_memory()       # as `fit` does: batches reuse the last one's memory (core.allocator)
     rb = rebuild(checkpoint, dataset=dataset, data_root=data_root, progress=False)
     cfg, data, model = rb.cfg, rb.data, rb.model
     out = Path(out_dir) if out_dir is not None else default_report_dir(checkpoint)
