@@ -8,7 +8,9 @@
 3. each runtime value is a scalar or a per-neuron array (broadcast to one step's shape), and the
    launcher's compiled kernel pair for that pattern runs forward and, in ``_FusedScan.backward``,
    backward. An array is kept for backward as it was given (a per-channel ``[C, 1, 1]`` stays that size)
-   and broadcast again there; its per-neuron gradient is summed back to that shape.
+   and broadcast again there; its per-neuron gradient is summed back to that shape. A launcher with
+   ``periodic_arrays`` gets an array that repeats along the leading dims of a step in memory order as one
+   period (per-channel channels-last: ``C`` values) and may return its gradient as block rows of a period.
 
 With gradients on, only the input and the state every ``K`` steps are kept for backward, and backward
 replays each segment from its checkpoint. The launcher chooses ``K`` (``Launcher.segment``): the CPU kernels
@@ -174,10 +176,14 @@ class Call:
     scalar_tensors: list[Tensor | None]
     dtype: torch.dtype
     device: torch.device
-    # an array runtime value as given (e.g. a per-channel [C, 1, 1]) -> its per-neuron [N] copy, and a per-neuron
-    # gradient [N] -> the gradient of the value as given (summed over the neurons that share an entry)
+    # an array runtime value as given (e.g. a per-channel [C, 1, 1]) -> the values the kernels read: one per
+    # neuron [N], or the first `period` of them when they repeat (a launcher with `periodic_arrays`); and the
+    # kernels' gradient of it ([N], or [n_blocks, period] block rows with `block_grads`) -> the gradient of
+    # the value as given (summed over the neurons that share an entry)
     flat: Callable[[Tensor], Tensor]
     unflat: Callable[[Tensor, Tensor], Tensor]
+    period: int
+    block_grads: bool
 
     @property
     def n_blocks(self) -> int:
@@ -254,7 +260,8 @@ class _FusedScan(torch.autograd.Function):
         else:
             gx = _take(c, (c.N,) if ctx.one_step else (c.T, c.N))    # one input step: its gradient summed over t
         g0 = [torch.empty(c.N, dtype=c.dtype, device=c.device) for _ in range(ns)]
-        garr = [torch.empty(c.N, dtype=c.dtype, device=c.device) for _ in lay.grad_arrays]
+        garr = [torch.zeros(c.n_blocks, c.period, dtype=c.dtype, device=c.device) if c.block_grads
+                else torch.empty(c.N, dtype=c.dtype, device=c.device) for _ in lay.grad_arrays]
         partials = torch.zeros((c.n_blocks, max(1, len(lay.grad_scalars))), dtype=torch.float64, device=c.device)
         c.launcher.backward(c, x, gs_d, gx, ck, fin, has_fin, g0, arrays, garr, partials)
         # gradients in the order of the inputs: c, x, n_state, states, arrays, scalar tensors
@@ -273,6 +280,14 @@ class _FusedScan(torch.autograd.Function):
         g0_out: list[Tensor | None] = [(g.sum().reshape(1) if want else None) if st_numel == 1 and c.N > 1 else g
                                        for g, st_numel, want in zip(g0, ctx.state_numel, wants)]
         return (None, gx, None, *g0_out, *arr_grads, *sc_grads)
+
+
+def _leading_broadcast(a: Tensor) -> int:
+    """How many leading dims of ``a`` (an expanded array value in memory order) it is constant along."""
+    for d in range(a.dim()):
+        if a.stride(d) != 0 and a.shape[d] != 1:
+            return d
+    return a.dim()
 
 
 def _dense_order(x_seq: Tensor) -> list[int] | None:
@@ -310,20 +325,12 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
     if x.stride(1) != 1:
         x = x.contiguous()
 
-    def flat(t: Tensor) -> Tensor:
+    def physical(t: Tensor) -> Tensor:
         t = t.to(device=x.device, dtype=dtype).expand(logical)
-        return (t if perm is None else t.permute(perm)).reshape(N)
+        return t if perm is None else t.permute(perm)
 
-    def flat_array(t: Tensor) -> Tensor:
-        with torch.no_grad():
-            a = flat(t)
-        return a if a.is_contiguous() else a.contiguous()
-
-    def unflat(g: Tensor, t: Tensor) -> Tensor:
-        g = g.view(step_shape)
-        if perm is not None:
-            g = g.permute([perm.index(d) for d in range(len(perm))])
-        return g.sum_to_size(t.shape).to(t.dtype)
+    def flat(t: Tensor) -> Tensor:
+        return physical(t).reshape(N)
 
     one_value = getattr(launcher, "broadcast_state", False)
     states = [s.to(device=x.device, dtype=dtype).reshape(1) if one_value and s.numel() == 1 else flat(s)
@@ -348,6 +355,23 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
     one_step = (base.reshape(N) if getattr(launcher, "one_step_input", False) and perm is None and T > 1
                 and x.stride(0) == 0 and base is not None and base.dtype == dtype and base.is_contiguous()
                 and tuple(base.shape) == tuple(logical) and base.data_ptr() == x_seq.data_ptr() else None)
+    # array values that repeat along the leading dims of a step in memory order (a per-channel value channels-last:
+    # every C neurons) are handed over as one period, when the launcher reads them so
+    lead = min((_leading_broadcast(physical(v)) for v in sources), default=0) \
+        if getattr(launcher, "periodic_arrays", False) else 0
+    period = math.prod(step_shape[lead:])
+
+    def flat_array(t: Tensor) -> Tensor:
+        with torch.no_grad():
+            a = physical(t)[(0,) * lead].reshape(period)
+        return a if a.is_contiguous() else a.contiguous()
+
+    def unflat(g: Tensor, t: Tensor) -> Tensor:
+        g = g.sum(0).view((1,) * lead + tuple(step_shape[lead:])) if g.dim() == 2 else g.view(step_shape)
+        if perm is not None:
+            g = g.permute([perm.index(d) for d in range(len(perm))])
+        return g.sum_to_size(t.shape).to(t.dtype)
+
     grad = torch.is_grad_enabled() and (x.requires_grad or any(s.requires_grad for s in states) or any(need_grad))
     if not grad or int_bits:
         grad, need_grad = False, [False] * len(need_grad)
@@ -356,8 +380,12 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
     ns = sp.n_state
     state_bytes = ns * (8 if dtype == torch.float64 else 4)
     K = min(T, max(1, launcher.segment(T, state_bytes, memory == "lean")))
-    c = Call(launcher, kern, launcher.layout(kern), T, N, launcher.block_size(kern, N, K * ns), K,
-             scalars, scalar_tensors, dtype, x.device, flat_array, unflat)
+    block = launcher.block_size(kern, N, K * ns)
+    # array gradients summed per block ([n_blocks, period] rows) where those rows are small beside [N]
+    block_grads = period < N and -(-N // block) * period <= N // 8 and any(
+        g for a, g in zip(is_array, need_grad) if a)
+    c = Call(launcher, kern, launcher.layout(kern), T, N, block, K, scalars, scalar_tensors, dtype, x.device,
+             flat_array, unflat, period, block_grads)
     if grad:
         sc_inputs = [t for t in scalar_tensors if t is not None]
         outs = _FusedScan.apply(c, x if one_step is None else one_step, ns, *states, *sources, *sc_inputs)

@@ -23,7 +23,16 @@ from torch import Tensor
 
 from ..core import State, StepFn
 from .driver import INTEGER_DTYPES, Call, FusedBackend, KernelCache, integer_reason
-from .llvm_kernels import ALIGNED_FLAG, CompiledKernel, compile_kernel, omp_trampoline, vector_width
+from .llvm_kernels import (
+    ALIGNED_FLAG,
+    BLOCK_GRADS_FLAG,
+    MAX_BLOCK,
+    PERIODIC_FLAG,
+    CompiledKernel,
+    compile_kernel,
+    omp_trampoline,
+    vector_width,
+)
 from .spec import KernelSpec, Layout
 
 __all__ = ["CPUBackend", "LLVMLauncher"]
@@ -81,6 +90,7 @@ def _run(fn: Any, n_blocks: int, ints: list[int], ptrs: list[int], scalars: list
          work: list[Tensor] | None = None, addr: int = 0) -> None:
     """Call the kernel over block ranges, one per thread: on torch's OpenMP team when there is one."""
     global _executor, _executor_pid
+    ints = [*ints, *[0] * (Layout.INTS - len(ints))]      # the trampoline copies Layout.INTS of them
     nt = max(1, min(torch.get_num_threads(), n_blocks))
     sc = (ctypes.c_double * max(1, len(scalars)))(*scalars)
     omp = _openmp() if nt > 1 and addr else None
@@ -127,6 +137,12 @@ def _aligned(c: Call, out: Tensor) -> int:
     return ALIGNED_FLAG if ok else 0
 
 
+def _periodic(c: Call) -> int:
+    """``PERIODIC_FLAG`` when the array slots hold one period of values (``Call.period`` < N)."""
+    assert c.block <= MAX_BLOCK, "blocks are copied into buffers of MAX_BLOCK on the kernels' stacks"
+    return PERIODIC_FLAG if c.period < c.N else 0
+
+
 _works: dict[tuple[int, int, torch.dtype], Tensor] = {}
 
 
@@ -146,6 +162,7 @@ class LLVMLauncher:
     broadcast_state = True    # a one-element initial state is read as one value for every neuron
     broadcast_checkpoint = True   # ... and a one-element checkpoint in backward (one segment from rest)
     one_step_input = True     # an input of one step for all T (stride 0) gets its gradient summed over time
+    periodic_arrays = True    # array values that repeat every P neurons are passed as P values (PERIODIC_FLAG)
 
     @property
     def broadcast_grad(self) -> int:
@@ -173,7 +190,7 @@ class LLVMLauncher:
         variables) stays within 256 KiB (L2)."""
         W = kernel.width
         nt = max(1, torch.get_num_threads())
-        cap = max(W, min(4096, (1 << 16) // max(1, replay)) // W * W)
+        cap = max(W, min(MAX_BLOCK, (1 << 16) // max(1, replay)) // W * W)
         per_thread = -(-N // nt)
         return max(W, min(cap, -(-per_thread // W) * W))
 
@@ -182,7 +199,8 @@ class LLVMLauncher:
         ck_ptrs = [_ptr(t) for t in ck] if keep else [_ptr(s)] * len(states)
         ptrs = [_ptr(x), _ptr(s), *map(_ptr, states), *map(_ptr, out_states), *ck_ptrs, *map(_ptr, arrays)]
         one_value = sum(4 << k for k, st in enumerate(states) if st.numel() == 1 and c.N > 1)
-        ints = [c.T, c.N, 0, 0, c.block, c.K, x.stride(0), (1 if keep else 0) | one_value | _aligned(c, s)]
+        ints = [c.T, c.N, 0, 0, c.block, c.K, x.stride(0), (1 if keep else 0) | one_value | _aligned(c, s)
+                | _periodic(c), c.period]
         _run(c.kernel.fwd, c.n_blocks, ints, ptrs, c.scalars, addr=c.kernel.fwd_addr)
 
     def backward(self, c: Call, x: Tensor, gs: Tensor, gx: Tensor, ck: list[Tensor], fin: list[Tensor],
@@ -196,7 +214,8 @@ class LLVMLauncher:
         one_ck = sum(16 << k for k, t in enumerate(ck) if t.numel() == 1 and c.N > 1)
         one_x = 8 if gx.dim() == 1 and c.T > 1 else 0      # one input step for all T: its gradient summed
         ints = [c.T, c.N, 0, 0, c.block, c.K, x.stride(0),
-                (2 if has_fin else 0) | gs_one | one_ck | one_x | _aligned(c, gx)]
+                (2 if has_fin else 0) | gs_one | one_ck | one_x | _aligned(c, gx) | _periodic(c)
+                | (BLOCK_GRADS_FLAG if c.block_grads else 0), c.period]
         _run(c.kernel.bwd, c.n_blocks, ints, ptrs, c.scalars, work, addr=c.kernel.bwd_addr)
 
 

@@ -8,7 +8,9 @@ block, so every step streams a contiguous row slice and the state stays in L1):
 Backward, per block, segments of ``K`` steps from the last: replay the segment from its checkpoint
 into a small work buffer, then walk it backwards through the generated vector–Jacobian product,
 carrying the state adjoint and accumulating parameter gradients (per neuron for per-neuron values, per
-block for scalars — the caller sums the block partials in a fixed order).
+block for scalars and for arrays that repeat every ``P`` neurons — the caller sums the block partials in a
+fixed order). Arrays that repeat (a per-channel value channels-last) are passed as one period and copied per
+block into a buffer on the stack (``PERIODIC_FLAG``).
 
 ABI of both functions: ``void f(i8** ptrs, i64* ints, double* scalars)``; the slots are laid out by
 ``Layout`` and filled by ``cpu.py``. The inner neuron loop runs ``W`` lanes at a time with a scalar tail.
@@ -144,6 +146,34 @@ def _flag(b: ir.IRBuilder, flags: ir.Value, bit: int) -> ir.Value:
     return b.icmp_signed("!=", b.and_(flags, ir.Constant(I64, bit)), ir.Constant(I64, 0))
 
 
+# Per-neuron arrays that repeat every ``P`` neurons (ints slot 8; e.g. a per-channel value in channels-last order,
+# ``P = C``): with PERIODIC_FLAG the array slots hold ``P`` values, and each block first copies its neurons'
+# values ``a[(lo + i) mod P]`` into a block-sized buffer on the stack, read from there at every step. With
+# BLOCK_GRADS_FLAG (backward) the gradient of each array is summed per block into row ``blk`` of a
+# ``[n_blocks, P]`` output (the caller sums the rows) instead of written per neuron.
+PERIODIC_FLAG = 1 << 28
+BLOCK_GRADS_FLAG = 1 << 29
+MAX_BLOCK = 4096           # the largest block a launcher may pass (the stack buffers' size)
+
+
+def _block_arrays(b: ir.IRBuilder, arr: dict[int, ir.Value], periodic: ir.Value, lo: ir.Value,
+                  n: ir.Value, off: ir.Value, P: ir.Value, loc: dict[int, ir.Value], cnt: ir.Value
+                  ) -> dict[int, ir.Value]:
+    """The base each array is read from at index ``i`` of the block: its periodic values copied into ``loc``,
+    or the per-neuron array at ``lo``."""
+    if not arr:
+        return {}
+    with b.if_then(periodic):
+        for r, src in arr.items():
+            b.store(off, cnt)
+            with _loop(b, ir.Constant(I64, 0), n, 1, "pa") as i:
+                c = b.load(cnt)
+                b.store(b.load(_gep(b, src, c)), _gep(b, loc[r], i))
+                c1 = b.add(c, ir.Constant(I64, 1))
+                b.store(b.select(b.icmp_signed("==", c1, P), ir.Constant(I64, 0), c1), cnt)
+    return {r: b.select(periodic, loc[r], _gep(b, src, lo)) for r, src in arr.items()}
+
+
 # -- the forward kernel ------------------------------------------------------------------------------------
 def _build_fwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
     lanes: type[Lanes] = IntLanes if spec.int_bits else Lanes
@@ -154,7 +184,7 @@ def _build_fwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
     F = _Fn(mod, f"sf_fwd_{spec.key}", Ls)
     b = F.b
     ns = spec.n_state
-    T, N, blo, bhi, B, K, xs, flags = (F.i64(k) for k in range(Layout.INTS))
+    T, N, blo, bhi, B, K, xs, flags = (F.i64(k) for k in range(8))
     x, s = F.ptr(0), F.ptr(1)
     st_in = [F.ptr(2 + k) for k in range(ns)]
     st = [F.ptr(2 + ns + k) for k in range(ns)]
@@ -163,10 +193,14 @@ def _build_fwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
     sc = {r: F.scalar(j) for j, r in enumerate(lay.scalars)}
     store_ck = _flag(b, flags, 1)
     aligned = _flag(b, flags, ALIGNED_FLAG)
+    P, periodic = F.i64(8), _flag(b, flags, PERIODIC_FLAG)
+    loc = {r: b.alloca(Ls.f, MAX_BLOCK) for r in arr}
+    cnt = b.alloca(I64)
     outs = ["spike", *(f"state{k}" for k in range(ns))]
     with _loop(b, blo, bhi, 1, "blk") as blk:
         lo = b.mul(blk, B)
         n = b.sub(b.select(b.icmp_signed("<", b.add(lo, B), N), b.add(lo, B), N), lo)
+        abase = _block_arrays(b, arr, periodic, lo, n, b.urem(lo, P), P, loc, cnt)
         with _loop(b, ir.Constant(I64, 0), n, 1, "cp") as i:
             for k in range(ns):   # flags bit 2+k: state k starts at one value for every neuron (no array)
                 one = _flag(b, flags, 4 << k)
@@ -192,8 +226,8 @@ def _build_fwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
                 env = {"x": _load(b, L, x, b.add(xrow, j))}
                 for k in range(ns):
                     env[f"state{k}"] = _load(b, L, st[k], j)
-                for r, p in arr.items():
-                    env[spec.runtime[r]] = _load(b, L, p, j)
+                for r, p in abase.items():
+                    env[spec.runtime[r]] = _load(b, L, p, i)
                 for r, v in sc.items():
                     env[spec.runtime[r]] = L.splat(b, v)
                 res = emit_graph_(b, spec.fwd, L, env, outs)
@@ -212,7 +246,7 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
     F = _Fn(mod, f"sf_bwd_{spec.key}", Ls)
     b = F.b
     ns = spec.n_state
-    T, N, blo, bhi, B, K, xs, flags = (F.i64(k) for k in range(Layout.INTS))
+    T, N, blo, bhi, B, K, xs, flags = (F.i64(k) for k in range(8))
     x, gs, gx = F.ptr(0), F.ptr(1), F.ptr(2)
     ck = [F.ptr(3 + k) for k in range(ns)]
     gfin = [F.ptr(3 + ns + k) for k in range(ns)]
@@ -227,6 +261,10 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
     sc = {r: F.scalar(j) for j, r in enumerate(lay.scalars)}
     has_gfin, gs_one, aligned = _flag(b, flags, 2), _flag(b, flags, 4), _flag(b, flags, ALIGNED_FLAG)
     one_x = _flag(b, flags, 8)      # the input is one step for all T (stride 0): its gradient is summed over time
+    P, periodic, block_grads = F.i64(8), _flag(b, flags, PERIODIC_FLAG), _flag(b, flags, BLOCK_GRADS_FLAG)
+    loc = {r: b.alloca(Ls.f, MAX_BLOCK) for r in arr}
+    gloc = {r: b.alloca(Ls.f, MAX_BLOCK) for r in garr}
+    cnt = b.alloca(I64)
     ng = len(lay.grad_scalars)
     dbl = ir.DoubleType()
     acc_v = [b.alloca(ir.VectorType(dbl, W)) for _ in range(ng)]
@@ -250,12 +288,14 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
         return [b.select(b.and_(first, b.not_(one_ck[k])), _gep(b, ck[k], b.add(b.mul(seg, N), lo)),
                          _gep(b, work, wslot(kk, k))) for k in range(ns)]
 
+    abase: dict[int, ir.Value] = {}     # per block: where each array is read at index i (_block_arrays)
+
     def env_for(L: Lanes, j: ir.Value, i: ir.Value, t: ir.Value, rows: list[ir.Value]) -> dict[str, ir.Value]:
         env = {"x": _load(b, L, x, b.add(b.mul(t, xs), j))}
         for k in range(ns):
             env[f"state{k}"] = _load(b, L, rows[k], i)
-        for r, p in arr.items():
-            env[spec.runtime[r]] = _load(b, L, p, j)
+        for r, p in abase.items():
+            env[spec.runtime[r]] = _load(b, L, p, i)
         for r, v in sc.items():
             env[spec.runtime[r]] = L.splat(b, v)
         return env
@@ -263,6 +303,10 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
     with _loop(b, blo, bhi, 1, "blk") as blk:
         lo = b.mul(blk, B)
         n = b.sub(b.select(b.icmp_signed("<", b.add(lo, B), N), b.add(lo, B), N), lo)
+        off = b.urem(lo, P)
+        abase.update(_block_arrays(b, arr, periodic, lo, n, off, P, loc, cnt))
+        # each array's gradient: summed per neuron in the block-sized buffer (BLOCK_GRADS_FLAG) or in place
+        gbase = {r: b.select(block_grads, gloc[r], _gep(b, p, lo)) for r, p in garr.items()}
         for a in acc_v:
             b.store(ir.Constant(ir.VectorType(dbl, W), [ir.Constant(dbl, 0.0)] * W), a)
         for a in acc_s:
@@ -272,8 +316,8 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
             for k in range(ns):
                 g0 = b.select(has_gfin, b.load(_gep(b, gfin[k], j)), Ls.c(0.0))
                 b.store(g0, _gep(b, gst[k], j))
-            for p in garr.values():
-                b.store(Ls.c(0.0), _gep(b, p, j))
+            for p in gbase.values():
+                b.store(Ls.c(0.0), _gep(b, p, i))
             with b.if_then(one_x):
                 b.store(Ls.c(0.0), _gep(b, gx, j))
             for k in range(ns):
@@ -318,8 +362,8 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
                             _store(b, L, res["g.x"], gx, b.add(b.mul(t, N), j), stream=mode)
                     for k in range(ns):
                         _store(b, L, res[f"g.state{k}"], gst[k], j)
-                    for rr, p in garr.items():
-                        _store(b, L, b.fadd(_load(b, L, p, j), res[f"g.{spec.runtime[rr]}"]), p, j)
+                    for rr, p in gbase.items():
+                        _store(b, L, b.fadd(_load(b, L, p, i), res[f"g.{spec.runtime[rr]}"]), p, i)
                     for q, rr in enumerate(lay.grad_scalars):
                         g = res[f"g.{spec.runtime[rr]}"]
                         if mode:
@@ -330,6 +374,17 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
                             b.store(b.fadd(b.load(acc_s[q]), gd), acc_s[q])
 
                 _lanes_loop(b, n, W, back, aligned)
+        if garr:                   # the block's row of each array gradient: its neurons summed per period index
+            with b.if_then(block_grads):
+                row = b.mul(blk, P)
+                for r, p in garr.items():
+                    b.store(off, cnt)
+                    with _loop(b, ir.Constant(I64, 0), n, 1, "pg") as i:
+                        c = b.load(cnt)
+                        dst = _gep(b, p, b.add(row, c))
+                        b.store(b.fadd(b.load(dst), b.load(_gep(b, gloc[r], i))), dst)
+                        c1 = b.add(c, ir.Constant(I64, 1))
+                        b.store(b.select(b.icmp_signed("==", c1, P), ir.Constant(I64, 0), c1), cnt)
         for q in range(ng):        # block partial: lanes summed in a fixed order
             total = b.load(acc_s[q])
             vec = b.load(acc_v[q])

@@ -29,7 +29,6 @@ from torch import Tensor, fx, nn
 from .llvm_backend import _run
 from .llvm_kernels import HandBuilt, _loop
 from .pool import POOL, handing_off
-from .spec import Layout
 
 __all__ = ["max_pool_2x2", "why_not"]
 
@@ -47,7 +46,7 @@ def _fn(mod: ir.Module, name: str) -> tuple[ir.IRBuilder, ir.Function]:
 
 def _args(b: ir.IRBuilder, fn: ir.Function) -> tuple[list[ir.Value], list[ir.Value]]:
     ptrs = [b.load(b.gep(fn.args[0], [ir.Constant(I64, k)])) for k in range(3)]
-    ints = [b.load(b.gep(fn.args[1], [ir.Constant(I64, k)])) for k in range(Layout.INTS)]
+    ints = [b.load(b.gep(fn.args[1], [ir.Constant(I64, k)])) for k in range(8)]
     return ptrs, ints
 
 

@@ -72,8 +72,8 @@ class Layout:
     grad_arrays: tuple[int, ...]   # array runtimes whose gradient is wanted
     grad_scalars: tuple[int, ...]  # scalar runtimes whose gradient is wanted
 
-    # ints: T, N, blk_lo, blk_hi, B, K, x_stride, flags
-    INTS = 8
+    # ints: T, N, blk_lo, blk_hi, B, K, x_stride, flags, P (the arrays' period: llvm_kernels.PERIODIC_FLAG)
+    INTS = 9
 
     # pointer slots, forward: x, s, state_in*, state_out*, ckpt*, arrays*
     # backward: x, gs, gx, ckpt*, gstate_final*, gstate0*, arrays*, garrays*, partials, work
