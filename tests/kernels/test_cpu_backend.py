@@ -381,3 +381,31 @@ def test_static_input_keeps_one_step_and_sums_its_gradient(cls) -> None:
     s_ref.backward(g)
     assert torch.equal(s, s_ref)
     torch.testing.assert_close(base.grad, ref.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_static_channels_last_input_keeps_one_step() -> None:
+    """The same for a channels-last step ([B, C, H, W] with C innermost, as a channels-last TimeFold hands it):
+    one step kept, its gradient summed in the kernel and handed back in that layout."""
+    T = 5
+    base = (torch.randn(3, 4, 5, 6) + 0.6).contiguous(memory_format=torch.channels_last).requires_grad_()
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        s = N.LIF(surrogate=ATan())(base.unsqueeze(0).expand(T, *base.shape))
+    assert sum(seen.values()) <= base.numel() * 4 + 8
+    nodes, todo = set(), [s.grad_fn]
+    while todo:                 # the kernel reads the step itself: no expand between it and the input
+        f = todo.pop()
+        nodes.add(type(f).__name__)
+        todo += [nf for nf, _ in f.next_functions if nf is not None]
+    assert "_FusedScanBackward" in nodes and "ExpandBackward0" not in nodes, nodes
+    g = torch.randn(s.shape)
+    s.backward(g)
+    ref = base.detach().clone().requires_grad_()
+    s_ref = N.LIF(surrogate=ATan(), backend="torch")(ref.unsqueeze(0).expand(T, *ref.shape).contiguous())
+    s_ref.backward(g)
+    assert torch.equal(s, s_ref) and 0 < float(s.detach().mean()) < 1
+    torch.testing.assert_close(base.grad, ref.grad, rtol=1e-5, atol=1e-6)

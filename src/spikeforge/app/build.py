@@ -220,6 +220,8 @@ def model_from_config(cfg: TrainConfig, data: DataBundle, method: TrainStep | No
             raise ConfigError(f"{comp.flag}: {e}") from None
         done.append(comp)
     model._spikeforge_compressors = done  # type: ignore[assignment]
+    if cfg.channels_last:     # 4-d weights and buffers only: the convs then compute and hand on channels-last
+        model = model.to(memory_format=torch.channels_last)
     return model
 
 

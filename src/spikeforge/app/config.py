@@ -51,6 +51,7 @@ class TrainConfig:
     loss: str = "ce"                # a registered loss: ce (mean output over T) | mse_rate | tet
     method: str = "bptt"            # a registered learning method (train-step strategy)
     memory: str = "default"         # what the neurons keep for backward: default | lean
+    channels_last: bool = False     # the model's 4-d weights (and so its conv activations) channels-last
     quantize: str | None = None     # e.g. w2u2 (compression hooks: compose with any method)
     prune: str | None = None        # e.g. lats:D=0.02, lats@0.9, crossbar:R=64,C=64@0.5
     rewire: str | None = None       # e.g. gradr:s=0.9,alpha=1e-3
@@ -137,6 +138,8 @@ FIELD_HELP: dict[str, str] = {
     "warmup_epochs": "linear warm-up, in epochs", "grad_clip": "clip the gradient norm to this",
     "loss": "loss over the outputs [T, B, K]", "method": "how the model learns (train-step strategy)",
     "memory": "what the neurons keep for backward (lean: recompute more, store less)",
+    "channels_last": "run the convolutions channels-last (faster on the CPU for conv models; differs from NCHW by "
+                     "float rounding)",
     "amp": "automatic mixed precision", "val_fraction": "share of the training split held out for validation",
     "seed": "seed of weights, split, order and encoding", "num_workers": "DataLoader worker processes",
     "run_dir": "the run folder (default runs/<dataset>-<model>-seed<N>-<time>)",

@@ -352,9 +352,10 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
     # a static input (one step expanded over time, as TimeFold hands it): autograd sees the step itself, so its
     # gradient is summed over time in the kernel instead of written for every step and summed by expand
     base = x_seq._base
-    one_step = (base.reshape(N) if getattr(launcher, "one_step_input", False) and perm is None and T > 1
-                and x.stride(0) == 0 and base is not None and base.dtype == dtype and base.is_contiguous()
-                and tuple(base.shape) == tuple(logical) and base.data_ptr() == x_seq.data_ptr() else None)
+    step = base if base is None or perm is None else base.permute(perm)      # in memory order (channels-last too)
+    one_step = (step.reshape(N) if getattr(launcher, "one_step_input", False) and T > 1 and x.stride(0) == 0
+                and base is not None and base.dtype == dtype and tuple(base.shape) == tuple(logical)
+                and step.is_contiguous() and base.data_ptr() == x_seq.data_ptr() else None)
     # array values that repeat along the leading dims of a step in memory order (a per-channel value channels-last:
     # every C neurons) are handed over as one period, when the launcher reads them so
     lead = min((_leading_broadcast(physical(v)) for v in sources), default=0) \
