@@ -73,3 +73,21 @@ def test_a_per_neuron_array_is_read_per_neuron(calls: list[Any]) -> None:
     m, ref = N.LIF(v_threshold=th), N.LIF(v_threshold=th, backend="torch")
     assert torch.equal(m(x), ref(x))
     assert calls[0][2] == calls[0][1] == 8 * 4 * 6 * 6
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_an_expanded_value_gets_its_gradient(channels_last: bool) -> None:
+    """A per-channel value that is itself one learnable number expanded (stride 0 along its own channel dim) is
+    still a value per channel: its period comes from its shape, and its gradient is summed back to the number."""
+    C = 12
+    x = _input(channels_last, C, side=16)
+    grads = []
+    for backend in ("torch", "auto"):
+        q = torch.tensor(1.0, requires_grad=True)
+        m = N.LIF(v_threshold=torch.ones(C, 1, 1), backend=backend)
+        m.v_threshold = q.expand(C, 1, 1)
+        s = m(x)
+        (s * torch.rand(s.shape, generator=torch.Generator().manual_seed(1))).sum().backward()
+        grads.append(q.grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-3)
+    assert abs(float(grads[0])) > 1

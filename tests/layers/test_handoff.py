@@ -145,3 +145,27 @@ def test_outside_the_scope_nothing_is_handed_off() -> None:
         s = n(x)
     pool(s).sum().backward()
     assert POOL.received == before and float(x.grad.abs().sum()) > 0
+
+
+class _TwoScans(LIF):
+    """A neuron whose own forward uses its spikes twice: autograd hands both scans one gradient tensor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.run(x)[0] + self.run(0.5 * x)[0]
+
+
+def test_a_neuron_with_its_own_forward_keeps_its_buffer() -> None:
+    assert "standard forward" in handoff_why_not(_TwoScans(), TimeFold(nn.MaxPool2d(2)))
+    grads = []
+    for hand in (False, True):
+        torch.manual_seed(0)
+        fold, n = TimeFold(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3)), _TwoScans()
+        pool = TimeFold(nn.MaxPool2d(2))
+        pool.hand_off = hand
+        x = torch.randn(T, B, 2, 8, 8).requires_grad_()
+        before = POOL.received
+        y = bn_neuron(fold, n, x, pool)
+        (y * torch.arange(y.numel()).view_as(y)).sum().backward()
+        assert POOL.received == before
+        grads.append(x.grad)
+    assert torch.equal(grads[0], grads[1]) and float(grads[0].abs().sum()) > 0

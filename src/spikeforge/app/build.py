@@ -221,7 +221,7 @@ def model_from_config(cfg: TrainConfig, data: DataBundle, method: TrainStep | No
         done.append(comp)
     model._spikeforge_compressors = done  # type: ignore[assignment]
     if cfg.channels_last:     # 4-d weights and buffers only: the convs then compute and hand on channels-last
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
 
 

@@ -282,12 +282,16 @@ class _FusedScan(torch.autograd.Function):
         return (None, gx, None, *g0_out, *arr_grads, *sc_grads)
 
 
-def _leading_broadcast(a: Tensor) -> int:
-    """How many leading dims of ``a`` (an expanded array value in memory order) it is constant along."""
-    for d in range(a.dim()):
-        if a.stride(d) != 0 and a.shape[d] != 1:
-            return d
-    return a.dim()
+def _leading_broadcast(shape: torch.Size, logical: torch.Size, perm: list[int] | None) -> int:
+    """How many leading dims of a step in memory order an array value of ``shape`` is broadcast along (its own
+    size 1 there, or no such dim). From the shape, not the strides: a value that is itself an expanded tensor
+    (stride 0, one entry behind many) is still a value per position, and gets a gradient per position."""
+    own = (1,) * (len(logical) - len(shape)) + tuple(shape)
+    order = perm if perm is not None else list(range(len(logical)))
+    for k, d in enumerate(order):
+        if own[d] != 1 and logical[d] != 1:
+            return k
+    return len(order)
 
 
 def _dense_order(x_seq: Tensor) -> list[int] | None:
@@ -352,14 +356,16 @@ def fused_scan(launcher: Launcher, step_fn: StepFn, x_seq: Tensor, state: State,
     # a static input (one step expanded over time, as TimeFold hands it): autograd sees the step itself, so its
     # gradient is summed over time in the kernel instead of written for every step and summed by expand
     base = x_seq._base
-    step = base if base is None or perm is None else base.permute(perm)      # in memory order (channels-last too)
-    one_step = (step.reshape(N) if getattr(launcher, "one_step_input", False) and T > 1 and x.stride(0) == 0
-                and base is not None and base.dtype == dtype and tuple(base.shape) == tuple(logical)
-                and step.is_contiguous() and base.data_ptr() == x_seq.data_ptr() else None)
+    one_step = None
+    if (base is not None and getattr(launcher, "one_step_input", False) and T > 1 and x.stride(0) == 0
+            and base.dtype == dtype and tuple(base.shape) == tuple(logical) and base.data_ptr() == x_seq.data_ptr()):
+        step = base if perm is None else base.permute(perm)      # in memory order (channels-last too)
+        one_step = step.reshape(N) if step.is_contiguous() else None
     # array values that repeat along the leading dims of a step in memory order (a per-channel value channels-last:
     # every C neurons) are handed over as one period, when the launcher reads them so
-    lead = min((_leading_broadcast(physical(v)) for v in sources), default=0) \
-        if getattr(launcher, "periodic_arrays", False) else 0
+    lead = 0
+    if sources and getattr(launcher, "periodic_arrays", False):
+        lead = min(_leading_broadcast(v.shape, logical, perm) for v in sources)
     period = math.prod(step_shape[lead:])
 
     def flat_array(t: Tensor) -> Tensor:

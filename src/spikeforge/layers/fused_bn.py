@@ -153,13 +153,17 @@ def why_not(fold: nn.Module, neuron: nn.Module, x_seq: Any) -> str | None:
 def handoff_why_not(neuron: nn.Module, pool: nn.Module) -> str | None:
     """``None`` when ``bn_neuron(fold, neuron, x, pool)`` lets ``pool`` hand its input gradient to ``neuron``
     (module docstring); else why the two keep separate buffers. Nobody else may see the gradient between them:
-    no hooks on either module (a hook may keep the gradient it is shown) and no global ones."""
+    no hooks on either module (a hook may keep the gradient it is shown) and no global ones, and a neuron with
+    the standard forward (one scan whose spikes are its output). A hook put by hand on a node of the autograd
+    graph between the two (``y.grad_fn.next_functions…register_hook``) is not seen: it must not keep the
+    gradient it is shown, or the pool's fold must have ``hand_off = False``."""
     if not isinstance(pool, TimeFold) or len(pool) == 0 or type(pool[0]) is not nn.MaxPool2d:
         return "the pool is not a TimeFold starting with an nn.MaxPool2d"
     if not pool.hand_off:
         return "hand_off is off on the pool's fold"
-    if not isinstance(neuron, SpikingNeuron):
-        return f"{type(neuron).__name__} is not a scan neuron"
+    if not isinstance(neuron, SpikingNeuron) or type(neuron).forward is not SpikingNeuron.forward \
+            or type(neuron).run is not SpikingNeuron.run:      # its own forward may use the spikes elsewhere
+        return f"{type(neuron).__name__} is not a scan neuron with the standard forward"
     if _global_hooks() or _module._global_backward_hooks or _module._global_backward_pre_hooks:
         return "global module hooks are registered"
     for m in (neuron, *pool.modules()):
