@@ -38,8 +38,8 @@ Architectures (input ``[T=10, B=32, 2, 34, 34]`` binary event frames, 10 classes
   on a static image ``[B=64, 1, 28, 28]`` direct-encoded over ``T = 4`` steps (a view, as
   ``spikeforge.encode.direct``): spikeforge with the first conv and BN computed once for all steps
   (``TimeFold`` on a static input), the same with ``static_once = False`` (every step computed: the code
-  before), and SpikingJelly (the image repeated over T, its tutorials' form). NCHW, as ``spikeforge train``
-  runs it.
+  before), and SpikingJelly (the image repeated over T, its tutorials' form). Channels-last, as the recipe
+  trains (``--channels-last true``); "spikeforge NCHW": the same in NCHW (``spikeforge train``'s default).
 
 ``--profile`` (on by default) adds, for each spikeforge row, the step's self CPU time by category (conv, linear,
 batch norm, neuron, pooling, loss, optimizer; the rest of the wall time is Python, autograd and element-wise glue), from
@@ -74,7 +74,7 @@ T, B, C, H = 10, 32, 2, 34
 STATIC = {"T": 4, "B": 64, "C": 1, "H": 28, "width": 32}     # the README's Fashion-MNIST recipe
 ARCHS = {"spiking_cnn_tiny": ["spikeforge", "spikeforge BN unfused", "spikingjelly", "snntorch", "norse"],
          "sew_resnet_tiny": ["spikeforge", "spikingjelly"], "spikformer_tiny": ["spikeforge", "spikingjelly"],
-         "static": ["spikeforge", "spikeforge every step", "spikingjelly"]}
+         "static": ["spikeforge", "spikeforge every step", "spikeforge NCHW", "spikingjelly"]}
 
 
 # -- the small CNN in each library (spiking_cnn_tiny: two conv-BN-LIF-pool stages, a linear readout) -----------
@@ -263,7 +263,7 @@ def build(arch: str, lib: str, channels_last: bool = False) -> tuple[nn.Module, 
     else:
         net, reset = {"sew_resnet_tiny": sew_resnet_tiny_spikingjelly,
                       "spikformer_tiny": spikformer_tiny_spikingjelly}[arch]()
-    if channels_last and lib.startswith("spikeforge") and arch != "static":     # static: NCHW, as the CLI trains
+    if channels_last and lib.startswith("spikeforge") and lib != "spikeforge NCHW":
         net = net.to(memory_format=torch.channels_last)
     return net, reset
 
@@ -415,16 +415,16 @@ def print_rows(arch: str, res: dict[str, dict[str, Any] | str]) -> None:
 
 
 # -- inference throughput: the forward pass as ``spikeforge report`` runs it, against SpikingJelly -------------
-def inference_bench(archs: list[str], reps: int, batch: int = 64) -> None:
+def inference_bench(archs: list[str], reps: int, channels_last: bool, batch: int = 64) -> None:
     print(f"\ninference throughput, batch {batch} (samples/s, median of {reps}; spikeforge under "
-          "torch.inference_mode as `spikeforge report` measures it, and under torch.no_grad; SpikingJelly (torch "
-          "backend) under torch.no_grad)")
+          "torch.inference_mode as `spikeforge report` measures it, and under torch.no_grad, channels-last as the "
+          "training rows; SpikingJelly (torch backend) under torch.no_grad)")
     for arch in archs:
         row = []
         for lib, ctx in (("spikeforge", torch.inference_mode), ("spikeforge no_grad", torch.no_grad),
                          ("spikingjelly", torch.no_grad)):
             try:
-                net, reset = build(arch, lib.split()[0])
+                net, reset = build(arch, lib.split()[0], channels_last)
             except ImportError as e:
                 row.append(f"{lib}: not installed ({e.name})")
                 continue
@@ -501,7 +501,8 @@ def main() -> None:
         if arch in only:
             print_rows(arch, run_rows(arch, libs, a))
     if "inference" in only:
-        inference_bench([arch for arch in ("spiking_cnn_tiny", "sew_resnet_tiny", "static")], reps=5)
+        inference_bench([arch for arch in ("spiking_cnn_tiny", "sew_resnet_tiny", "static")], reps=5,
+                        channels_last=a.channels_last == "on")
     if "psn" in only:
         psn_bench(reps=5)
 
