@@ -52,6 +52,7 @@ class TrainConfig:
     method: str = "bptt"            # a registered learning method (train-step strategy)
     memory: str = "default"         # what the neurons keep for backward: default | lean
     channels_last: bool = False     # the model's 4-d weights (and so its conv activations) channels-last
+    augment: str | None = None      # training batches flipped / shifted, e.g. flip,shift:2 (training.Augment)
     quantize: str | None = None     # e.g. w2u2 (compression hooks: compose with any method)
     prune: str | None = None        # e.g. lats:D=0.02, lats@0.9, crossbar:R=64,C=64@0.5
     rewire: str | None = None       # e.g. gradr:s=0.9,alpha=1e-3
@@ -114,6 +115,12 @@ class TrainConfig:
             raise ConfigError(f"grad_clip: must be > 0 or unset, got {self.grad_clip!r}")
         if self.num_workers < 0:
             raise ConfigError(f"num_workers: must be >= 0, got {self.num_workers!r}")
+        if self.augment is not None:
+            from ..training.augment import Augment
+            try:
+                Augment.parse(self.augment)
+            except ValueError as e:
+                raise ConfigError(f"augment: {e}") from None
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,6 +145,8 @@ FIELD_HELP: dict[str, str] = {
     "warmup_epochs": "linear warm-up, in epochs", "grad_clip": "clip the gradient norm to this",
     "loss": "loss over the outputs [T, B, K]", "method": "how the model learns (train-step strategy)",
     "memory": "what the neurons keep for backward (lean: recompute more, store less)",
+    "augment": "flip and shift each training sample, e.g. flip,shift:2 (flip: left-right with probability 1/2; "
+               "shift:N: up to N pixels, zero fill; shift: up to H/8)",
     "channels_last": "run the convolutions channels-last (faster on the CPU for conv models; differs from NCHW by "
                      "float rounding)",
     "amp": "automatic mixed precision", "val_fraction": "share of the training split held out for validation",

@@ -26,6 +26,7 @@ from ..core import FolderLock, atomic_write, check_free, eval_mode, keep_freed_m
 from ..data import DataBundle
 from ..training import (
     METHODS,
+    Augment,
     FiringRates,
     FitResult,
     RunFailed,
@@ -140,6 +141,7 @@ def _train(cfg: TrainConfig, resume: bool, overwrite: bool, callbacks: list[Any]
     method = method_from_config(cfg)
     model = model_from_config(cfg, data, method)
     check_input(model, data, cfg)                # a wrong shape fails here, before anything is written
+    batch_transform = _augment(cfg, method, loss, batch_transform)
     for note in notes if rank == 0 else []:
         print(f"spikeforge: {note}", file=sys.stderr)
     cfg.run_dir = str(run_dir)
@@ -208,6 +210,19 @@ def _trainer(cfg: TrainConfig, model: nn.Module, data: DataBundle, run_dir: Path
                    grad_clip=cfg.grad_clip, amp=cfg.amp, skip_nonfinite=cfg.skip_nonfinite, seed=cfg.seed,
                    max_steps=cfg.max_steps, num_workers=cfg.num_workers, progress=cfg.progress,
                    config=cfg.to_dict(), eval_every=cfg.eval_every, method=method, max_skipped=cfg.max_skipped)
+
+
+def _augment(cfg: TrainConfig, method: Any, loss: Any, batch_transform: Any) -> Any:
+    """``batch_transform``, or ``--augment``'s ``Augment`` when the method, the loss and the data can take it."""
+    if cfg.augment is None:
+        return batch_transform
+    if batch_transform is not None:
+        raise ConfigError("augment: a batch_transform is passed too; give one or the other")
+    if not getattr(method, "takes_batch_transform", False):
+        raise ConfigError(f"augment: method {cfg.method} does not augment its batches (bptt and ttfs do)")
+    if getattr(loss or get_loss(cfg.loss), "batch_transform", None) is not None:
+        raise ConfigError(f"augment: loss {cfg.loss} makes its own augmented views")
+    return Augment.parse(cfg.augment)
 
 
 def _write_config(run_dir: Path, cfg: TrainConfig) -> None:

@@ -222,6 +222,7 @@ class TTFS(TrainStep):
     """
 
     name = "ttfs"
+    takes_batch_transform = True
     config: ClassVar[dict[str, Any]] = {"encoding": "latency"}
     replaces_neurons: ClassVar[bool] = True
 

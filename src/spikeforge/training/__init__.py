@@ -1,5 +1,5 @@
 """Training: the loop (``engine``), train-step strategies (``steps``), checkpoints, callbacks, losses
-(``contrastive``: TCL/STCL), optimisers.
+(``contrastive``: TCL/STCL), optimisers, batch augmentation (``augment``: ``--augment``).
 
     from spikeforge.training import fit
     result = fit(model, data, T=8, loss=my_loss, optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1),
@@ -9,6 +9,7 @@ Datasets by name are ``spikeforge.data.build_dataset``; the workflow from a conf
 ``spikeforge.app.train``.
 """
 
+from .augment import Augment
 from .callbacks import Callback, CSVLogger, FiringRates, ProgressBar, StepInfo, TensorBoardLogger
 from .checkpoint import (
     CheckpointError,
@@ -41,4 +42,5 @@ __all__ = ["fit", "Trainer", "FitResult", "RunFailed", "NonFiniteError", "Diverg
            "LOSSES", "get_loss", "mean_ce", "mse_rate", "tet", "accuracy", "count_correct", "optimizer_factory",
            "cosine_warmup", "constant", "TrainStep", "BPTT", "StepContext", "StepOutput", "NonFiniteLoss",
            "METHODS", "get_method", "prepared_by", "mark_prepared", "prepare_loss", "LossError",
-           "TemporalContrastive", "ContrastiveHead", "supcon", "TwoViews", "RandomShift", "without_contrastive_head"]
+           "TemporalContrastive", "ContrastiveHead", "supcon", "TwoViews", "RandomShift", "without_contrastive_head",
+           "Augment"]

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .augment import shift_each
 from .losses import LOSSES
 
 __all__ = ["supcon", "ContrastiveHead", "TemporalContrastive", "TwoViews", "RandomShift",
@@ -256,14 +257,8 @@ class RandomShift:
         if x.dim() not in (4, 5):
             raise ValueError(f"RandomShift expects [B, C, H, W] or [T, B, C, H, W], got shape {tuple(x.shape)}")
         seq = x if x.dim() == 5 else x.unsqueeze(0)
-        H, W = seq.shape[-2:]
-        s = max(1, H // 8) if self.pixels is None else self.pixels
-        if s == 0:
-            return x
-        shifts = torch.randint(-s, s + 1, (seq.shape[1], 2)).tolist()
-        padded = F.pad(seq, (s, s, s, s))
-        out = torch.stack([padded[:, b, :, s + dy:s + dy + H, s + dx:s + dx + W]
-                           for b, (dy, dx) in enumerate(shifts)], dim=1)
+        s = max(1, seq.shape[-2] // 8) if self.pixels is None else self.pixels
+        out = shift_each(seq, s)
         return out if x.dim() == 5 else out[0]
 
 

@@ -109,11 +109,13 @@ class TrainStep:
     nothing. ``config`` lists the run settings the method fixes (the ANN twins train at ``T = 1``);
     ``replaces_neurons`` says that ``prepare`` puts the method's own neurons in place of the model's.
     ``options()`` are the method's own settings (``--method-arg``), saved in the run's config.
+    ``takes_batch_transform`` says that the step applies ``ctx.batch_transform`` (``--augment``) to its batch.
     """
 
     name = "step"
     config: ClassVar[dict[str, Any]] = {}
     replaces_neurons: ClassVar[bool] = False       # prepare() swaps the model's neurons for the method's own
+    takes_batch_transform: ClassVar[bool] = False
 
     def check(self, model: nn.Module) -> str | None:
         return None
@@ -155,6 +157,7 @@ class BPTT(TrainStep):
     (surrogate gradients at every spike)."""
 
     name = "bptt"
+    takes_batch_transform = True
 
     def __call__(self, model: nn.Module, batch: tuple[Tensor, Tensor], ctx: StepContext) -> StepOutput:
         x_seq, y = batch
