@@ -156,6 +156,18 @@ BLOCK_GRADS_FLAG = 1 << 29
 MAX_BLOCK = 4096           # the largest block a launcher may pass (the stack buffers' size)
 
 
+@contextlib.contextmanager
+def _period_loop(b: ir.IRBuilder, n: ir.Value, off: ir.Value, P: ir.Value, cnt: ir.Value,
+                 name: str) -> Iterator[tuple[ir.Value, ir.Value]]:
+    """``for i in range(n)`` with ``c = (off + i) mod P`` carried in ``cnt`` (no division): yields ``(i, c)``."""
+    b.store(off, cnt)
+    with _loop(b, ir.Constant(I64, 0), n, 1, name) as i:
+        c = b.load(cnt)
+        yield i, c
+        c1 = b.add(c, ir.Constant(I64, 1))
+        b.store(b.select(b.icmp_signed("==", c1, P), ir.Constant(I64, 0), c1), cnt)
+
+
 def _block_arrays(b: ir.IRBuilder, arr: dict[int, ir.Value], periodic: ir.Value, lo: ir.Value,
                   n: ir.Value, off: ir.Value, P: ir.Value, loc: dict[int, ir.Value], cnt: ir.Value
                   ) -> dict[int, ir.Value]:
@@ -165,12 +177,8 @@ def _block_arrays(b: ir.IRBuilder, arr: dict[int, ir.Value], periodic: ir.Value,
         return {}
     with b.if_then(periodic):
         for r, src in arr.items():
-            b.store(off, cnt)
-            with _loop(b, ir.Constant(I64, 0), n, 1, "pa") as i:
-                c = b.load(cnt)
+            with _period_loop(b, n, off, P, cnt, "pa") as (i, c):
                 b.store(b.load(_gep(b, src, c)), _gep(b, loc[r], i))
-                c1 = b.add(c, ir.Constant(I64, 1))
-                b.store(b.select(b.icmp_signed("==", c1, P), ir.Constant(I64, 0), c1), cnt)
     return {r: b.select(periodic, loc[r], _gep(b, src, lo)) for r, src in arr.items()}
 
 
@@ -378,13 +386,9 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
             with b.if_then(block_grads):
                 row = b.mul(blk, P)
                 for r, p in garr.items():
-                    b.store(off, cnt)
-                    with _loop(b, ir.Constant(I64, 0), n, 1, "pg") as i:
-                        c = b.load(cnt)
+                    with _period_loop(b, n, off, P, cnt, "pg") as (i, c):
                         dst = _gep(b, p, b.add(row, c))
                         b.store(b.fadd(b.load(dst), b.load(_gep(b, gloc[r], i))), dst)
-                        c1 = b.add(c, ir.Constant(I64, 1))
-                        b.store(b.select(b.icmp_signed("==", c1, P), ir.Constant(I64, 0), c1), cnt)
         for q in range(ng):        # block partial: lanes summed in a fixed order
             total = b.load(acc_s[q])
             vec = b.load(acc_v[q])

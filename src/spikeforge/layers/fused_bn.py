@@ -125,6 +125,14 @@ class _BatchAffine(torch.autograd.Function):
         return gx, gw, gb, None, None, None
 
 
+def _not_standard(neuron: nn.Module) -> str | None:
+    """``None`` for a scan neuron whose ``forward`` is one ``run`` returning the scan's spikes, else why not."""
+    if not isinstance(neuron, SpikingNeuron) or type(neuron).forward is not SpikingNeuron.forward \
+            or type(neuron).run is not SpikingNeuron.run:
+        return f"{type(neuron).__name__} is not a scan neuron with the standard forward"
+    return None
+
+
 def why_not(fold: nn.Module, neuron: nn.Module, x_seq: Any) -> str | None:
     """``None`` when ``bn_neuron(fold, neuron, x_seq)`` runs fused; else why it runs as ``neuron(fold(x_seq))``."""
     if isinstance(x_seq, fx.Proxy):
@@ -133,9 +141,9 @@ def why_not(fold: nn.Module, neuron: nn.Module, x_seq: Any) -> str | None:
         return "the fold does not end with a torch BatchNorm"
     if not fold.fuse_bn:
         return "fuse_bn is off on the fold"
-    if not isinstance(neuron, SpikingNeuron) or type(neuron).forward is not SpikingNeuron.forward \
-            or type(neuron).run is not SpikingNeuron.run:
-        return f"{type(neuron).__name__} is not a scan neuron with the standard forward"
+    why = _not_standard(neuron)
+    if why is not None:
+        return why
     if neuron.grad_rule is not None:
         return "the neuron's gradient comes from a gradient rule, which reads the normalised input"
     if not isinstance(x_seq, Tensor) or x_seq.dim() < 3 or x_seq.dtype not in (torch.float32, torch.float64):
@@ -161,9 +169,9 @@ def handoff_why_not(neuron: nn.Module, pool: nn.Module) -> str | None:
         return "the pool is not a TimeFold starting with an nn.MaxPool2d"
     if not pool.hand_off:
         return "hand_off is off on the pool's fold"
-    if not isinstance(neuron, SpikingNeuron) or type(neuron).forward is not SpikingNeuron.forward \
-            or type(neuron).run is not SpikingNeuron.run:      # its own forward may use the spikes elsewhere
-        return f"{type(neuron).__name__} is not a scan neuron with the standard forward"
+    why = _not_standard(neuron)           # its own forward may use the spikes elsewhere
+    if why is not None:
+        return why
     if _global_hooks() or _module._global_backward_hooks or _module._global_backward_pre_hooks:
         return "global module hooks are registered"
     for m in (neuron, *pool.modules()):

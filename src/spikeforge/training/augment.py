@@ -21,11 +21,11 @@ from torch import Tensor
 __all__ = ["Augment", "shift_each"]
 
 
-def shift_each(x: Tensor, pixels: int) -> Tensor:
+def shift_each(x: Tensor, pixels: int | None) -> Tensor:
     """``x [T, B, C, H, W]`` with each sample shifted by its own draw of ``(dy, dx)`` in ``[-pixels, pixels]``
-    (the same at every step; zero fill)."""
+    (the same at every step; zero fill); ``pixels=None``: ``max(1, H // 8)``."""
     T, B, C, H, W = x.shape
-    s = int(pixels)
+    s = max(1, H // 8) if pixels is None else int(pixels)
     if s == 0 or x.numel() == 0:
         return x
     d = torch.randint(-s, s + 1, (B, 2))
@@ -77,6 +77,5 @@ class Augment:
         if self.flip:
             mirror = (torch.rand(x.shape[1]) < 0.5).view(1, -1, 1, 1, 1)
             x = torch.where(mirror, x.flip(-1), x)
-        shift = max(1, x.shape[-2] // 8) if self.shift is None else self.shift
-        x = shift_each(x, shift)
+        x = shift_each(x, self.shift)
         return x.expand(T, *x.shape[1:]) if static else x

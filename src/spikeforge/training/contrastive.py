@@ -257,8 +257,7 @@ class RandomShift:
         if x.dim() not in (4, 5):
             raise ValueError(f"RandomShift expects [B, C, H, W] or [T, B, C, H, W], got shape {tuple(x.shape)}")
         seq = x if x.dim() == 5 else x.unsqueeze(0)
-        s = max(1, seq.shape[-2] // 8) if self.pixels is None else self.pixels
-        out = shift_each(seq, s)
+        out = shift_each(seq, self.pixels)
         return out if x.dim() == 5 else out[0]
 
 
