@@ -52,3 +52,13 @@ def test_a_stopped_channels_last_run_resumes_exactly(tmp_path: Path, capsys: pyt
     assert got_rows == want_rows
     code, err = main_in_process(capsys, "train", "--resume", str(stopped), "--channels-last", "false")
     assert code == 2 and "--channels-last cannot change when a run resumes" in err[0]
+
+
+def test_a_model_without_convolutions_says_the_flag_changes_nothing(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = main_in_process(capsys, "train", "--dataset", "digits", "--model", "spiking_mlp_tiny", "--T", "2",
+                                "--epochs", "1", "--limit-train", "64", "--threads", "1", "--progress", "false",
+                                "--channels-last", "true", "--run-dir", str(tmp_path / "run"))
+    assert code == 0
+    assert ("spikeforge: --channels-last: model spiking_mlp_tiny has no 4-d (convolution) weights; it runs as "
+            "without it") in err

@@ -59,7 +59,8 @@ def test_shift_each_fills_with_zeros() -> None:
 
 @pytest.mark.parametrize("spec,message", [
     ("flop", "'flop': expected flip, shift or shift:N"), ("shift:-1", "expected shift:N with N a whole number"),
-    ("flip,flip", "'flip' is given twice"), ("shift:two", "expected shift:N")])
+    ("flip,flip", "'flip' is given twice"), ("shift:two", "expected shift:N"),
+    ("shift:0", "'shift:0' shifts nothing: expected shift:N with N >= 1")])
 def test_parse_errors_name_the_part(spec: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Augment.parse(spec)
@@ -93,7 +94,9 @@ def test_an_augmented_run_resumes_to_the_same_weights(tmp_path: Path, capsys: py
 @pytest.mark.parametrize("extra,message", [
     (["--method", "online"], "augment: method online does not augment its batches"),
     (["--loss", "stcl"], "augment: loss stcl makes its own augmented views"),
-    (["--augment", "flop"], "augment: 'flop': expected flip, shift or shift:N")])
+    (["--augment", "flop"], "augment: 'flop': expected flip, shift or shift:N"),
+    (["--augment", "flip,shift:8"], "augment: shift:8 can move a 8x8 image of digits wholly out of view; "
+                                    "expected N < 8")])
 def test_what_cannot_augment_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
                                          message: str) -> None:
     code, err = main_in_process(capsys, *ARGS, *extra, "--run-dir", str(tmp_path / "run"))

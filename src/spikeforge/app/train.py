@@ -141,7 +141,9 @@ def _train(cfg: TrainConfig, resume: bool, overwrite: bool, callbacks: list[Any]
     method = method_from_config(cfg)
     model = model_from_config(cfg, data, method)
     check_input(model, data, cfg)                # a wrong shape fails here, before anything is written
-    batch_transform = _augment(cfg, method, loss, batch_transform)
+    batch_transform = _augment(cfg, method, loss, batch_transform, data.img_size)
+    if cfg.channels_last and not any(p.dim() == 4 for p in model.parameters()):
+        notes.append(f"--channels-last: model {cfg.model} has no 4-d (convolution) weights; it runs as without it")
     for note in notes if rank == 0 else []:
         print(f"spikeforge: {note}", file=sys.stderr)
     cfg.run_dir = str(run_dir)
@@ -212,7 +214,7 @@ def _trainer(cfg: TrainConfig, model: nn.Module, data: DataBundle, run_dir: Path
                    config=cfg.to_dict(), eval_every=cfg.eval_every, method=method, max_skipped=cfg.max_skipped)
 
 
-def _augment(cfg: TrainConfig, method: Any, loss: Any, batch_transform: Any) -> Any:
+def _augment(cfg: TrainConfig, method: Any, loss: Any, batch_transform: Any, img_size: int | None) -> Any:
     """``batch_transform``, or ``--augment``'s ``Augment`` when the method, the loss and the data can take it."""
     if cfg.augment is None:
         return batch_transform
@@ -222,7 +224,11 @@ def _augment(cfg: TrainConfig, method: Any, loss: Any, batch_transform: Any) -> 
         raise ConfigError(f"augment: method {cfg.method} does not augment its batches (bptt and ttfs do)")
     if getattr(loss or get_loss(cfg.loss), "batch_transform", None) is not None:
         raise ConfigError(f"augment: loss {cfg.loss} makes its own augmented views")
-    return Augment.parse(cfg.augment)
+    augment = Augment.parse(cfg.augment)
+    if img_size and augment.shift and augment.shift >= img_size:
+        raise ConfigError(f"augment: shift:{augment.shift} can move a {img_size}x{img_size} image of "
+                          f"{cfg.dataset} wholly out of view; expected N < {img_size}")
+    return augment
 
 
 def _write_config(run_dir: Path, cfg: TrainConfig) -> None:

@@ -60,6 +60,8 @@ class Augment:
                 if arg and not arg.isdigit():
                     raise ValueError(f"{part!r}: expected shift:N with N a whole number of pixels")
                 shift = int(arg) if arg else None
+                if shift == 0:
+                    raise ValueError(f"{part!r} shifts nothing: expected shift:N with N >= 1 (or leave it out)")
             else:
                 raise ValueError(f"{part!r}: expected flip, shift or shift:N (e.g. flip,shift:2)")
         return cls(flip, shift)
