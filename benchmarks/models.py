@@ -416,29 +416,33 @@ def print_rows(arch: str, res: dict[str, dict[str, Any] | str]) -> None:
 
 # -- inference throughput: the forward pass as ``spikeforge report`` runs it, against SpikingJelly -------------
 def inference_bench(archs: list[str], reps: int, channels_last: bool, batch: int = 64) -> None:
-    print(f"\ninference throughput, batch {batch} (samples/s, median of {reps}; spikeforge under "
-          "torch.inference_mode as `spikeforge report` measures it, and under torch.no_grad, channels-last as the "
-          "training rows; SpikingJelly (torch backend) under torch.no_grad)")
+    print(f"\ninference throughput, batch {batch} (samples/s, median of {reps} after two warm-ups; spikeforge under "
+          "torch.inference_mode as `spikeforge report` measures it, and under torch.no_grad, the two interleaved on "
+          "one model, channels-last as the training rows; SpikingJelly (torch backend) under torch.no_grad)")
     for arch in archs:
         row = []
-        for lib, ctx in (("spikeforge", torch.inference_mode), ("spikeforge no_grad", torch.no_grad),
-                         ("spikingjelly", torch.no_grad)):
+        runs: list[tuple[str, Any, Any, Callable[[], None], torch.Tensor]] = []
+        for lib in ("spikeforge", "spikingjelly"):
             try:
-                net, reset = build(arch, lib.split()[0], channels_last)
+                net, reset = build(arch, lib, channels_last)
             except ImportError as e:
                 row.append(f"{lib}: not installed ({e.name})")
                 continue
             net.eval()
-            x, _ = inputs(arch, lib.split()[0], batch)
-            ts = []
-            with ctx():
-                for i in range(reps + 1):
+            x, _ = inputs(arch, lib, batch)
+            ctxs = [("spikeforge", torch.inference_mode), ("spikeforge no_grad", torch.no_grad)] \
+                if lib == "spikeforge" else [(lib, torch.no_grad)]
+            runs += [(name, ctx, net, reset, x) for name, ctx in ctxs]
+        ts: dict[str, list[float]] = {name: [] for name, *_ in runs}
+        for i in range(reps + 2):         # the rows in turn at every repetition: drift hits them alike
+            for name, ctx, net, reset, x in runs:
+                with ctx():
                     t0 = time.perf_counter()
                     net(x)
                     reset()
-                    if i:
-                        ts.append(time.perf_counter() - t0)
-            row.append(f"{lib}: {batch / statistics.median(ts):8.0f}")
+                    if i >= 2:
+                        ts[name].append(time.perf_counter() - t0)
+        row = [f"{name}: {batch / statistics.median(v):8.0f}" for name, v in ts.items()] + row
         print(f"  {arch:<18} " + "   ".join(row))
 
 
