@@ -21,7 +21,9 @@ def _both(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, to
     return y1, y2, x1.grad, x2.grad
 
 
-@pytest.mark.parametrize("shape", [(4, 3, 8, 8), (2, 5, 7, 9), (1, 1, 3, 2), (0, 2, 4, 4), (64, 16, 34, 34)])
+# channels-last runs whole vectors of channels, then one at a time: 16, 21 and 40 channels cover both parts
+@pytest.mark.parametrize("shape", [(4, 3, 8, 8), (2, 5, 7, 9), (1, 1, 3, 2), (0, 2, 4, 4), (64, 16, 34, 34),
+                                   (3, 21, 7, 6), (2, 40, 5, 9)])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_equals_torch_max_pool(shape: tuple[int, ...], threads: int, channels_last: bool) -> None:
@@ -40,11 +42,15 @@ def test_equals_torch_max_pool(shape: tuple[int, ...], threads: int, channels_la
         torch.set_num_threads(old)
 
 
-def test_nan_takes_the_window_as_torch_does() -> None:
-    x = torch.randn(1, 1, 4, 4)
-    x[0, 0, 0, 1] = float("nan")        # second position of the first window
-    x[0, 0, 2, 2] = x[0, 0, 3, 3] = float("nan")    # two NaNs in one window: the later one wins in torch
-    y1, y2, g1, g2 = _both(x)
+@pytest.mark.parametrize("channels", [1, 19])
+def test_nan_takes_the_window_as_torch_does(channels: int) -> None:
+    x = torch.randn(1, channels, 4, 4)
+    c = channels - 1                     # with 19 channels-last: channel 0 in a vector, channel 18 one at a time
+    for ch in {0, c}:
+        x[0, ch, 0, 1] = float("nan")        # second position of the first window
+        x[0, ch, 2, 2] = x[0, ch, 3, 3] = float("nan")    # two NaNs in one window: the later one wins in torch
+    y1, y2, g1, g2 = _both(x.contiguous(memory_format=torch.channels_last) if channels > 1 else x)
+    assert bool(y2.isnan().any())
     assert torch.equal(y1.isnan(), y2.isnan()) and torch.equal(y1.nan_to_num(), y2.nan_to_num())
     assert torch.equal(g1, g2)
 

@@ -17,7 +17,9 @@ def _layouts(shape: tuple[int, ...], gen: torch.Generator) -> list[torch.Tensor]
     return out
 
 
-@pytest.mark.parametrize("shape", [(3, 4, 5, 6, 7), (2, 2, 3, 1, 1), (4, 3, 8, 10), (5, 7, 6), (1, 2, 1, 3, 3)])
+# channels-last rows are read a vector of channels at a time, then one at a time: 21 and 40 channels cover both
+@pytest.mark.parametrize("shape", [(3, 4, 5, 6, 7), (2, 2, 3, 1, 1), (4, 3, 8, 10), (5, 7, 6), (1, 2, 1, 3, 3),
+                                   (2, 3, 21, 4, 5), (1, 2, 40, 3, 3)])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_equals_torch_in_double(shape: tuple[int, ...], threads: int) -> None:
     old = torch.get_num_threads()
@@ -47,6 +49,21 @@ def test_same_result_for_any_thread_count_and_many_blocks() -> None:
         assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
     finally:
         torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("channels", [16, 21, 5])
+def test_channels_last_rows_are_summed_in_row_order(channels: int) -> None:
+    """Each block of rows adds its rows to 0 one after the other, in double (cumsum's order), and the blocks are
+    summed afterwards: bit for bit, so the batch statistics do not change with the kernel's vector width."""
+    x = (torch.randn(9, channels, 50, 40, generator=torch.Generator().manual_seed(2)) * 3 + 5)
+    x = x.contiguous(memory_format=torch.channels_last)
+    rows = x.permute(0, 2, 3, 1).reshape(-1, channels).double()
+    per = max(1, (1 << 16) // channels)
+    blocks = [rows[i:i + per] for i in range(0, len(rows), per)]
+    assert len(blocks) > 1
+    want = torch.stack([torch.stack([blk.cumsum(0)[-1], (blk * blk).cumsum(0)[-1]]) for blk in blocks]).sum(dim=0)
+    got1, got2 = channel_sums(x, 1)
+    assert torch.equal(got1, want[0]) and torch.equal(got2, want[1])
 
 
 def test_channel_dim_one_of_a_plain_batch() -> None:

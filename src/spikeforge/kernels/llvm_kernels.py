@@ -92,11 +92,30 @@ class _Fn:
         return v if self.L.bits == 64 else self.b.fptrunc(v, self.L.f)
 
 
-def _load(b: ir.IRBuilder, L: Lanes, base: ir.Value, idx: ir.Value) -> ir.Value:
+def _elem_bytes(ty: ir.Type) -> int:
+    return 4 if isinstance(ty, ir.FloatType) else 8 if isinstance(ty, ir.DoubleType) else ty.width // 8
+
+
+def _vload(b: ir.IRBuilder, base: ir.Value, idx: ir.Value, w: int) -> ir.Value:
+    """``w`` consecutive elements of ``base`` from ``idx`` as a vector (``w = 1``: the scalar), element-aligned."""
     p = _gep(b, base, idx)
-    if L.width == 1:
+    if w == 1:
         return b.load(p)
-    return b.load(b.bitcast(p, L.ty.as_pointer()), align=L.bits // 8)
+    ty = base.type.pointee
+    return b.load(b.bitcast(p, ir.VectorType(ty, w).as_pointer()), align=_elem_bytes(ty))
+
+
+def _vstore(b: ir.IRBuilder, v: ir.Value, base: ir.Value, idx: ir.Value, w: int) -> ir.Instruction:
+    """Store ``_vload``'s kind of value."""
+    p = _gep(b, base, idx)
+    if w == 1:
+        return b.store(v, p)
+    ty = base.type.pointee
+    return b.store(v, b.bitcast(p, ir.VectorType(ty, w).as_pointer()), align=_elem_bytes(ty))
+
+
+def _load(b: ir.IRBuilder, L: Lanes, base: ir.Value, idx: ir.Value) -> ir.Value:
+    return _vload(b, base, idx, L.width)
 
 
 # How the inner loop runs: W lanes at a time (SCALAR for the tail), and how it writes a [T, N] output it

@@ -20,7 +20,7 @@ from llvmlite import ir
 from torch import Tensor
 
 from .llvm_backend import _run
-from .llvm_kernels import HandBuilt, _loop
+from .llvm_kernels import HandBuilt, _lanes_loop, _loop, _vload, _vstore, vector_width
 
 __all__ = ["channel_sums", "channel_mean_var", "why_not"]
 
@@ -38,6 +38,15 @@ def _reassoc(inst: Any) -> Any:
     return inst
 
 
+def _zeros(w: int) -> ir.Constant:
+    return ir.Constant(F64, 0.0) if w == 1 else ir.Constant(ir.VectorType(F64, w), [ir.Constant(F64, 0.0)] * w)
+
+
+def _add_to(b: ir.IRBuilder, out: ir.Value, at: ir.Value, acc: ir.Value, w: int) -> None:
+    """``out[at : at + w] += *acc``."""
+    _vstore(b, b.fadd(_vload(b, out, at, w), b.load(acc)), out, at, w)
+
+
 def _build(mod: ir.Module, planes: bool) -> None:
     """ints: ``[C, S, block lo, block hi, rows per block, P]``; ptrs: ``x`` (float32 ``[P, C, S]``), ``out``
     (float64 ``[blocks, 2, C]``: the block's ``Σx`` then its ``Σx²``)."""
@@ -46,7 +55,9 @@ def _build(mod: ir.Module, planes: bool) -> None:
     for a in fn.args:
         a.add_attribute("noalias")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
+    W = vector_width(32)
     acc1, acc2 = b.alloca(F64), b.alloca(F64)
+    vacc1, vacc2 = b.alloca(ir.VectorType(F64, W)), b.alloca(ir.VectorType(F64, W))
     x = b.bitcast(b.load(b.gep(fn.args[0], [_c(0)])), F32.as_pointer())
     out = b.bitcast(b.load(b.gep(fn.args[0], [_c(1)])), F64.as_pointer())
     C, S, blo, bhi, per, P = (b.load(b.gep(fn.args[1], [_c(k)])) for k in range(6))
@@ -59,10 +70,9 @@ def _build(mod: ir.Module, planes: bool) -> None:
             b.store(zero, b.gep(out, [b.add(o2, c)], inbounds=True))
         lo = b.mul(blk, per)
         hi = b.select(b.icmp_signed("<", b.add(lo, per), P), b.add(lo, per), P)
-        with _loop(b, lo, hi, 1, "p") as p:
-            with _loop(b, _c(0), C, 1, "c") as c:
-                q1, q2 = b.gep(out, [b.add(o1, c)], inbounds=True), b.gep(out, [b.add(o2, c)], inbounds=True)
-                if planes:
+        if planes:
+            with _loop(b, lo, hi, 1, "p") as p:
+                with _loop(b, _c(0), C, 1, "c") as c:
                     b.store(zero, acc1)
                     b.store(zero, acc2)
                     base = b.mul(b.add(b.mul(p, C), c), S)
@@ -70,12 +80,25 @@ def _build(mod: ir.Module, planes: bool) -> None:
                         v = b.fpext(b.load(b.gep(x, [b.add(base, s)], inbounds=True)), F64)
                         b.store(_reassoc(b.fadd(b.load(acc1), v)), acc1)
                         b.store(_reassoc(b.fadd(b.load(acc2), _reassoc(b.fmul(v, v)))), acc2)
-                    b.store(b.fadd(b.load(q1), b.load(acc1)), q1)
-                    b.store(b.fadd(b.load(q2), b.load(acc2)), q2)
-                else:
-                    v = b.fpext(b.load(b.gep(x, [b.add(b.mul(p, C), c)], inbounds=True)), F64)
-                    b.store(b.fadd(b.load(q1), v), q1)
-                    b.store(b.fadd(b.load(q2), b.fmul(v, v)), q2)
+                    _add_to(b, out, b.add(o1, c), acc1, 1)
+                    _add_to(b, out, b.add(o2, c), acc2, 1)
+        else:
+            # rows of C channels: a vector of channels at a time (then one at a time), summed down the rows in
+            # registers, in row order as a per-row update of ``out`` would (the same bits, without a chain of
+            # loads and stores through memory)
+            def chunk(c: ir.Value, mode: int, lo: ir.Value = lo, hi: ir.Value = hi, o1: ir.Value = o1,
+                      o2: ir.Value = o2) -> None:
+                w, a1, a2 = (W, vacc1, vacc2) if mode else (1, acc1, acc2)
+                b.store(_zeros(w), a1)
+                b.store(_zeros(w), a2)
+                with _loop(b, lo, hi, 1, "p") as p:
+                    v = b.fpext(_vload(b, x, b.add(b.mul(p, C), c), w), a1.type.pointee)
+                    b.store(b.fadd(b.load(a1), v), a1)
+                    b.store(b.fadd(b.load(a2), b.fmul(v, v)), a2)
+                _add_to(b, out, b.add(o1, c), a1, w)
+                _add_to(b, out, b.add(o2, c), a2, w)
+
+            _lanes_loop(b, C, W, chunk)
     b.ret_void()
 
 
