@@ -98,6 +98,25 @@ def test_channels_last_layers_get_channels_last_gradients() -> None:
     assert torch.allclose(y, ref, atol=1e-6)
 
 
+def test_a_channels_last_conv_converts_a_plain_input_once() -> None:
+    """Left to the conv, an NCHW input meets channels-last weights twice (forward, and the weight gradient):
+    the fold converts it once. Counted by the profiler as copies of a tensor of the input's shape."""
+    from torch.profiler import ProfilerActivity, profile
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 4, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
+    ref = nn.Conv2d(2, 4, 3, padding=1, bias=False)
+    ref.load_state_dict(conv.state_dict())
+    x = torch.randn(3, 2, 2, 6, 6)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        y = TimeFold(conv)(x)
+        y.sum().backward()
+    copies = [e for e in prof.events() if e.name == "aten::copy_" and e.input_shapes[:1] == [[6, 2, 6, 6]]]
+    assert len(copies) == 1
+    TimeFold(ref)(x).sum().backward()
+    torch.testing.assert_close(y, TimeFold(ref)(x))
+    torch.testing.assert_close(conv.weight.grad, ref.weight.grad)
+
+
 # -- a static input (direct encoding) runs the fold once -------------------------------------------------------
 def _pair(channels_last: bool, momentum: float | None = 0.1) -> tuple[nn.Module, nn.Module]:
     from spikeforge.models import create_model

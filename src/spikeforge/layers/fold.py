@@ -142,12 +142,21 @@ _SAME_EVERY_STEP = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.MaxPool1d, nn
 def _call(m: nn.Module, y: Tensor) -> Tensor:
     """``m(y)``; a plain ``nn.MaxPool2d(2)`` on a float32 CPU input runs the fused 2×2 kernel
     (``kernels.llvm_pool``: the same values and gradients, 1 byte kept per output; ``why_not`` there says when
-    torch's pooling runs)."""
+    torch's pooling runs). A conv with channels-last weights gets a plain-contiguous input converted once here:
+    left to the conv, the conversion runs twice, in forward and again for the weight gradient."""
+    if isinstance(m, nn.Conv2d) and not isinstance(y, fx.Proxy) and _cl_weight(m) and y.dim() == 4 \
+            and y.shape[1] > 1 and y.is_contiguous():
+        y = y.contiguous(memory_format=torch.channels_last)
     if isinstance(m, nn.MaxPool2d):
         from ..kernels import llvm_pool  # the LLVM kernels load on first use, as the neurons' do
         if llvm_pool.why_not(m, y) is None:
             return llvm_pool.max_pool_2x2(y)
     return m(y)
+
+
+def _cl_weight(m: nn.Conv2d) -> bool:
+    w = m.weight
+    return not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last)
 
 
 def _plain_bn(m: nn.Module) -> bool:
