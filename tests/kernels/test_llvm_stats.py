@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spikeforge.kernels.llvm_stats import channel_mean_var, channel_sums
+from spikeforge.kernels.llvm_stats import channel_affine_add_, channel_mean_var, channel_sums
 
 
 def _layouts(shape: tuple[int, ...], gen: torch.Generator) -> list[torch.Tensor]:
@@ -77,3 +77,35 @@ def test_channel_dim_one_of_a_plain_batch() -> None:
 def test_refuses_what_it_cannot_read(x: torch.Tensor) -> None:
     with pytest.raises(ValueError, match="dense float32"):
         channel_sums(x, 1)
+
+
+# channels-last: a vector of channels at a time, then one at a time (16, 21, 3 channels); NCHW: planes of 63
+@pytest.mark.parametrize("shape,channels_last", [((10, 4, 16, 6, 5), True), ((3, 5, 21, 7, 9), True),
+                                                 ((2, 3, 3, 4, 4), True), ((3, 4, 21, 7, 9), False)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_affine_add_is_the_bits_of_addcmul_then_add(shape: tuple[int, ...], channels_last: bool,
+                                                    threads: int) -> None:
+    gen = torch.Generator().manual_seed(3)
+    g, u = _layouts(shape, gen)[-1 if channels_last else 0], _layouts(shape, gen)[-1 if channels_last else 0]
+    C = shape[2]
+    k2, k1 = torch.randn(C, generator=gen), torch.randn(C, generator=gen)
+    view = [1, 1, C, 1, 1]
+    want = g.clone().addcmul_(u, k2.view(view)).add_(k1.view(view))
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = g.clone()
+        assert channel_affine_add_(got, u, k2, k1, 2) is got
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(got, want)
+    assert not torch.equal(want, (g + u * k2.view(view)) + k1.view(view))     # the fused multiply-add matters
+
+
+def test_affine_add_refuses_mismatched_layouts() -> None:
+    g = torch.randn(2, 3, 4, 5, 5)
+    u = g.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (2, 3))
+    with pytest.raises(ValueError, match="one shape and strides"):
+        channel_affine_add_(g, u, torch.ones(4), torch.zeros(4), 2)
+    with pytest.raises(ValueError, match=r"k2 \(3,\)"):
+        channel_affine_add_(g, g.clone(), torch.ones(3), torch.zeros(4), 2)

@@ -69,6 +69,22 @@ def test_conv_bn_lif_equals_unfused(channels_last: bool, T: int) -> None:
     _compare(fold, neuron, _input((T, 5, 2, 7, 6), channels_last), calls=2)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_input_gradient_is_one_kernel_pass(channels_last: bool) -> None:
+    """BN's input gradient after the neuron's kernel: one LLVM pass over the conv output, not torch's addcmul_
+    and add_ (the same bits: tests/kernels/test_llvm_stats.py)."""
+    from torch.profiler import ProfilerActivity, profile
+    fold, neuron = _pair(nn.BatchNorm2d(3))
+    if channels_last:
+        fold = fold.to(memory_format=torch.channels_last)
+    x = _input((4, 5, 2, 7, 6), channels_last)
+    s = bn_neuron(fold, neuron, x)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        s.sum().backward()
+    names = {e.name for e in prof.events()}
+    assert "_BatchAffineBackward" in names and not names & {"aten::addcmul_", "aten::addcmul"}, sorted(names)
+
+
 @pytest.mark.parametrize("bn", [nn.BatchNorm2d(3, affine=False), nn.BatchNorm2d(3, track_running_stats=False),
                                 nn.BatchNorm2d(3, momentum=None), nn.BatchNorm2d(3, eps=0.1)],
                          ids=["no-affine", "no-running-stats", "cumulative-average", "eps"])

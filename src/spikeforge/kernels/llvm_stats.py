@@ -21,8 +21,9 @@ from torch import Tensor
 
 from .llvm_backend import _run
 from .llvm_kernels import HandBuilt, _lanes_loop, _loop, _vload, _vstore, vector_width
+from .llvm_ops import Lanes, _intrinsic
 
-__all__ = ["channel_sums", "channel_mean_var", "why_not"]
+__all__ = ["channel_sums", "channel_mean_var", "channel_affine_add_", "why_not"]
 
 I64, F32, F64 = ir.IntType(64), ir.FloatType(), ir.DoubleType()
 I8P = ir.IntType(8).as_pointer()
@@ -102,12 +103,55 @@ def _build(mod: ir.Module, planes: bool) -> None:
     b.ret_void()
 
 
+def _build_affine(mod: ir.Module, planes: bool) -> None:
+    """``g += k2[c]·u + k1[c]`` in place (``g + k2·u`` as one fused multiply-add, then ``+ k1``: the bits of torch's
+    ``addcmul_`` then ``add_`` on the CPU).
+    ints: ``[C, S, block lo, block hi, rows per block, P]``; ptrs: ``g``, ``u`` (float32 ``[P, C, S]``), ``k2``,
+    ``k1`` (float32 ``[C]``)."""
+    fnty = ir.FunctionType(ir.VoidType(), [I8P.as_pointer(), I64.as_pointer(), F64.as_pointer()])
+    fn = ir.Function(mod, fnty, name="sf_chstats_affine_" + ("planes" if planes else "rows"))
+    for a in fn.args:
+        a.add_attribute("noalias")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    g, u, k2, k1 = (b.bitcast(b.load(b.gep(fn.args[0], [_c(k)])), F32.as_pointer()) for k in range(4))
+    C, S, blo, bhi, per, P = (b.load(b.gep(fn.args[1], [_c(k)])) for k in range(6))
+    W = vector_width(32)
+
+    def update(at: ir.Value, a2: ir.Value, a1: ir.Value, w: int) -> None:
+        fused = _intrinsic(b, "fma", Lanes(32, w), _vload(b, u, at, w), a2, _vload(b, g, at, w))
+        _vstore(b, b.fadd(fused, a1), g, at, w)
+
+    def splat(v: ir.Value, w: int) -> ir.Value:
+        if w == 1:
+            return v
+        one = b.insert_element(ir.Constant(ir.VectorType(F32, w), ir.Undefined), v, ir.Constant(ir.IntType(32), 0))
+        return b.shuffle_vector(one, ir.Constant(ir.VectorType(F32, w), ir.Undefined),
+                                ir.Constant(ir.VectorType(ir.IntType(32), w), [0] * w))
+
+    lo = b.mul(blo, per)
+    hi = b.select(b.icmp_signed("<", b.mul(bhi, per), P), b.mul(bhi, per), P)
+    with _loop(b, lo, hi, 1, "p") as p:
+        if planes:      # a plane of S values per channel: the channel's two numbers splat over it
+            with _loop(b, _c(0), C, 1, "c") as c:
+                a2, a1 = b.load(b.gep(k2, [c], inbounds=True)), b.load(b.gep(k1, [c], inbounds=True))
+                base = b.mul(b.add(b.mul(p, C), c), S)
+                _lanes_loop(b, S, W, lambda s, mode, base=base, a2=a2, a1=a1: update(
+                    b.add(base, s), splat(a2, W if mode else 1), splat(a1, W if mode else 1), W if mode else 1))
+        else:           # a row of C channels: a vector of channels at a time
+            _lanes_loop(b, C, W, lambda c, mode, p=p: update(
+                b.add(b.mul(p, C), c), _vload(b, k2, c, W if mode else 1), _vload(b, k1, c, W if mode else 1),
+                W if mode else 1))
+    b.ret_void()
+
+
 def _build_all(mod: ir.Module) -> None:
     _build(mod, planes=False)
     _build(mod, planes=True)
+    _build_affine(mod, planes=False)
+    _build_affine(mod, planes=True)
 
 
-_KERNELS = HandBuilt("chstats", ("rows", "planes"), _build_all)
+_KERNELS = HandBuilt("chstats", ("rows", "planes", "affine_rows", "affine_planes"), _build_all)
 
 
 def _as_pcs(x: Tensor, dim: int) -> tuple[int, int, int] | None:
@@ -163,3 +207,26 @@ def channel_mean_var(x: Tensor, dim: int = 1) -> tuple[Tensor, Tensor]:
     M = max(1, x.numel() // max(1, x.shape[dim]))
     mean = s1 / M
     return mean, (s2 / M - mean * mean).clamp_min_(0.0)
+
+
+def channel_affine_add_(g: Tensor, u: Tensor, k2: Tensor, k1: Tensor, dim: int = 1) -> Tensor:
+    """``g += k2·u + k1`` in place, ``k2`` and ``k1`` per channel along ``dim`` (float32 ``[C]``), in one pass:
+    the bits of ``g.addcmul_(u, k2).add_(k1)`` (broadcast per channel). ``g`` and ``u`` are dense float32 CPU
+    tensors of one shape and strides that ``channel_sums`` can read."""
+    pcs = _as_pcs(g, dim) if why_not(g, dim) is None else None
+    C = g.shape[dim] if g.dim() else 0
+    if (pcs is None or u.shape != g.shape or u.stride() != g.stride() or u.dtype != g.dtype or u.device != g.device
+            or tuple(k2.shape) != (C,) or tuple(k1.shape) != (C,) or k2.dtype != torch.float32
+            or k1.dtype != torch.float32):
+        raise ValueError(f"channel_affine_add_ expects g and u dense float32 CPU tensors of one shape and strides "
+                         f"and float32 [C] k2, k1 for channel dim {dim}, got g {g.dtype} {tuple(g.shape)} strides "
+                         f"{g.stride()}, u {u.dtype} {tuple(u.shape)} strides {u.stride()}, k2 {tuple(k2.shape)}, k1 "
+                         f"{tuple(k1.shape)}")
+    P, C, S = pcs
+    if g.numel():
+        k2c, k1c = k2.contiguous(), k1.contiguous()
+        per = max(1, _BLOCK_ELEMS // max(1, C * S))
+        fn, addr = _KERNELS.get()["affine_planes" if S > 1 else "affine_rows"]
+        _run(fn, -(-P // per), [C, S, 0, 0, per, P, 0, 0],
+             [g.data_ptr(), u.data_ptr(), k2c.data_ptr(), k1c.data_ptr()], [], addr=addr)
+    return g

@@ -9,7 +9,8 @@ reads that and keeps it for backward: two tensors of the conv output's size are 
   ``y = (u − μ)·a + β``, ``a = γ/√(σ² + ε)`` (``normed_step``): the fused kernels compute ``y`` in registers;
 * backward: the neuron's kernel returns ``a·∂L/∂y`` and, as the gradients of its per-channel arrays,
   ``Σ ∂L/∂y·(u − μ)`` and ``Σ ∂L/∂y``; those are BN's two reductions, so the input gradient is one in-place
-  pass, ``∂L/∂u = a·∂L/∂y − (a/M)·(Σ∂L/∂y + x̂·Σ∂L/∂y·x̂)``, ``x̂ = (u − μ)/√(σ² + ε)``.
+  pass (one LLVM kernel for float32 on the CPU), ``∂L/∂u = a·∂L/∂y − (a/M)·(Σ∂L/∂y + x̂·Σ∂L/∂y·x̂)``,
+  ``x̂ = (u − μ)/√(σ² + ε)``.
 
 Only ``u`` is kept (4 bytes per element instead of 8), and BN's output is never written. The running
 statistics are updated as ``nn.BatchNorm`` updates them; in evaluation the running ones are used. Values and
@@ -117,12 +118,22 @@ class _BatchAffine(torch.autograd.Function):
         gx: Tensor | None = None
         if ctx.needs_input_grad[0]:
             if gu is not None and gu.stride() == u.stride() and gu.dtype == u.dtype:
-                gx = gu.addcmul_(u, k2t).add_(k1t)        # the neuron's fresh gradient buffer, updated in place
+                gx = _affine_add_(gu, u, k2t, k1t)        # the neuron's fresh gradient buffer, updated in place
             else:
                 gx = torch.addcmul(k1t, u, k2t) if gu is None else gu + torch.addcmul(k1t, u, k2t)
         gw = (g1 * r).to(u.dtype) if ctx.needs_input_grad[1] else None      # False for an absent weight or bias
         gb = g0.to(u.dtype) if ctx.needs_input_grad[2] else None
         return gx, gw, gb, None, None, None
+
+
+def _affine_add_(g: Tensor, u: Tensor, k2: Tensor, k1: Tensor) -> Tensor:
+    """``g.addcmul_(u, k2).add_(k1)`` for per-channel ``k2``, ``k1`` (channels at dim 2): one LLVM pass for float32
+    on the CPU (``kernels.llvm_stats``; the same bits), torch's two otherwise."""
+    if g.dtype == torch.float32 and g.device.type == "cpu":
+        from ..kernels import llvm_stats
+        if llvm_stats.why_not(g, 2) is None:
+            return llvm_stats.channel_affine_add_(g, u, k2.flatten(), k1.flatten(), 2)
+    return g.addcmul_(u, k2).add_(k1)
 
 
 def _not_standard(neuron: nn.Module) -> str | None:
