@@ -121,13 +121,6 @@ def _build_affine(mod: ir.Module, planes: bool) -> None:
         fused = _intrinsic(b, "fma", Lanes(32, w), _vload(b, u, at, w), a2, _vload(b, g, at, w))
         _vstore(b, b.fadd(fused, a1), g, at, w)
 
-    def splat(v: ir.Value, w: int) -> ir.Value:
-        if w == 1:
-            return v
-        one = b.insert_element(ir.Constant(ir.VectorType(F32, w), ir.Undefined), v, ir.Constant(ir.IntType(32), 0))
-        return b.shuffle_vector(one, ir.Constant(ir.VectorType(F32, w), ir.Undefined),
-                                ir.Constant(ir.VectorType(ir.IntType(32), w), [0] * w))
-
     lo = b.mul(blo, per)
     hi = b.select(b.icmp_signed("<", b.mul(bhi, per), P), b.mul(bhi, per), P)
     with _loop(b, lo, hi, 1, "p") as p:
@@ -135,12 +128,20 @@ def _build_affine(mod: ir.Module, planes: bool) -> None:
             with _loop(b, _c(0), C, 1, "c") as c:
                 a2, a1 = b.load(b.gep(k2, [c], inbounds=True)), b.load(b.gep(k1, [c], inbounds=True))
                 base = b.mul(b.add(b.mul(p, C), c), S)
-                _lanes_loop(b, S, W, lambda s, mode, base=base, a2=a2, a1=a1: update(
-                    b.add(base, s), splat(a2, W if mode else 1), splat(a1, W if mode else 1), W if mode else 1))
+
+                def plane(s: ir.Value, mode: int, base: ir.Value = base, a2: ir.Value = a2,
+                          a1: ir.Value = a1) -> None:
+                    L = Lanes(32, W if mode else 1)
+                    update(b.add(base, s), L.splat(b, a2), L.splat(b, a1), L.width)
+
+                _lanes_loop(b, S, W, plane)
         else:           # a row of C channels: a vector of channels at a time
-            _lanes_loop(b, C, W, lambda c, mode, p=p: update(
-                b.add(b.mul(p, C), c), _vload(b, k2, c, W if mode else 1), _vload(b, k1, c, W if mode else 1),
-                W if mode else 1))
+
+            def row(c: ir.Value, mode: int, p: ir.Value = p) -> None:
+                w = W if mode else 1
+                update(b.add(b.mul(p, C), c), _vload(b, k2, c, w), _vload(b, k1, c, w), w)
+
+            _lanes_loop(b, C, W, row)
     b.ret_void()
 
 
