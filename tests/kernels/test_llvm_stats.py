@@ -51,7 +51,7 @@ def test_same_result_for_any_thread_count_and_many_blocks() -> None:
         torch.set_num_threads(old)
 
 
-@pytest.mark.parametrize("channels", [16, 21, 5])
+@pytest.mark.parametrize("channels", [16, 21, 5, 30])   # 30 = 16 + 8 + 4 + 1 + 1 lanes
 def test_channels_last_rows_are_summed_in_row_order(channels: int) -> None:
     """Each block of rows adds its rows to 0 one after the other, in double (cumsum's order), and the blocks are
     summed afterwards: bit for bit, so the batch statistics do not change with the kernel's vector width."""
@@ -90,7 +90,10 @@ def test_affine_add_is_the_bits_of_addcmul_then_add(shape: tuple[int, ...], chan
     C = shape[2]
     k2, k1 = torch.randn(C, generator=gen), torch.randn(C, generator=gen)
     view = [1, 1, C, 1, 1]
-    want = g.clone().addcmul_(u, k2.view(view)).add_(k1.view(view))
+    # one rounding of g + k2·u (exact in double for these magnitudes), then + k1: torch's vector addcmul_ fuses it
+    want = (g.double() + u.double() * k2.view(view).double()).float() + k1.view(view)
+    if torch.backends.cpu.get_cpu_capability() != "DEFAULT":
+        assert torch.equal(want, g.clone().addcmul_(u, k2.view(view)).add_(k1.view(view)))
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -109,3 +112,10 @@ def test_affine_add_refuses_mismatched_layouts() -> None:
         channel_affine_add_(g, u, torch.ones(4), torch.zeros(4), 2)
     with pytest.raises(ValueError, match=r"k2 \(3,\)"):
         channel_affine_add_(g, g.clone(), torch.ones(3), torch.zeros(4), 2)
+    base = torch.randn(2 * 3 * 4 * 25 + 1)
+    with pytest.raises(ValueError, match="partly overlap"):      # torch's addcmul_ refuses this too
+        channel_affine_add_(base[:-1].view(2, 3, 4, 5, 5), base[1:].view(2, 3, 4, 5, 5), torch.ones(4),
+                            torch.zeros(4), 2)
+    same = torch.randn(2, 3, 4, 5, 5)
+    want = same.clone().addcmul_(same.clone(), torch.ones(1, 1, 4, 1, 1)).add_(1.0)
+    torch.testing.assert_close(channel_affine_add_(same, same, torch.ones(4), torch.ones(4), 2), want)

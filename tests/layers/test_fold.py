@@ -117,6 +117,20 @@ def test_a_channels_last_conv_converts_a_plain_input_once() -> None:
     torch.testing.assert_close(conv.weight.grad, ref.weight.grad)
 
 
+def test_the_conversion_leaves_lazy_and_parametrized_convs_alone() -> None:
+    """Deciding whether to convert reads no computed weight: a lazy conv still makes its weight on the first call,
+    and a spectral-normed conv runs its power iteration once per call, as unfolded."""
+    from torch.nn.utils.parametrizations import spectral_norm
+    x = torch.randn(2, 2, 4, 8, 8)
+    assert TimeFold(nn.LazyConv2d(6, 3))(x).shape == (2, 2, 6, 6, 6)
+    torch.manual_seed(0)
+    conv = spectral_norm(nn.Conv2d(4, 6, 3)).to(memory_format=torch.channels_last)
+    ref = copy.deepcopy(conv)
+    y = TimeFold(conv)(x)
+    assert torch.equal(y.flatten(0, 1), ref(x.flatten(0, 1)))
+    assert torch.equal(conv.parametrizations.weight[0]._u, ref.parametrizations.weight[0]._u)
+
+
 # -- a static input (direct encoding) runs the fold once -------------------------------------------------------
 def _pair(channels_last: bool, momentum: float | None = 0.1) -> tuple[nn.Module, nn.Module]:
     from spikeforge.models import create_model

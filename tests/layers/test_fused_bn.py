@@ -70,11 +70,12 @@ def test_conv_bn_lif_equals_unfused(channels_last: bool, T: int) -> None:
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_the_input_gradient_is_one_kernel_pass(channels_last: bool) -> None:
+@pytest.mark.parametrize("channels", [3, 18])       # channels-last: 18 = a vector of 16 channels and 2 more
+def test_the_input_gradient_is_one_kernel_pass(channels_last: bool, channels: int) -> None:
     """BN's input gradient after the neuron's kernel: one LLVM pass over the conv output, not torch's addcmul_
     and add_ (the same bits: tests/kernels/test_llvm_stats.py)."""
     from torch.profiler import ProfilerActivity, profile
-    fold, neuron = _pair(nn.BatchNorm2d(3))
+    fold, neuron = _pair(nn.BatchNorm2d(channels), conv=nn.Conv2d(2, channels, 3, padding=1, bias=False))
     if channels_last:
         fold = fold.to(memory_format=torch.channels_last)
     x = _input((4, 5, 2, 7, 6), channels_last)

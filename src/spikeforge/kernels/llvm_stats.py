@@ -13,6 +13,7 @@ are summed in order afterwards, so the result is the same for any thread count. 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -58,7 +59,9 @@ def _build(mod: ir.Module, planes: bool) -> None:
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     W = vector_width(32)
     acc1, acc2 = b.alloca(F64), b.alloca(F64)
-    vacc1, vacc2 = b.alloca(ir.VectorType(F64, W)), b.alloca(ir.VectorType(F64, W))
+    widths = _widths(W)
+    accs = {w: (b.alloca(ir.VectorType(F64, w)), b.alloca(ir.VectorType(F64, w))) for w in widths if w > 1}
+    accs[1] = (acc1, acc2)
     x = b.bitcast(b.load(b.gep(fn.args[0], [_c(0)])), F32.as_pointer())
     out = b.bitcast(b.load(b.gep(fn.args[0], [_c(1)])), F64.as_pointer())
     C, S, blo, bhi, per, P = (b.load(b.gep(fn.args[1], [_c(k)])) for k in range(6))
@@ -84,12 +87,12 @@ def _build(mod: ir.Module, planes: bool) -> None:
                     _add_to(b, out, b.add(o1, c), acc1, 1)
                     _add_to(b, out, b.add(o2, c), acc2, 1)
         else:
-            # rows of C channels: a vector of channels at a time (then one at a time), summed down the rows in
-            # registers, in row order as a per-row update of ``out`` would (the same bits, without a chain of
-            # loads and stores through memory)
-            def chunk(c: ir.Value, mode: int, lo: ir.Value = lo, hi: ir.Value = hi, o1: ir.Value = o1,
+            # rows of C channels: a vector of channels at a time (W lanes, then W/2, ... 4, then one at a time),
+            # summed down the rows in registers, in row order as a per-row update of ``out`` would (the same bits,
+            # without a chain of loads and stores through memory)
+            def chunk(c: ir.Value, w: int, lo: ir.Value = lo, hi: ir.Value = hi, o1: ir.Value = o1,
                       o2: ir.Value = o2) -> None:
-                w, a1, a2 = (W, vacc1, vacc2) if mode else (1, acc1, acc2)
+                a1, a2 = accs[w]
                 b.store(_zeros(w), a1)
                 b.store(_zeros(w), a2)
                 with _loop(b, lo, hi, 1, "p") as p:
@@ -99,13 +102,33 @@ def _build(mod: ir.Module, planes: bool) -> None:
                 _add_to(b, out, b.add(o1, c), a1, w)
                 _add_to(b, out, b.add(o2, c), a2, w)
 
-            _lanes_loop(b, C, W, chunk)
+            _cascade(b, C, widths, chunk)
     b.ret_void()
+
+
+def _widths(W: int) -> list[int]:
+    """``W``, ``W/2``, ... down to 4 lanes, then 1."""
+    out = []
+    while W >= 4:
+        out.append(W)
+        W //= 2
+    return [*out, 1]
+
+
+def _cascade(b: ir.IRBuilder, n: ir.Value, widths: list[int], emit: Callable[[ir.Value, int], None]) -> None:
+    """``emit(i, w)`` over ``0..n``: as many chunks of ``widths[0]`` as fit, then of each narrower width in turn
+    (the last width must be 1)."""
+    start: ir.Value = _c(0)
+    for w in widths:
+        stop = n if w == 1 else b.add(start, b.mul(b.sdiv(b.sub(n, start), _c(w)), _c(w)))
+        with _loop(b, start, stop, w, f"w{w}") as i:
+            emit(i, w)
+        start = stop
 
 
 def _build_affine(mod: ir.Module, planes: bool) -> None:
     """``g += k2[c]·u + k1[c]`` in place (``g + k2·u`` as one fused multiply-add, then ``+ k1``: the bits of torch's
-    ``addcmul_`` then ``add_`` on the CPU).
+    vector ``addcmul_`` then ``add_`` on the CPU; see ``channel_affine_add_``).
     ints: ``[C, S, block lo, block hi, rows per block, P]``; ptrs: ``g``, ``u`` (float32 ``[P, C, S]``), ``k2``,
     ``k1`` (float32 ``[C]``)."""
     fnty = ir.FunctionType(ir.VoidType(), [I8P.as_pointer(), I64.as_pointer(), F64.as_pointer()])
@@ -212,7 +235,9 @@ def channel_mean_var(x: Tensor, dim: int = 1) -> tuple[Tensor, Tensor]:
 
 def channel_affine_add_(g: Tensor, u: Tensor, k2: Tensor, k1: Tensor, dim: int = 1) -> Tensor:
     """``g += k2·u + k1`` in place, ``k2`` and ``k1`` per channel along ``dim`` (float32 ``[C]``), in one pass:
-    the bits of ``g.addcmul_(u, k2).add_(k1)`` (broadcast per channel). ``g`` and ``u`` are dense float32 CPU
+    ``g + k2·u`` as one fused multiply-add, then ``+ k1`` — the bits of ``g.addcmul_(u, k2).add_(k1)`` (broadcast
+    per channel) where torch's CPU code fuses that multiply-add (its AVX2 and AVX-512 kernels; its non-vector
+    DEFAULT build rounds twice, and differs in the last bit). ``g`` and ``u`` are dense float32 CPU
     tensors of one shape and strides that ``channel_sums`` can read."""
     pcs = _as_pcs(g, dim) if why_not(g, dim) is None else None
     C = g.shape[dim] if g.dim() else 0
@@ -224,6 +249,9 @@ def channel_affine_add_(g: Tensor, u: Tensor, k2: Tensor, k1: Tensor, dim: int =
                          f"{g.stride()}, u {u.dtype} {tuple(u.shape)} strides {u.stride()}, k2 {tuple(k2.shape)}, k1 "
                          f"{tuple(k1.shape)}")
     P, C, S = pcs
+    gs, us, size = g.data_ptr(), u.data_ptr(), g.numel() * g.element_size()
+    if gs != us and gs < us + size and us < gs + size:
+        raise ValueError("channel_affine_add_: g and u partly overlap in memory (the same tensor, or apart)")
     if g.numel():
         k2c, k1c = k2.contiguous(), k1.contiguous()
         per = max(1, _BLOCK_ELEMS // max(1, C * S))

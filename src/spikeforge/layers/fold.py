@@ -144,8 +144,8 @@ def _call(m: nn.Module, y: Tensor) -> Tensor:
     (``kernels.llvm_pool``: the same values and gradients, 1 byte kept per output; ``why_not`` there says when
     torch's pooling runs). A conv with channels-last weights gets a plain-contiguous input converted once here:
     left to the conv, the conversion runs twice, in forward and again for the weight gradient."""
-    if isinstance(m, nn.Conv2d) and not isinstance(y, fx.Proxy) and _cl_weight(m) and y.dim() == 4 \
-            and y.shape[1] > 1 and y.is_contiguous():
+    if isinstance(m, nn.Conv2d) and not isinstance(y, fx.Proxy) and y.dim() == 4 and y.shape[1] > 1 \
+            and y.is_contiguous() and _cl_weight(m):
         y = y.contiguous(memory_format=torch.channels_last)
     if isinstance(m, nn.MaxPool2d):
         from ..kernels import llvm_pool  # the LLVM kernels load on first use, as the neurons' do
@@ -155,7 +155,11 @@ def _call(m: nn.Module, y: Tensor) -> Tensor:
 
 
 def _cl_weight(m: nn.Conv2d) -> bool:
-    w = m.weight
+    """Whether the conv's own weight is stored channels-last (read from ``_parameters``: a parametrized weight is
+    not computed for this, and a lazy one not yet made is not one)."""
+    w = m._parameters.get("weight")
+    if w is None or isinstance(w, nn.parameter.UninitializedParameter):
+        return False
     return not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last)
 
 

@@ -128,7 +128,7 @@ class _BatchAffine(torch.autograd.Function):
 
 def _affine_add_(g: Tensor, u: Tensor, k2: Tensor, k1: Tensor) -> Tensor:
     """``g.addcmul_(u, k2).add_(k1)`` for per-channel ``k2``, ``k1`` (channels at dim 2): one LLVM pass for float32
-    on the CPU (``kernels.llvm_stats``; the same bits), torch's two otherwise."""
+    on the CPU (``kernels.llvm_stats``; the bits of torch's vector kernels), torch's two otherwise."""
     if g.dtype == torch.float32 and g.device.type == "cpu":
         from ..kernels import llvm_stats
         if llvm_stats.why_not(g, 2) is None:
