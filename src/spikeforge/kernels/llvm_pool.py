@@ -26,7 +26,7 @@ from llvmlite import ir
 from torch import Tensor, fx, nn
 
 from .llvm_backend import _run
-from .llvm_kernels import HandBuilt, _lanes_loop, _loop, vector_width
+from .llvm_kernels import HandBuilt, _lanes_loop, _loop, _vload, _vstore, vector_width
 from .pool import POOL, handing_off
 
 __all__ = ["max_pool_2x2", "why_not"]
@@ -53,34 +53,9 @@ def _c(v: int) -> ir.Constant:
     return ir.Constant(I64, v)
 
 
-def _vec(ty: ir.Type, w: int) -> ir.Type:
-    return ty if w == 1 else ir.VectorType(ty, w)
-
-
 def _splat(ty: ir.Type, v: float | int, w: int) -> ir.Constant:
     c = ir.Constant(ty, v)
     return c if w == 1 else ir.Constant(ir.VectorType(ty, w), [c] * w)
-
-
-def _bytes(ty: ir.Type) -> int:
-    return 4 if isinstance(ty, ir.FloatType) else ty.width // 8
-
-
-def _ld(b: ir.IRBuilder, base: ir.Value, at: ir.Value, w: int) -> ir.Value:
-    p = b.gep(base, [at], inbounds=True)
-    if w == 1:
-        return b.load(p)
-    ty = base.type.pointee
-    return b.load(b.bitcast(p, ir.VectorType(ty, w).as_pointer()), align=_bytes(ty))
-
-
-def _st(b: ir.IRBuilder, v: ir.Value, base: ir.Value, at: ir.Value, w: int) -> None:
-    p = b.gep(base, [at], inbounds=True)
-    if w == 1:
-        b.store(v, p)
-    else:
-        ty = base.type.pointee
-        b.store(v, b.bitcast(p, ir.VectorType(ty, w).as_pointer()), align=_bytes(ty))
 
 
 def _channels(b: ir.IRBuilder, C: ir.Value, nhwc: bool, emit: Callable[[ir.Value, int], None]) -> None:
@@ -126,19 +101,19 @@ def _build_one(mod: ir.Module, nhwc: bool, kind: str) -> None:
                     o = b.add(b.add(orow, b.mul(j, C)), ch)
                     where = [b.add(b.add(r, cc), ch) for r in (r0, r1) for cc in (c0, c1)]
                     if kind == "fwd":
-                        vals = [_ld(b, big, at, w) for at in where]
+                        vals = [_vload(b, big, at, w) for at in where]
                         m, k = vals[0], _splat(I8, 0, w)
                         for q in (1, 2, 3):    # the first maximum wins; a NaN takes over (torch's rule)
                             v = vals[q]
                             take = b.or_(b.fcmp_ordered(">", v, m), b.fcmp_unordered("uno", v, v))
                             m, k = b.select(take, v, m), b.select(take, _splat(I8, q, w), k)
-                        _st(b, m, small, o, w)
-                        _st(b, k, idx, o, w)
+                        _vstore(b, m, small, o, w)
+                        _vstore(b, k, idx, o, w)
                     else:
-                        gv, k = _ld(b, small, o, w), _ld(b, idx, o, w)
+                        gv, k = _vload(b, small, o, w), _vload(b, idx, o, w)
                         for q, at in enumerate(where):
                             hit = b.icmp_signed("==", k, _splat(I8, q, w))
-                            _st(b, b.select(hit, gv, _splat(F32, 0.0, w)), big, at, w)
+                            _vstore(b, b.select(hit, gv, _splat(F32, 0.0, w)), big, at, w)
 
                 _channels(b, C, nhwc, window)
             if kind == "bwd":

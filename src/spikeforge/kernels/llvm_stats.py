@@ -40,10 +40,6 @@ def _reassoc(inst: Any) -> Any:
     return inst
 
 
-def _zeros(w: int) -> ir.Constant:
-    return ir.Constant(F64, 0.0) if w == 1 else ir.Constant(ir.VectorType(F64, w), [ir.Constant(F64, 0.0)] * w)
-
-
 def _add_to(b: ir.IRBuilder, out: ir.Value, at: ir.Value, acc: ir.Value, w: int) -> None:
     """``out[at : at + w] += *acc``."""
     _vstore(b, b.fadd(_vload(b, out, at, w), b.load(acc)), out, at, w)
@@ -93,8 +89,8 @@ def _build(mod: ir.Module, planes: bool) -> None:
             def chunk(c: ir.Value, w: int, lo: ir.Value = lo, hi: ir.Value = hi, o1: ir.Value = o1,
                       o2: ir.Value = o2) -> None:
                 a1, a2 = accs[w]
-                b.store(_zeros(w), a1)
-                b.store(_zeros(w), a2)
+                b.store(Lanes(64, w).c(0.0), a1)
+                b.store(Lanes(64, w).c(0.0), a2)
                 with _loop(b, lo, hi, 1, "p") as p:
                     v = b.fpext(_vload(b, x, b.add(b.mul(p, C), c), w), a1.type.pointee)
                     b.store(b.fadd(b.load(a1), v), a1)
