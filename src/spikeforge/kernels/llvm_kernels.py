@@ -114,6 +114,19 @@ def _vstore(b: ir.IRBuilder, v: ir.Value, base: ir.Value, idx: ir.Value, w: int)
     return b.store(v, b.bitcast(p, ir.VectorType(ty, w).as_pointer()), align=_elem_bytes(ty))
 
 
+def _prefetch(b: ir.IRBuilder, base: ir.Value, idx: ir.Value) -> None:
+    """Ask for the cache line of ``base[idx]`` ahead of its use (``prefetcht0``; never faults, so an index past
+    the end is harmless). The kernels' row slices are short (a block of one step) and the next step's slice is
+    a row further on: the hardware prefetcher does not cross that jump, so every slice would start with a miss
+    to memory."""
+    i8p = ir.IntType(8).as_pointer()
+    i32 = ir.IntType(32)
+    fn = b.module.globals.get("llvm.prefetch.p0")
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), name="llvm.prefetch.p0")
+    b.call(fn, [b.bitcast(_gep(b, base, idx), i8p), i32(0), i32(3), i32(1)])
+
+
 def _load(b: ir.IRBuilder, L: Lanes, base: ir.Value, idx: ir.Value) -> ir.Value:
     return _vload(b, base, idx, L.width)
 
@@ -175,6 +188,14 @@ BLOCK_GRADS_FLAG = 1 << 29
 MAX_BLOCK = 4096           # the largest block a launcher may pass (the stack buffers' size)
 
 
+def _block_buffer(b: ir.IRBuilder, ty: ir.Type) -> ir.Value:
+    """A block-sized buffer on the stack, aligned to a cache line (block offsets of vector loops are multiples
+    of the width, so its vector loads and stores never straddle two lines)."""
+    buf = b.alloca(ty, MAX_BLOCK)
+    buf.align = 64
+    return buf
+
+
 @contextlib.contextmanager
 def _period_loop(b: ir.IRBuilder, n: ir.Value, off: ir.Value, P: ir.Value, cnt: ir.Value,
                  name: str) -> Iterator[tuple[ir.Value, ir.Value]]:
@@ -188,16 +209,27 @@ def _period_loop(b: ir.IRBuilder, n: ir.Value, off: ir.Value, P: ir.Value, cnt: 
 
 
 def _block_arrays(b: ir.IRBuilder, arr: dict[int, ir.Value], periodic: ir.Value, lo: ir.Value,
-                  n: ir.Value, off: ir.Value, P: ir.Value, loc: dict[int, ir.Value], cnt: ir.Value
+                  n: ir.Value, off: ir.Value, P: ir.Value, loc: dict[int, ir.Value], cnt: ir.Value, W: int
                   ) -> dict[int, ir.Value]:
     """The base each array is read from at index ``i`` of the block: its periodic values copied into ``loc``,
-    or the per-neuron array at ``lo``."""
+    or the per-neuron array at ``lo``. The copy writes the first ``Q`` values one by one (``Q``: the least
+    multiple of ``P`` that is ``>= W``), then repeats them ``W`` at a time (``loc[i] = loc[i − Q]``: a vector
+    read wholly behind what it writes), so a block costs ``n/W`` vector copies, not ``n`` scalar ones."""
     if not arr:
         return {}
     with b.if_then(periodic):
+        one = ir.Constant(I64, 1)
+        q = b.mul(b.sdiv(b.add(ir.Constant(I64, W), b.sub(P, one)), P), P)
+        first = b.select(b.icmp_signed("<", n, q), n, q)
+        nvec = b.add(q, b.mul(b.sdiv(b.sub(b.select(b.icmp_signed("<", n, q), q, n), q), ir.Constant(I64, W)),
+                              ir.Constant(I64, W)))
         for r, src in arr.items():
-            with _period_loop(b, n, off, P, cnt, "pa") as (i, c):
+            with _period_loop(b, first, off, P, cnt, "pa") as (i, c):
                 b.store(b.load(_gep(b, src, c)), _gep(b, loc[r], i))
+            with _loop(b, q, nvec, W, "pv") as i:
+                _vstore(b, _vload(b, loc[r], b.sub(i, q), W), loc[r], i, W)
+            with _loop(b, nvec, n, 1, "pt") as i:
+                b.store(b.load(_gep(b, loc[r], b.sub(i, q))), _gep(b, loc[r], i))
     return {r: b.select(periodic, loc[r], _gep(b, src, lo)) for r, src in arr.items()}
 
 
@@ -221,13 +253,13 @@ def _build_fwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
     store_ck = _flag(b, flags, 1)
     aligned = _flag(b, flags, ALIGNED_FLAG)
     P, periodic = F.i64(8), _flag(b, flags, PERIODIC_FLAG)
-    loc = {r: b.alloca(Ls.f, MAX_BLOCK) for r in arr}
+    loc = {r: _block_buffer(b, Ls.f) for r in arr}
     cnt = b.alloca(I64)
     outs = ["spike", *(f"state{k}" for k in range(ns))]
     with _loop(b, blo, bhi, 1, "blk") as blk:
         lo = b.mul(blk, B)
         n = b.sub(b.select(b.icmp_signed("<", b.add(lo, B), N), b.add(lo, B), N), lo)
-        abase = _block_arrays(b, arr, periodic, lo, n, b.urem(lo, P), P, loc, cnt)
+        abase = _block_arrays(b, arr, periodic, lo, n, b.urem(lo, P), P, loc, cnt, W)
         with _loop(b, ir.Constant(I64, 0), n, 1, "cp") as i:
             for k in range(ns):   # flags bit 2+k: state k starts at one value for every neuron (no array)
                 one = _flag(b, flags, 4 << k)
@@ -251,6 +283,8 @@ def _build_fwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
                 L = Lv if mode else Ls
                 j = b.add(lo, i)
                 env = {"x": _load(b, L, x, b.add(xrow, j))}
+                if mode:              # the next step's input, one cache line per vector (float32: W = 16)
+                    _prefetch(b, x, b.add(b.add(xrow, xs), j))
                 for k in range(ns):
                     env[f"state{k}"] = _load(b, L, st[k], j)
                 for r, p in abase.items():
@@ -289,8 +323,8 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
     has_gfin, gs_one, aligned = _flag(b, flags, 2), _flag(b, flags, 4), _flag(b, flags, ALIGNED_FLAG)
     one_x = _flag(b, flags, 8)      # the input is one step for all T (stride 0): its gradient is summed over time
     P, periodic, block_grads = F.i64(8), _flag(b, flags, PERIODIC_FLAG), _flag(b, flags, BLOCK_GRADS_FLAG)
-    loc = {r: b.alloca(Ls.f, MAX_BLOCK) for r in arr}
-    gloc = {r: b.alloca(Ls.f, MAX_BLOCK) for r in garr}
+    loc = {r: _block_buffer(b, Ls.f) for r in arr}
+    gloc = {r: _block_buffer(b, Ls.f) for r in garr}
     cnt = b.alloca(I64)
     ng = len(lay.grad_scalars)
     dbl = ir.DoubleType()
@@ -331,7 +365,7 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
         lo = b.mul(blk, B)
         n = b.sub(b.select(b.icmp_signed("<", b.add(lo, B), N), b.add(lo, B), N), lo)
         off = b.urem(lo, P)
-        abase.update(_block_arrays(b, arr, periodic, lo, n, off, P, loc, cnt))
+        abase.update(_block_arrays(b, arr, periodic, lo, n, off, P, loc, cnt, W))
         # each array's gradient: summed per neuron in the block-sized buffer (BLOCK_GRADS_FLAG) or in place
         gbase = {r: b.select(block_grads, gloc[r], _gep(b, p, lo)) for r, p in garr.items()}
         for a in acc_v:
@@ -361,6 +395,8 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
                 def replay(i: ir.Value, mode: int, t: ir.Value = t, kk: ir.Value = kk,
                            rows: list[ir.Value] = rows) -> None:
                     L = Lv if mode else Ls
+                    if mode:
+                        _prefetch(b, x, b.add(b.mul(b.add(t, ir.Constant(I64, 1)), xs), b.add(lo, i)))
                     res = emit_graph(b, spec.fwd, L, env_for(L, b.add(lo, i), i, t, rows), fwd_outs)
                     for k in range(ns):
                         _store(b, L, res[f"state{k}"], work, b.add(wslot(b.add(kk, ir.Constant(I64, 1)), k), i))
@@ -379,6 +415,8 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
                     # caller then passes W copies of it and every load reads from index 0
                     gidx = b.select(gs_one, ir.Constant(I64, 0), b.add(b.mul(t, N), j))
                     env["g.spike"] = _load(b, L, gs, gidx)
+                    if mode:          # the previous step's spike gradient (its input is still cached from the replay)
+                        _prefetch(b, gs, b.select(gs_one, ir.Constant(I64, 0), b.sub(gidx, N)))
                     for k in range(ns):
                         env[f"g.state{k}"] = _load(b, L, gst[k], j)
                     res = emit_graph(b, spec.bwd, L, env, bwd_outs)
