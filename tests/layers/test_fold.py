@@ -100,18 +100,23 @@ def test_channels_last_layers_get_channels_last_gradients() -> None:
 
 def test_a_channels_last_conv_converts_a_plain_input_once() -> None:
     """Left to the conv, an NCHW input meets channels-last weights twice (forward, and the weight gradient):
-    the fold converts it once. Counted by the profiler as copies of a tensor of the input's shape."""
+    the fold converts it once. Counted by the profiler as copies of a tensor of the input's shape. (Six input
+    channels: with up to four the direct kernel runs, which reads the input as it is and copies nothing.)"""
     from torch.profiler import ProfilerActivity, profile
     torch.manual_seed(0)
-    conv = nn.Conv2d(2, 4, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
-    ref = nn.Conv2d(2, 4, 3, padding=1, bias=False)
+    conv = nn.Conv2d(6, 4, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
+    ref = nn.Conv2d(6, 4, 3, padding=1, bias=False)
     ref.load_state_dict(conv.state_dict())
-    x = torch.randn(3, 2, 2, 6, 6)
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        y = TimeFold(conv)(x)
-        y.sum().backward()
-    copies = [e for e in prof.events() if e.name == "aten::copy_" and e.input_shapes[:1] == [[6, 2, 6, 6]]]
-    assert len(copies) == 1
+    x = torch.randn(3, 2, 6, 6, 6)
+    for cin, expect in ((6, 1), (2, 0)):
+        c = conv if cin == 6 else nn.Conv2d(2, 4, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            TimeFold(c)(x[:, :, :cin]).sum().backward()
+        copies = [e for e in prof.events() if e.name == "aten::copy_" and e.input_shapes[:1] == [[6, cin, 6, 6]]]
+        assert len(copies) == expect
+    conv.zero_grad(set_to_none=True)
+    y = TimeFold(conv)(x)
+    y.sum().backward()
     TimeFold(ref)(x).sum().backward()
     torch.testing.assert_close(y, TimeFold(ref)(x))
     torch.testing.assert_close(conv.weight.grad, ref.weight.grad)

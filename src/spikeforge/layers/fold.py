@@ -144,6 +144,10 @@ def _call(m: nn.Module, y: Tensor) -> Tensor:
     (``kernels.llvm_pool``: the same values and gradients, 1 byte kept per output; ``why_not`` there says when
     torch's pooling runs). A conv with channels-last weights gets a plain-contiguous input converted once here:
     left to the conv, the conversion runs twice, in forward and again for the weight gradient."""
+    if type(m) is nn.Conv2d and not isinstance(y, fx.Proxy):
+        from ..kernels import llvm_conv
+        if llvm_conv.why_not(m, y) is None:
+            return llvm_conv.conv2d_few(m, y)
     if isinstance(m, nn.Conv2d) and not isinstance(y, fx.Proxy) and y.dim() == 4 and y.shape[1] > 1 \
             and y.is_contiguous() and _cl_weight(m):
         y = y.contiguous(memory_format=torch.channels_last)

@@ -1,0 +1,297 @@
+"""Direct 2-d convolution on the CPU for a layer with few input channels: the first conv of a spiking CNN.
+
+A network's first conv reads event frames (2 polarity channels) or a grey image (1 channel). oneDNN's kernels
+block over input channels, so with 1–4 of them most of each vector is idle: on the ``spiking_cnn_tiny`` step
+(``[320, 2, 34, 34] → 16`` channels) the first conv's forward takes as long as the second's, which does 8× the
+arithmetic, and the channels-last input it wants costs a layout copy of the frames first. Here each output pixel's
+``C_out`` channels are one vector (or a few), and each of the ``C_in·K_h·K_w`` taps is one fused multiply-add of
+the input value, broadcast, by the tap's weight vector held in a register:
+
+* forward: per image, the input (any strides: NCHW or channels-last, no copy first) is copied into a
+  zero-bordered buffer of the thread's, then every output pixel sums its taps; the output is channels-last;
+* backward: the weight gradient sums ``input tap × output gradient`` per image in registers (one partial per
+  image, summed by torch afterwards in a fixed order: the same bits for any thread count); the bias gradient is
+  the output gradient summed; an input gradient, when one is needed, comes from torch's own
+  ``convolution_backward``.
+
+A kernel is compiled per geometry (``C_in``, kernel size, padding, ``C_out``: constants, so the taps unroll and
+the weights stay in registers), cached on disk like every LLVM kernel. ``why_not(conv, x)`` says when torch's
+convolution runs instead (stride, dilation, groups, padding mode, dtype, more than ``MAX_IN`` input channels,
+weights not channels-last, ...); ``conv2d_few(conv, x)`` runs it. Values and gradients equal torch's to float32
+rounding (the sums run in another order).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import torch
+from llvmlite import ir
+from torch import Tensor, fx, nn
+
+from .llvm_backend import _run
+from .llvm_kernels import _PROTO, _link, _loop, _tm, _vload, _vstore, cached_object, vector_width
+from .llvm_ops import Lanes, _intrinsic
+
+__all__ = ["conv2d_few", "why_not", "MAX_IN"]
+
+MAX_IN = 4              # input channels up to which the direct kernel runs
+MAX_TAPS = 64           # C_in·K_h·K_w up to which the taps are unrolled
+MAX_OUT = 256           # output channels
+I64, I32, F32 = ir.IntType(64), ir.IntType(32), ir.FloatType()
+I8P = ir.IntType(8).as_pointer()
+
+
+def _c(v: int) -> ir.Constant:
+    return ir.Constant(I64, v)
+
+
+class _Geo:
+    """The compile-time part of a conv: input channels, kernel size, padding, output channels."""
+
+    def __init__(self, cin: int, kh: int, kw: int, ph: int, pw: int, cout: int) -> None:
+        self.cin, self.kh, self.kw, self.ph, self.pw, self.cout = cin, kh, kw, ph, pw, cout
+        self.W = vector_width(32)
+        self.chunks = -(-cout // self.W)
+        self.cop = self.chunks * self.W          # output channels padded to whole vectors (weights, partials)
+        self.taps = [(c, i, j) for c in range(cin) for i in range(kh) for j in range(kw)]
+
+    @property
+    def name(self) -> str:
+        return f"{self.cin}x{self.kh}x{self.kw}p{self.ph}x{self.pw}o{self.cout}"
+
+
+def _fn(mod: ir.Module, name: str) -> ir.IRBuilder:
+    fnty = ir.FunctionType(ir.VoidType(), [I8P.as_pointer(), I64.as_pointer(), ir.DoubleType().as_pointer()])
+    fn = ir.Function(mod, fnty, name=name)
+    for a in fn.args:
+        a.add_attribute("noalias")
+    return ir.IRBuilder(fn.append_basic_block("entry"))
+
+
+def _mask(g: _Geo, chunk: int) -> ir.Constant | None:
+    """The lanes of output-channel chunk ``chunk`` that are real channels; ``None`` when all are."""
+    n = g.cout - chunk * g.W
+    if n >= g.W:
+        return None
+    return ir.Constant(ir.VectorType(ir.IntType(1), g.W), [ir.Constant(ir.IntType(1), int(k < n)) for k in range(g.W)])
+
+
+def _masked(b: ir.IRBuilder, kind: str, ptr: ir.Value, mask: ir.Constant, value: ir.Value | None = None) -> Any:
+    """``llvm.masked.load`` (the masked-off lanes read as 0) or ``llvm.masked.store`` of a float32 vector."""
+    vt = mask.type.count
+    vty = ir.VectorType(F32, vt)
+    p = b.bitcast(ptr, vty.as_pointer())
+    name = f"llvm.masked.{kind}.v{vt}f32.p0"
+    fn = b.module.globals.get(name)
+    if kind == "load":
+        if fn is None:
+            fn = ir.Function(b.module, ir.FunctionType(vty, [vty.as_pointer(), I32, mask.type, vty]), name=name)
+        return b.call(fn, [p, ir.Constant(I32, 4), mask, ir.Constant(vty, [ir.Constant(F32, 0.0)] * vt)])
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), I32, mask.type]), name=name)
+    return b.call(fn, [value, p, ir.Constant(I32, 4), mask])
+
+
+def _pad_image(b: ir.IRBuilder, g: _Geo, x: ir.Value, work: ir.Value, n: ir.Value, geo: list[ir.Value]) -> None:
+    """``work[c, ph + i, pw + j] = x[n, c, i, j]`` inside a zero border (``work``: ``[C_in, H + 2ph, W + 2pw]``)."""
+    H, Wd, _, _, sN, sC, sH, sW = geo
+    Hp, Wp = b.add(H, _c(2 * g.ph)), b.add(Wd, _c(2 * g.pw))
+    with _loop(b, _c(0), b.mul(_c(g.cin), b.mul(Hp, Wp)), 1, "z") as z:
+        b.store(ir.Constant(F32, 0.0), b.gep(work, [z], inbounds=True))
+    with _loop(b, _c(0), _c(g.cin), 1, "pc") as c:
+        with _loop(b, _c(0), H, 1, "pi") as i:
+            src = b.add(b.add(b.mul(n, sN), b.mul(c, sC)), b.mul(i, sH))
+            dst = b.add(b.mul(b.add(b.mul(c, Hp), b.add(i, _c(g.ph))), Wp), _c(g.pw))
+            with _loop(b, _c(0), Wd, 1, "pj") as j:
+                v = b.load(b.gep(x, [b.add(src, b.mul(j, sW))], inbounds=True))
+                b.store(v, b.gep(work, [b.add(dst, j)], inbounds=True))
+
+
+def _tap_offsets(b: ir.IRBuilder, g: _Geo, Hp: ir.Value, Wp: ir.Value) -> list[ir.Value]:
+    """Each tap's offset in the padded image from its output pixel's top-left input."""
+    return [b.add(b.mul(b.add(b.mul(_c(c), Hp), _c(i)), Wp), _c(j)) for c, i, j in g.taps]
+
+
+def _build(mod: ir.Module, g: _Geo) -> None:
+    """``fwd``: ptrs ``x, wt [taps, cop], bias [cop], out [N, Ho, Wo, C_out], geo, work``; ``wgrad``: ptrs
+    ``x, gout [N, Ho, Wo, C_out], part [N, taps, cop], geo, work``. ints ``[_, _, block lo, block hi, images per
+    block, N]``; geo (int64) ``[H, W, Ho, Wo, sN, sC, sH, sW]`` (input strides in elements)."""
+    W, L = g.W, Lanes(32, g.W)
+    for kind in ("fwd", "wgrad"):
+        b = _fn(mod, f"sf_conv_{kind}_{g.name}")
+        fn = b.function
+        ptr = [b.load(b.gep(fn.args[0], [_c(k)])) for k in range(6 if kind == "fwd" else 5)]
+        ints = [b.load(b.gep(fn.args[1], [_c(k)])) for k in range(6)]
+        blo, bhi, per, N = ints[2], ints[3], ints[4], ints[5]
+        x = b.bitcast(ptr[0], F32.as_pointer())
+        geo_p = b.bitcast(ptr[4 if kind == "fwd" else 3], I64.as_pointer())
+        geo = [b.load(b.gep(geo_p, [_c(k)])) for k in range(8)]
+        work = b.bitcast(ptr[-1], F32.as_pointer())
+        Ho, Wo = geo[2], geo[3]
+        Hp, Wp = b.add(geo[0], _c(2 * g.ph)), b.add(geo[1], _c(2 * g.pw))
+        accs = [b.alloca(L.ty) for _ in g.taps] if kind == "wgrad" else []
+        lo = b.mul(blo, per)
+        hi = b.select(b.icmp_signed("<", b.mul(bhi, per), N), b.mul(bhi, per), N)
+        with _loop(b, lo, hi, 1, "n") as n:
+            _pad_image(b, g, x, work, n, geo)
+            offs = _tap_offsets(b, g, Hp, Wp)
+            if kind == "fwd":
+                wt, bias = (b.bitcast(p, F32.as_pointer()) for p in ptr[1:3])
+                out = b.bitcast(ptr[3], F32.as_pointer())
+                for ch in range(g.chunks):       # a chunk's weights loaded once per image, kept in registers
+                    wv = [_vload(b, wt, _c(t * g.cop + ch * W), W) for t in range(len(g.taps))]
+                    bv = _vload(b, bias, _c(ch * W), W)
+                    mask = _mask(g, ch)
+                    with _loop(b, _c(0), Ho, 1, "oh") as oh:
+                        row = b.mul(oh, Wp)
+                        orow = b.mul(b.add(b.mul(n, Ho), oh), Wo)
+                        with _loop(b, _c(0), Wo, 1, "ow") as ow:
+                            base = b.add(row, ow)
+                            acc = bv
+                            for t, off in enumerate(offs):
+                                s = L.splat(b, b.load(b.gep(work, [b.add(base, off)], inbounds=True)))
+                                acc = _intrinsic(b, "fma", L, s, wv[t], acc)
+                            at = b.add(b.mul(b.add(orow, ow), _c(g.cout)), _c(ch * W))
+                            if mask is None:
+                                _vstore(b, acc, out, at, W)
+                            else:
+                                _masked(b, "store", b.gep(out, [at], inbounds=True), mask, acc)
+            else:
+                gout, part = (b.bitcast(p, F32.as_pointer()) for p in ptr[1:3])
+                for ch in range(g.chunks):
+                    mask = _mask(g, ch)
+                    for a in accs:
+                        b.store(L.c(0.0), a)
+                    with _loop(b, _c(0), Ho, 1, "oh") as oh:
+                        row = b.mul(oh, Wp)
+                        orow = b.mul(b.add(b.mul(n, Ho), oh), Wo)
+                        with _loop(b, _c(0), Wo, 1, "ow") as ow:
+                            base = b.add(row, ow)
+                            at = b.add(b.mul(b.add(orow, ow), _c(g.cout)), _c(ch * W))
+                            gv = (_vload(b, gout, at, W) if mask is None
+                                  else _masked(b, "load", b.gep(gout, [at], inbounds=True), mask))
+                            for t, off in enumerate(offs):
+                                s = L.splat(b, b.load(b.gep(work, [b.add(base, off)], inbounds=True)))
+                                b.store(_intrinsic(b, "fma", L, s, gv, b.load(accs[t])), accs[t])
+                    prow = b.mul(n, _c(len(g.taps) * g.cop))
+                    for t, a in enumerate(accs):
+                        _vstore(b, b.load(a), part, b.add(prow, _c(t * g.cop + ch * W)), W)
+        b.ret_void()
+
+
+_kernels: dict[str, dict[str, tuple[Any, int]]] = {}
+_lock = threading.Lock()
+
+
+def _get(g: _Geo) -> dict[str, tuple[Any, int]]:
+    with _lock:
+        k = _kernels.get(g.name)
+        if k is None:
+            mod = ir.Module(name=f"sf_conv_{g.name}")
+            mod.triple = _tm().triple
+            _build(mod, g)
+            names = [f"sf_conv_{kind}_{g.name}" for kind in ("fwd", "wgrad")]
+            addrs = _link(cached_object("conv", str(mod), optimise=True), *names)
+            k = _kernels[g.name] = {kind: (_PROTO(a), a) for kind, a in zip(("fwd", "wgrad"), addrs)}
+        return k
+
+
+def _launch(g: _Geo, kind: str, ptrs: list[int], x: Tensor, out_hw: tuple[int, int]) -> None:
+    N, _, H, Wd = x.shape
+    geo = torch.tensor([H, Wd, *out_hw, *x.stride()], dtype=torch.int64)
+    nt = max(1, min(torch.get_num_threads(), N))
+    per = max(1, -(-N // (4 * nt)))             # four blocks of images per thread
+    work = [torch.empty(g.cin * (H + 2 * g.ph) * (Wd + 2 * g.pw), dtype=torch.float32) for _ in range(nt)]
+    fn, addr = _get(g)[kind]
+    _run(fn, -(-N // per), [0, 0, 0, 0, per, N], [*ptrs, geo.data_ptr(), 0], [], work, addr=addr)
+
+
+def _geo(conv: nn.Conv2d) -> _Geo:
+    (kh, kw), (ph, pw) = conv.kernel_size, conv.padding       # type: ignore[misc]
+    return _Geo(conv.in_channels, kh, kw, int(ph), int(pw), conv.out_channels)
+
+
+class _ConvFew(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, g: _Geo) -> Tensor:  # type: ignore[override]
+        N, _, H, Wd = x.shape
+        Ho, Wo = H + 2 * g.ph - g.kh + 1, Wd + 2 * g.pw - g.kw + 1
+        wt = torch.zeros(len(g.taps), g.cop)
+        wt[:, :g.cout] = weight.detach().permute(1, 2, 3, 0).reshape(len(g.taps), g.cout)
+        bv = torch.zeros(g.cop)
+        if bias is not None:
+            bv[:g.cout] = bias.detach()
+        out = torch.empty(N, Ho, Wo, g.cout)
+        if out.numel():
+            _launch(g, "fwd", [x.data_ptr(), wt.data_ptr(), bv.data_ptr(), out.data_ptr()], x, (Ho, Wo))
+        ctx.save_for_backward(x, weight)
+        ctx.g, ctx.has_bias = g, bias is not None
+        return out.permute(0, 3, 1, 2)
+
+    @staticmethod
+    def backward(ctx: Any, gout: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        g: _Geo = ctx.g
+        go = gout.to(torch.float32).permute(0, 2, 3, 1).contiguous()         # [N, Ho, Wo, C_out]
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.ops.aten.convolution_backward(
+                gout, x, weight, None, [1, 1], [g.ph, g.pw], [1, 1], False, [0, 0], 1, [True, False, False])[0]
+        if ctx.needs_input_grad[1]:
+            N = x.shape[0]
+            part = torch.empty(N, len(g.taps), g.cop)
+            if part.numel():
+                _launch(g, "wgrad", [x.data_ptr(), go.data_ptr(), part.data_ptr()], x, tuple(go.shape[1:3]))
+                gw = part.sum(0)[:, :g.cout]
+            else:
+                gw = torch.zeros(len(g.taps), g.cout)
+            gw = torch.empty_like(weight).copy_(gw.reshape(g.cin, g.kh, g.kw, g.cout).permute(3, 0, 1, 2))
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = go.sum((0, 1, 2))
+        return gx, gw, gb, None
+
+
+def why_not(conv: nn.Module, x: Tensor) -> str | None:
+    """``None`` when ``conv`` on ``x`` runs as the direct kernel; else why torch's convolution runs."""
+    if type(conv) is not nn.Conv2d:
+        return f"{type(conv).__name__} is not a plain nn.Conv2d"
+    m: Any = conv
+    if isinstance(x, fx.Proxy):
+        return "traced with torch.fx"
+    if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks:
+        return "the module has hooks, which run with the module's own call"
+    g = nn.modules.module
+    if (g._global_forward_hooks or g._global_forward_pre_hooks or g._global_backward_hooks
+            or g._global_backward_pre_hooks):
+        return "global module hooks are registered, which expect every module's own call"
+    if m.in_channels > MAX_IN:
+        return f"{m.in_channels} input channels: the direct kernel is for up to {MAX_IN} (oneDNN is faster beyond)"
+    if m.out_channels > MAX_OUT:
+        return f"{m.out_channels} output channels: the direct kernel is for up to {MAX_OUT}"
+    if m.in_channels * m.kernel_size[0] * m.kernel_size[1] > MAX_TAPS:
+        return f"{m.in_channels}x{m.kernel_size} taps: the direct kernel unrolls up to {MAX_TAPS}"
+    if isinstance(m.padding, str) or m.padding_mode != "zeros" or tuple(m.stride) != (1, 1) \
+            or tuple(m.dilation) != (1, 1) or m.groups != 1:
+        return (f"only stride 1, dilation 1, groups 1 and numeric zero padding run direct (got {m.extra_repr()}, "
+                f"padding_mode={m.padding_mode!r})")
+    w = m._parameters.get("weight")
+    if w is None or isinstance(w, nn.parameter.UninitializedParameter) \
+            or not w.is_contiguous(memory_format=torch.channels_last):
+        return "the weight is not channels-last (the direct kernel writes a channels-last output)"
+    if x.device.type != "cpu" or x.dtype != torch.float32 or w.dtype != torch.float32:
+        return f"runs on float32 CPU tensors, got input {x.dtype} on {x.device} and weight {w.dtype}"
+    if x.dim() != 4 or x.shape[1] != m.in_channels:
+        return f"expects an input [N, {m.in_channels}, H, W], got shape {tuple(x.shape)}"
+    if x.shape[2] + 2 * m.padding[0] < m.kernel_size[0] or x.shape[3] + 2 * m.padding[1] < m.kernel_size[1]:
+        return f"an input of {x.shape[2]}x{x.shape[3]} is smaller than the padded kernel (torch's conv raises on it)"
+    return None
+
+
+def conv2d_few(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """``conv(x)`` by the direct kernel (``why_not(conv, x)`` must be ``None``); the output is channels-last."""
+    reason = why_not(conv, x)
+    if reason is not None:
+        raise ValueError(f"conv2d_few: {reason}")
+    return _ConvFew.apply(x, conv.weight, conv.bias, _geo(conv))
