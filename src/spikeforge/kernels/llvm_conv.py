@@ -209,8 +209,9 @@ def _launch(g: _Geo, kind: str, ptrs: list[int], x: Tensor, out_hw: tuple[int, i
 
 
 def _geo(conv: nn.Conv2d) -> _Geo:
-    (kh, kw), (ph, pw) = conv.kernel_size, conv.padding       # type: ignore[misc]
-    return _Geo(conv.in_channels, kh, kw, int(ph), int(pw), conv.out_channels)
+    m: Any = conv                      # why_not has checked that the padding is numeric
+    (kh, kw), (ph, pw) = m.kernel_size, m.padding
+    return _Geo(m.in_channels, kh, kw, int(ph), int(pw), m.out_channels)
 
 
 class _ConvFew(torch.autograd.Function):
@@ -243,7 +244,7 @@ class _ConvFew(torch.autograd.Function):
             N = x.shape[0]
             part = torch.empty(N, len(g.taps), g.cop)
             if part.numel():
-                _launch(g, "wgrad", [x.data_ptr(), go.data_ptr(), part.data_ptr()], x, tuple(go.shape[1:3]))
+                _launch(g, "wgrad", [x.data_ptr(), go.data_ptr(), part.data_ptr()], x, (go.shape[1], go.shape[2]))
                 gw = part.sum(0)[:, :g.cout]
             else:
                 gw = torch.zeros(len(g.taps), g.cout)
