@@ -40,12 +40,15 @@ def _input(channels_last: bool, C: int, side: int = 24) -> torch.Tensor:
     return x
 
 
-# C = 12 channels-last: blocks of 4,096 neurons start at 4,096 mod 12 = 4 into a period; NCHW: the period is
-# one sample (12·24·24 = 6,912 neurons), its gradient rows too large to sum per block
-@pytest.mark.parametrize("channels_last,period,block_grads", [(True, 12, True), (False, 12 * 24 * 24, False)])
-def test_per_channel_threshold_equals_the_reference(calls: list[Any], channels_last: bool, period: int,
+# Channels-last the values are read from a window of P + 16 (a period shorter than a lane vector, 12; longer, 40)
+# and the per-block gradient sums run a vector at a time where vectors do not wrap around a period (32: blocks
+# start on a period; 48: 4,096 mod 48 = 16 into one) or one at a time (12: 4,096 mod 12 = 4; 40). NCHW: the
+# period is one sample (12·24·24 = 6,912 neurons), copied per block, its gradient rows too large to sum per block
+@pytest.mark.parametrize("channels_last,C,period,block_grads", [(True, 12, 12, True), (True, 32, 32, True),
+                                                                (True, 40, 40, True), (True, 48, 48, True),
+                                                                (False, 12, 12 * 24 * 24, False)])
+def test_per_channel_threshold_equals_the_reference(calls: list[Any], channels_last: bool, C: int, period: int,
                                                     block_grads: bool) -> None:
-    C = 12
     x = _input(channels_last, C)
     th = torch.linspace(0.6, 1.4, C).view(C, 1, 1)
     m = N.PLIF(v_threshold=th, learn_threshold=True)
@@ -63,7 +66,8 @@ def test_per_channel_threshold_equals_the_reference(calls: list[Any], channels_l
     torch.testing.assert_close(m.w.grad, ref.w.grad, rtol=1e-4, atol=1e-5)
     n = 8 * C * 24 * 24
     assert [c[:4] for c in calls] == [("fwd", n, period, block_grads), ("bwd", n, period, block_grads)]
-    assert calls[0][4] % C != 0 or not channels_last        # a block boundary falls inside a period
+    if channels_last:                                   # where a block boundary falls inside a period
+        assert (calls[0][4] % C != 0) == (C != 32)
 
 
 def test_a_per_neuron_array_is_read_per_neuron(calls: list[Any]) -> None:

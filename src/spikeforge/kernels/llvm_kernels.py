@@ -208,29 +208,81 @@ def _period_loop(b: ir.IRBuilder, n: ir.Value, off: ir.Value, P: ir.Value, cnt: 
         b.store(b.select(b.icmp_signed("==", c1, P), ir.Constant(I64, 0), c1), cnt)
 
 
-def _block_arrays(b: ir.IRBuilder, arr: dict[int, ir.Value], periodic: ir.Value, lo: ir.Value,
-                  n: ir.Value, off: ir.Value, P: ir.Value, loc: dict[int, ir.Value], cnt: ir.Value, W: int
-                  ) -> dict[int, ir.Value]:
-    """The base each array is read from at index ``i`` of the block: its periodic values copied into ``loc``,
-    or the per-neuron array at ``lo``. The copy writes the first ``Q`` values one by one (``Q``: the least
-    multiple of ``P`` that is ``>= W``), then repeats them ``W`` at a time (``loc[i] = loc[i − Q]``: a vector
-    read wholly behind what it writes), so a block costs ``n/W`` vector copies, not ``n`` scalar ones."""
-    if not arr:
-        return {}
-    with b.if_then(periodic):
-        one = ir.Constant(I64, 1)
-        q = b.mul(b.sdiv(b.add(ir.Constant(I64, W), b.sub(P, one)), P), P)
-        first = b.select(b.icmp_signed("<", n, q), n, q)
-        nvec = b.add(q, b.mul(b.sdiv(b.sub(b.select(b.icmp_signed("<", n, q), q, n), q), ir.Constant(I64, W)),
-                              ir.Constant(I64, W)))
-        for r, src in arr.items():
-            with _period_loop(b, first, off, P, cnt, "pa") as (i, c):
-                b.store(b.load(_gep(b, src, c)), _gep(b, loc[r], i))
-            with _loop(b, q, nvec, W, "pv") as i:
-                _vstore(b, _vload(b, loc[r], b.sub(i, q), W), loc[r], i, W)
-            with _loop(b, nvec, n, 1, "pt") as i:
-                b.store(b.load(_gep(b, loc[r], b.sub(i, q))), _gep(b, loc[r], i))
-    return {r: b.select(periodic, loc[r], _gep(b, src, lo)) for r, src in arr.items()}
+class _Arrays:
+    """Where the per-neuron array values of a block are read, and at which index.
+
+    A periodic array (``PERIODIC_FLAG``: its slot holds one period of ``P`` values) with ``P + W <= MAX_BLOCK``
+    is read from a window of ``P + W`` values on the stack (``win[k] = a[k mod P]``), at ``c = (lo + i) mod P``
+    carried from lane vector to lane vector (``start`` before a loop over the block, ``index`` in its body,
+    ``advance`` at its end): a vector at ``c`` holds the next ``W`` neurons' values with no wrap-around to handle.
+    The window stays in L1 whatever the block size (a per-channel array channels-last: ``C + W`` floats), where a
+    block-sized copy took 16 KiB of L1 per array and pushed the input's prefetched lines out. A longer period
+    (NCHW: a sample's ``C·H·W``) is copied block by block into ``loc``; a per-neuron array is read in place."""
+
+    def __init__(self, b: ir.IRBuilder, arr: dict[int, ir.Value], periodic: ir.Value, P: ir.Value,
+                 loc: dict[int, ir.Value], cnt: ir.Value, W: int) -> None:
+        self.b, self.arr, self.periodic, self.P, self.loc, self.cnt, self.W = b, arr, periodic, P, loc, cnt, W
+        self.win = b.and_(periodic, b.icmp_signed("<=", b.add(P, ir.Constant(I64, W)), ir.Constant(I64, MAX_BLOCK)))
+        self.wc = b.alloca(I64)
+        self.steps = (b.urem(ir.Constant(I64, 1), P), b.urem(ir.Constant(I64, W), P))   # scalar, vector
+        self.off: ir.Value = ir.Constant(I64, 0)
+        self.base: dict[int, ir.Value] = {}
+
+    def block(self, lo: ir.Value, n: ir.Value, off: ir.Value) -> dict[int, ir.Value]:
+        """Fill the block's buffers (block ``[lo, lo + n)``, ``off = lo mod P``); returns the read bases."""
+        b, W, P = self.b, self.W, self.P
+        self.off = off
+        if not self.arr:
+            return {}
+        with b.if_then(self.periodic):
+            with b.if_else(self.win) as (window, copy):
+                with window:
+                    for r, src in self.arr.items():
+                        with _period_loop(b, b.add(P, ir.Constant(I64, W)), ir.Constant(I64, 0), P, self.cnt,
+                                          "pw") as (i, c):
+                            b.store(b.load(_gep(b, src, c)), _gep(b, self.loc[r], i))
+                with copy:
+                    for r, src in self.arr.items():
+                        with _period_loop(b, n, off, P, self.cnt, "pa") as (i, c):
+                            b.store(b.load(_gep(b, src, c)), _gep(b, self.loc[r], i))
+        self.base = {r: b.select(self.periodic, self.loc[r], _gep(b, src, lo)) for r, src in self.arr.items()}
+        return self.base
+
+    def start(self) -> None:
+        self.b.store(self.off, self.wc)
+
+    def index(self, i: ir.Value) -> ir.Value:
+        return self.b.select(self.win, self.b.load(self.wc), i)
+
+    def advance(self, mode: int) -> None:
+        b = self.b
+        c = b.add(b.load(self.wc), self.steps[1 if mode else 0])
+        b.store(b.select(b.icmp_signed(">=", c, self.P), b.sub(c, self.P), c), self.wc)
+
+
+def _fold_block(b: ir.IRBuilder, dst: ir.Value, row: ir.Value, g: ir.Value, n: ir.Value, off: ir.Value,
+                P: ir.Value, cnt: ir.Value, Ls: Lanes, Lv: Lanes) -> None:
+    """``dst[row + (off + i) mod P] += g[i]`` for ``i`` in order: a lane vector at a time where vectors do not wrap
+    around the period (``P`` and ``off`` multiples of ``W``: a per-channel gradient channels-last with a multiple
+    of 16 channels), one at a time otherwise. Each ``dst`` element gets its terms in the same order either way."""
+    W = Lv.width
+    w = ir.Constant(I64, W)
+    whole = b.and_(b.icmp_signed("==", b.urem(P, w), ir.Constant(I64, 0)),
+                   b.icmp_signed("==", b.urem(off, w), ir.Constant(I64, 0)))
+    nvec = b.select(whole, b.mul(b.sdiv(n, w), w), ir.Constant(I64, 0))
+    b.store(off, cnt)
+    with _loop(b, ir.Constant(I64, 0), nvec, W, "fv") as i:
+        c = b.load(cnt)
+        at = b.add(row, c)
+        _vstore(b, b.fadd(_vload(b, dst, at, W), _vload(b, g, i, W)), dst, at, W)
+        c1 = b.add(c, w)
+        b.store(b.select(b.icmp_signed("==", c1, P), ir.Constant(I64, 0), c1), cnt)
+    with _loop(b, nvec, n, 1, "fs") as i:
+        c = b.load(cnt)
+        d = _gep(b, dst, b.add(row, c))
+        b.store(b.fadd(b.load(d), b.load(_gep(b, g, i))), d)
+        c1 = b.add(c, ir.Constant(I64, 1))
+        b.store(b.select(b.icmp_signed("==", c1, P), ir.Constant(I64, 0), c1), cnt)
 
 
 # -- the forward kernel ------------------------------------------------------------------------------------
@@ -255,11 +307,12 @@ def _build_fwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
     P, periodic = F.i64(8), _flag(b, flags, PERIODIC_FLAG)
     loc = {r: _block_buffer(b, Ls.f) for r in arr}
     cnt = b.alloca(I64)
+    reads = _Arrays(b, arr, periodic, P, loc, cnt, W)
     outs = ["spike", *(f"state{k}" for k in range(ns))]
     with _loop(b, blo, bhi, 1, "blk") as blk:
         lo = b.mul(blk, B)
         n = b.sub(b.select(b.icmp_signed("<", b.add(lo, B), N), b.add(lo, B), N), lo)
-        abase = _block_arrays(b, arr, periodic, lo, n, b.urem(lo, P), P, loc, cnt, W)
+        abase = reads.block(lo, n, b.urem(lo, P))
         with _loop(b, ir.Constant(I64, 0), n, 1, "cp") as i:
             for k in range(ns):   # flags bit 2+k: state k starts at one value for every neuron (no array)
                 one = _flag(b, flags, 4 << k)
@@ -287,15 +340,18 @@ def _build_fwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
                     _prefetch(b, x, b.add(b.add(xrow, xs), j))
                 for k in range(ns):
                     env[f"state{k}"] = _load(b, L, st[k], j)
+                ai = reads.index(i)
                 for r, p in abase.items():
-                    env[spec.runtime[r]] = _load(b, L, p, i)
+                    env[spec.runtime[r]] = _load(b, L, p, ai)
                 for r, v in sc.items():
                     env[spec.runtime[r]] = L.splat(b, v)
                 res = emit_graph_(b, spec.fwd, L, env, outs)
                 _store(b, L, res["spike"], s, b.add(srow, j), stream=mode)
                 for k in range(ns):
                     _store(b, L, res[f"state{k}"], st[k], j)
+                reads.advance(mode)
 
+            reads.start()
             _lanes_loop(b, n, W, body, aligned)
     b.ret_void()
 
@@ -326,6 +382,7 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
     loc = {r: _block_buffer(b, Ls.f) for r in arr}
     gloc = {r: _block_buffer(b, Ls.f) for r in garr}
     cnt = b.alloca(I64)
+    reads = _Arrays(b, arr, periodic, P, loc, cnt, W)
     ng = len(lay.grad_scalars)
     dbl = ir.DoubleType()
     acc_v = [b.alloca(ir.VectorType(dbl, W)) for _ in range(ng)]
@@ -349,14 +406,15 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
         return [b.select(b.and_(first, b.not_(one_ck[k])), _gep(b, ck[k], b.add(b.mul(seg, N), lo)),
                          _gep(b, work, wslot(kk, k))) for k in range(ns)]
 
-    abase: dict[int, ir.Value] = {}     # per block: where each array is read at index i (_block_arrays)
+    abase: dict[int, ir.Value] = {}     # per block: where each array is read (_Arrays)
 
     def env_for(L: Lanes, j: ir.Value, i: ir.Value, t: ir.Value, rows: list[ir.Value]) -> dict[str, ir.Value]:
         env = {"x": _load(b, L, x, b.add(b.mul(t, xs), j))}
         for k in range(ns):
             env[f"state{k}"] = _load(b, L, rows[k], i)
+        ai = reads.index(i)
         for r, p in abase.items():
-            env[spec.runtime[r]] = _load(b, L, p, i)
+            env[spec.runtime[r]] = _load(b, L, p, ai)
         for r, v in sc.items():
             env[spec.runtime[r]] = L.splat(b, v)
         return env
@@ -365,7 +423,7 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
         lo = b.mul(blk, B)
         n = b.sub(b.select(b.icmp_signed("<", b.add(lo, B), N), b.add(lo, B), N), lo)
         off = b.urem(lo, P)
-        abase.update(_block_arrays(b, arr, periodic, lo, n, off, P, loc, cnt, W))
+        abase.update(reads.block(lo, n, off))
         # each array's gradient: summed per neuron in the block-sized buffer (BLOCK_GRADS_FLAG) or in place
         gbase = {r: b.select(block_grads, gloc[r], _gep(b, p, lo)) for r, p in garr.items()}
         for a in acc_v:
@@ -400,7 +458,9 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
                     res = emit_graph(b, spec.fwd, L, env_for(L, b.add(lo, i), i, t, rows), fwd_outs)
                     for k in range(ns):
                         _store(b, L, res[f"state{k}"], work, b.add(wslot(b.add(kk, ir.Constant(I64, 1)), k), i))
+                    reads.advance(mode)
 
+                reads.start()
                 _lanes_loop(b, n, W, replay)
             with _loop(b, ir.Constant(I64, 0), Lseg, 1, "rev") as r:     # reverse sweep
                 kk = b.sub(b.sub(Lseg, ir.Constant(I64, 1)), r)
@@ -437,15 +497,15 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
                         else:
                             gd = g if spec.bits == 64 else b.fpext(g, dbl)
                             b.store(b.fadd(b.load(acc_s[q]), gd), acc_s[q])
+                    reads.advance(mode)
 
+                reads.start()
                 _lanes_loop(b, n, W, back, aligned)
         if garr:                   # the block's row of each array gradient: its neurons summed per period index
             with b.if_then(block_grads):
                 row = b.mul(blk, P)
                 for r, p in garr.items():
-                    with _period_loop(b, n, off, P, cnt, "pg") as (i, c):
-                        dst = _gep(b, p, b.add(row, c))
-                        b.store(b.fadd(b.load(dst), b.load(_gep(b, gloc[r], i))), dst)
+                    _fold_block(b, p, row, gloc[r], n, off, P, cnt, Ls, Lv)
         for q in range(ng):        # block partial: lanes summed in a fixed order
             total = b.load(acc_s[q])
             vec = b.load(acc_v[q])
