@@ -157,3 +157,28 @@ def test_a_channels_last_fold_runs_it(monkeypatch: pytest.MonkeyPatch) -> None:
         assert calls == ([(12, 2, 10, 10)] if channels_last else [])
         ref = torch.stack([F.conv2d(x, fold[0].weight, padding=1) for x in x_seq])
         torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cout", [16, 40])
+def test_statistics_and_the_folded_affine(cout: int) -> None:
+    """``forward(stats=True)`` sums each output channel as float64 sums of the output do; the weight gradient with
+    a batch norm's ``fma(u, k2, g) + k1`` folded in has the bits of the one for that gradient written out
+    (``llvm_stats.channel_affine_add_``)."""
+    from spikeforge.kernels.llvm_stats import channel_affine_add_
+    conv = _conv(2, cout, 3, 1, True)
+    g = llvm_conv.geometry(conv)
+    x = (torch.rand(9, 2, 12, 10, generator=torch.Generator().manual_seed(7)) < 0.3).float()
+    u, sums = llvm_conv.forward(x, conv.weight, conv.bias, g, stats=True)
+    assert sums is not None and sums.dtype == torch.float64
+    ref = torch.stack([u.double().sum((0, 2, 3)), u.double().pow(2).sum((0, 2, 3))])
+    torch.testing.assert_close(sums, ref, rtol=1e-12, atol=1e-9)
+    gen = torch.Generator().manual_seed(8)
+    gu = torch.randn(u.shape, generator=gen).contiguous(memory_format=torch.channels_last)
+    k2, k1 = torch.randn(cout, generator=gen), torch.randn(cout, generator=gen)
+    folded = llvm_conv.weight_grad(x, gu, g, affine=(u, k2, k1))
+    written = llvm_conv.weight_grad(x, channel_affine_add_(gu.clone(), u, k2, k1, 1), g)
+    assert torch.equal(folded, written)
+    expect = torch.ops.aten.convolution_backward(gu + k2.view(1, -1, 1, 1) * u + k1.view(1, -1, 1, 1), x,
+                                                 conv.weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
+                                                 [False, True, False])[1]
+    torch.testing.assert_close(folded, expect, rtol=1e-4, atol=1e-3)

@@ -83,7 +83,42 @@ def test_the_input_gradient_is_one_kernel_pass(channels_last: bool, channels: in
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         s.sum().backward()
     names = {e.name for e in prof.events()}
-    assert "_BatchAffineBackward" in names and not names & {"aten::addcmul_", "aten::addcmul"}, sorted(names)
+    # channels-last, the conv of 2 input channels runs direct and the batch norm's affine is part of its Function
+    unit = "_ConvBatchAffineBackward" if channels_last else "_BatchAffineBackward"
+    assert unit in names and not names & {"aten::addcmul_", "aten::addcmul"}, sorted(names)
+
+
+@pytest.mark.parametrize("channels", [3, 16, 40])
+@pytest.mark.parametrize("bias", [False, True])
+def test_a_direct_conv_folds_the_input_gradient_into_its_weight_gradient(channels: int, bias: bool,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A channels-last fold of a few-channel conv and a batch norm: the statistics come out of the conv's kernel
+    and, the input needing no gradient, BN's input gradient is folded into the conv's weight gradient (never
+    written; with a conv bias it is written, for the bias's gradient). Loss, every parameter gradient and the
+    running statistics equal the unfused ``neuron(fold(x))``."""
+    from spikeforge.kernels import llvm_conv
+    seen: list[bool] = []
+    orig = llvm_conv.weight_grad
+    monkeypatch.setattr(llvm_conv, "weight_grad", lambda *a, **k: seen.append("affine" in k) or orig(*a, **k))
+    fold, neuron = _pair(nn.BatchNorm2d(channels), conv=nn.Conv2d(2, channels, 3, padding=1, bias=bias))
+    fold = fold.to(memory_format=torch.channels_last)
+    f2, n2 = copy.deepcopy(fold), copy.deepcopy(neuron)
+    x = (torch.rand(4, 6, 2, 9, 7, generator=torch.Generator().manual_seed(5)) < 0.4).float()
+    w = torch.randn(4, 6, channels, 9, 7, generator=torch.Generator().manual_seed(6))
+    losses = []
+    for f in (lambda z: neuron(fold(z)), lambda z: bn_neuron(f2, n2, z)):
+        loss = (f(x) * w).sum()
+        loss.backward()
+        losses.append(float(loss.detach()))
+    assert seen == [False, not bias]            # the unfused fold runs the direct conv too, its own gradient
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4, abs=1e-4)
+    scale = max(float(p.grad.abs().max()) for p in fold.parameters() if p.grad is not None)
+    assert scale > 1e-3
+    for a, b in zip(fold.parameters(), f2.parameters()):   # a conv bias before BN: gradient 0 up to rounding
+        assert a.grad is not None and b.grad is not None
+        assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-5 * scale), float((a.grad - b.grad).abs().max())
+    for a, b in zip(fold.buffers(), f2.buffers()):
+        assert torch.allclose(a.double(), b.double(), rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("bn", [nn.BatchNorm2d(3, affine=False), nn.BatchNorm2d(3, track_running_stats=False),

@@ -34,7 +34,7 @@ from .llvm_backend import _run
 from .llvm_kernels import _PROTO, _link, _loop, _tm, _vload, _vstore, cached_object, vector_width
 from .llvm_ops import Lanes, _intrinsic
 
-__all__ = ["conv2d_few", "why_not", "MAX_IN"]
+__all__ = ["conv2d_few", "why_not", "geometry", "forward", "weight_grad", "input_grad", "MAX_IN"]
 
 MAX_IN = 4              # input channels up to which the direct kernel runs
 MAX_TAPS = 64           # C_in·K_h·K_w up to which the taps are unrolled
@@ -114,71 +114,100 @@ def _tap_offsets(b: ir.IRBuilder, g: _Geo, Hp: ir.Value, Wp: ir.Value) -> list[i
     return [b.add(b.mul(b.add(b.mul(_c(c), Hp), _c(i)), Wp), _c(j)) for c, i, j in g.taps]
 
 
+KINDS = ("fwd", "fwdstats", "wgrad", "wgradaff")
+
+
 def _build(mod: ir.Module, g: _Geo) -> None:
-    """``fwd``: ptrs ``x, wt [taps, cop], bias [cop], out [N, Ho, Wo, C_out], geo, work``; ``wgrad``: ptrs
-    ``x, gout [N, Ho, Wo, C_out], part [N, taps, cop], geo, work``. ints ``[_, _, block lo, block hi, images per
-    block, N]``; geo (int64) ``[H, W, Ho, Wo, sN, sC, sH, sW]`` (input strides in elements)."""
+    """The four kernels of one geometry. ints ``[_, _, block lo, block hi, images per block, N]``; geo (int64)
+    ``[H, W, Ho, Wo, sN, sC, sH, sW]`` (the input's strides in elements); the output and gradients are
+    ``[N, Ho, Wo, C_out]`` (channels-last); ``work`` is the thread's padded image.
+
+    * ``fwd``: ptrs ``x, wt [taps, cop], bias [cop], out, geo, work``;
+    * ``fwdstats``: the same with ``stats [N, 2, cop]`` (float64: each image's per-channel ``Σu``, ``Σu²``)
+      after ``out``;
+    * ``wgrad``: ptrs ``x, gout, part [N, taps, cop], geo, work``;
+    * ``wgradaff``: ptrs ``x, gu, u, k2 [cop], k1 [cop], part, geo, work``, the output gradient being
+      ``fma(u, k2, gu) + k1`` per channel (a batch norm's input gradient, ``llvm_stats.channel_affine_add_``'s
+      bits), never written."""
+    for kind in KINDS:
+        _build_one(mod, g, kind)
+
+
+def _build_one(mod: ir.Module, g: _Geo, kind: str) -> None:
     W, L = g.W, Lanes(32, g.W)
-    for kind in ("fwd", "wgrad"):
-        b = _fn(mod, f"sf_conv_{kind}_{g.name}")
-        fn = b.function
-        ptr = [b.load(b.gep(fn.args[0], [_c(k)])) for k in range(6 if kind == "fwd" else 5)]
-        ints = [b.load(b.gep(fn.args[1], [_c(k)])) for k in range(6)]
-        blo, bhi, per, N = ints[2], ints[3], ints[4], ints[5]
-        x = b.bitcast(ptr[0], F32.as_pointer())
-        geo_p = b.bitcast(ptr[4 if kind == "fwd" else 3], I64.as_pointer())
-        geo = [b.load(b.gep(geo_p, [_c(k)])) for k in range(8)]
-        work = b.bitcast(ptr[-1], F32.as_pointer())
-        Ho, Wo = geo[2], geo[3]
-        Hp, Wp = b.add(geo[0], _c(2 * g.ph)), b.add(geo[1], _c(2 * g.pw))
-        accs = [b.alloca(L.ty) for _ in g.taps] if kind == "wgrad" else []
-        lo = b.mul(blo, per)
-        hi = b.select(b.icmp_signed("<", b.mul(bhi, per), N), b.mul(bhi, per), N)
-        with _loop(b, lo, hi, 1, "n") as n:
-            _pad_image(b, g, x, work, n, geo)
-            offs = _tap_offsets(b, g, Hp, Wp)
-            if kind == "fwd":
-                wt, bias = (b.bitcast(p, F32.as_pointer()) for p in ptr[1:3])
-                out = b.bitcast(ptr[3], F32.as_pointer())
-                for ch in range(g.chunks):       # a chunk's weights loaded once per image, kept in registers
-                    wv = [_vload(b, wt, _c(t * g.cop + ch * W), W) for t in range(len(g.taps))]
-                    bv = _vload(b, bias, _c(ch * W), W)
-                    mask = _mask(g, ch)
-                    with _loop(b, _c(0), Ho, 1, "oh") as oh:
-                        row = b.mul(oh, Wp)
-                        orow = b.mul(b.add(b.mul(n, Ho), oh), Wo)
-                        with _loop(b, _c(0), Wo, 1, "ow") as ow:
-                            base = b.add(row, ow)
-                            acc = bv
-                            for t, off in enumerate(offs):
-                                s = L.splat(b, b.load(b.gep(work, [b.add(base, off)], inbounds=True)))
-                                acc = _intrinsic(b, "fma", L, s, wv[t], acc)
-                            at = b.add(b.mul(b.add(orow, ow), _c(g.cout)), _c(ch * W))
-                            if mask is None:
-                                _vstore(b, acc, out, at, W)
-                            else:
-                                _masked(b, "store", b.gep(out, [at], inbounds=True), mask, acc)
+    LD = Lanes(64, g.W)
+    b = _fn(mod, f"sf_conv_{kind}_{g.name}")
+    fn = b.function
+    names = {"fwd": ("x", "wt", "bias", "out"), "fwdstats": ("x", "wt", "bias", "out", "stats"),
+             "wgrad": ("x", "gout", "part"), "wgradaff": ("x", "gout", "u", "k2", "k1", "part")}[kind]
+    raw = [b.load(b.gep(fn.args[0], [_c(k)])) for k in range(len(names) + 2)]
+    ptr = {nm: b.bitcast(raw[k], (ir.DoubleType() if nm == "stats" else F32).as_pointer())
+           for k, nm in enumerate(names)}
+    ints = [b.load(b.gep(fn.args[1], [_c(k)])) for k in range(6)]
+    blo, bhi, per, N = ints[2], ints[3], ints[4], ints[5]
+    geo_p = b.bitcast(raw[len(names)], I64.as_pointer())
+    geo = [b.load(b.gep(geo_p, [_c(k)])) for k in range(8)]
+    work = b.bitcast(raw[len(names) + 1], F32.as_pointer())
+    Ho, Wo = geo[2], geo[3]
+    Hp, Wp = b.add(geo[0], _c(2 * g.ph)), b.add(geo[1], _c(2 * g.pw))
+    accs = [b.alloca(L.ty) for _ in g.taps] if kind.startswith("wgrad") else []
+    sums = [b.alloca(LD.ty) for _ in range(2)] if kind == "fwdstats" else []
+    lo = b.mul(blo, per)
+    hi = b.select(b.icmp_signed("<", b.mul(bhi, per), N), b.mul(bhi, per), N)
+    ntap = len(g.taps)
+
+    def load_out(name: str, at: ir.Value, mask: ir.Constant | None) -> ir.Value:
+        return (_vload(b, ptr[name], at, W) if mask is None
+                else _masked(b, "load", b.gep(ptr[name], [at], inbounds=True), mask))
+
+    with _loop(b, lo, hi, 1, "n") as n:
+        _pad_image(b, g, ptr["x"], work, n, geo)
+        offs = _tap_offsets(b, g, Hp, Wp)
+        for ch in range(g.chunks):
+            mask = _mask(g, ch)
+            if kind.startswith("fwd"):           # the chunk's tap weights, loaded once per image, in registers
+                wv = [_vload(b, ptr["wt"], _c(t * g.cop + ch * W), W) for t in range(ntap)]
+                bv = _vload(b, ptr["bias"], _c(ch * W), W)
             else:
-                gout, part = (b.bitcast(p, F32.as_pointer()) for p in ptr[1:3])
-                for ch in range(g.chunks):
-                    mask = _mask(g, ch)
-                    for a in accs:
-                        b.store(L.c(0.0), a)
-                    with _loop(b, _c(0), Ho, 1, "oh") as oh:
-                        row = b.mul(oh, Wp)
-                        orow = b.mul(b.add(b.mul(n, Ho), oh), Wo)
-                        with _loop(b, _c(0), Wo, 1, "ow") as ow:
-                            base = b.add(row, ow)
-                            at = b.add(b.mul(b.add(orow, ow), _c(g.cout)), _c(ch * W))
-                            gv = (_vload(b, gout, at, W) if mask is None
-                                  else _masked(b, "load", b.gep(gout, [at], inbounds=True), mask))
-                            for t, off in enumerate(offs):
-                                s = L.splat(b, b.load(b.gep(work, [b.add(base, off)], inbounds=True)))
-                                b.store(_intrinsic(b, "fma", L, s, gv, b.load(accs[t])), accs[t])
-                    prow = b.mul(n, _c(len(g.taps) * g.cop))
-                    for t, a in enumerate(accs):
-                        _vstore(b, b.load(a), part, b.add(prow, _c(t * g.cop + ch * W)), W)
-        b.ret_void()
+                for a in accs:
+                    b.store(L.c(0.0), a)
+            if kind == "wgradaff":
+                k2, k1 = (_vload(b, ptr[k], _c(ch * W), W) for k in ("k2", "k1"))
+            for a in sums:
+                b.store(LD.c(0.0), a)
+            with _loop(b, _c(0), Ho, 1, "oh") as oh:
+                row = b.mul(oh, Wp)
+                orow = b.mul(b.add(b.mul(n, Ho), oh), Wo)
+                with _loop(b, _c(0), Wo, 1, "ow") as ow:
+                    base = b.add(row, ow)
+                    at = b.add(b.mul(b.add(orow, ow), _c(g.cout)), _c(ch * W))
+                    taps = [L.splat(b, b.load(b.gep(work, [b.add(base, off)], inbounds=True))) for off in offs]
+                    if kind.startswith("fwd"):
+                        acc = bv
+                        for t in range(ntap):
+                            acc = _intrinsic(b, "fma", L, taps[t], wv[t], acc)
+                        if mask is None:
+                            _vstore(b, acc, ptr["out"], at, W)
+                        else:
+                            _masked(b, "store", b.gep(ptr["out"], [at], inbounds=True), mask, acc)
+                        if sums:
+                            d = b.fpext(acc, LD.ty)
+                            b.store(b.fadd(b.load(sums[0]), d), sums[0])
+                            b.store(_intrinsic(b, "fma", LD, d, d, b.load(sums[1])), sums[1])
+                    else:
+                        gv = load_out("gout", at, mask)
+                        if kind == "wgradaff":
+                            gv = b.fadd(_intrinsic(b, "fma", L, load_out("u", at, mask), k2, gv), k1)
+                        for t in range(ntap):
+                            b.store(_intrinsic(b, "fma", L, taps[t], gv, b.load(accs[t])), accs[t])
+            if kind.startswith("wgrad"):
+                prow = b.mul(n, _c(ntap * g.cop))
+                for t, a in enumerate(accs):
+                    _vstore(b, b.load(a), ptr["part"], b.add(prow, _c(t * g.cop + ch * W)), W)
+            for q, a in enumerate(sums):
+                _vstore(b, b.load(a), ptr["stats"], b.add(b.mul(b.add(b.mul(n, _c(2)), _c(q)), _c(g.cop)),
+                                                          _c(ch * W)), W)
+    b.ret_void()
 
 
 _kernels: dict[str, dict[str, tuple[Any, int]]] = {}
@@ -192,9 +221,9 @@ def _get(g: _Geo) -> dict[str, tuple[Any, int]]:
             mod = ir.Module(name=f"sf_conv_{g.name}")
             mod.triple = _tm().triple
             _build(mod, g)
-            names = [f"sf_conv_{kind}_{g.name}" for kind in ("fwd", "wgrad")]
+            names = [f"sf_conv_{kind}_{g.name}" for kind in KINDS]
             addrs = _link(cached_object("conv", str(mod), optimise=True), *names)
-            k = _kernels[g.name] = {kind: (_PROTO(a), a) for kind, a in zip(("fwd", "wgrad"), addrs)}
+            k = _kernels[g.name] = {kind: (_PROTO(a), a) for kind, a in zip(KINDS, addrs)}
         return k
 
 
@@ -208,49 +237,90 @@ def _launch(g: _Geo, kind: str, ptrs: list[int], x: Tensor, out_hw: tuple[int, i
     _run(fn, -(-N // per), [0, 0, 0, 0, per, N], [*ptrs, geo.data_ptr(), 0], [], work, addr=addr)
 
 
-def _geo(conv: nn.Conv2d) -> _Geo:
+def geometry(conv: nn.Conv2d) -> _Geo:
+    """The compile-time geometry of a conv that ``why_not`` accepts."""
     m: Any = conv                      # why_not has checked that the padding is numeric
     (kh, kw), (ph, pw) = m.kernel_size, m.padding
     return _Geo(m.in_channels, kh, kw, int(ph), int(pw), m.out_channels)
 
 
+def _padded(v: Tensor | None, g: _Geo) -> Tensor:
+    """A per-output-channel float32 vector padded with zeros to whole lane vectors (``None``: all zeros)."""
+    out = torch.zeros(g.cop)
+    if v is not None:
+        out[:g.cout] = v.detach()
+    return out
+
+
+def _nhwc(t: Tensor) -> Tensor:
+    """``[N, C, H, W]`` as its ``[N, H, W, C]`` memory (no copy for a channels-last tensor)."""
+    return t.to(torch.float32).permute(0, 2, 3, 1).contiguous()
+
+
+def forward(x: Tensor, weight: Tensor, bias: Tensor | None, g: _Geo, stats: bool = False
+            ) -> tuple[Tensor, Tensor | None]:
+    """The conv's output (channels-last ``[N, C_out, Ho, Wo]``) and, with ``stats``, each output channel's
+    ``Σu`` and ``Σu²`` over ``N, Ho, Wo`` (float64 ``[2, C_out]``: summed per image in the kernel, the images
+    by torch in order). No autograd."""
+    N, _, H, Wd = x.shape
+    Ho, Wo = H + 2 * g.ph - g.kh + 1, Wd + 2 * g.pw - g.kw + 1
+    wt = torch.zeros(len(g.taps), g.cop)
+    wt[:, :g.cout] = weight.detach().permute(1, 2, 3, 0).reshape(len(g.taps), g.cout)
+    bv = _padded(bias, g)
+    out = torch.empty(N, Ho, Wo, g.cout)
+    part = torch.zeros(N, 2, g.cop, dtype=torch.float64) if stats else None
+    if out.numel():
+        ptrs = [x.data_ptr(), wt.data_ptr(), bv.data_ptr(), out.data_ptr()]
+        if part is not None:
+            ptrs.append(part.data_ptr())
+        _launch(g, "fwdstats" if stats else "fwd", ptrs, x, (Ho, Wo))
+    sums = part.sum(0)[:, :g.cout] if part is not None else None
+    return out.permute(0, 3, 1, 2), sums
+
+
+def weight_grad(x: Tensor, gout: Tensor, g: _Geo, affine: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
+    """The weight gradient ``[C_out, C_in, K_h, K_w]`` for the output gradient ``gout``, or, with ``affine = (u, k2,
+    k1)`` (``u`` the conv's output, ``k2``, ``k1`` float32 ``[C_out]``), for ``fma(u, k2, gout) + k1`` per channel
+    computed on the fly (the bits of ``llvm_stats.channel_affine_add_``). No autograd."""
+    N = x.shape[0]
+    part = torch.empty(N, len(g.taps), g.cop)
+    if part.numel() and gout.numel():
+        go = _nhwc(gout)
+        hw = (go.shape[1], go.shape[2])
+        if affine is None:
+            _launch(g, "wgrad", [x.data_ptr(), go.data_ptr(), part.data_ptr()], x, hw)
+        else:
+            u = _nhwc(affine[0])
+            k2, k1 = _padded(affine[1], g), _padded(affine[2], g)
+            _launch(g, "wgradaff", [x.data_ptr(), go.data_ptr(), u.data_ptr(), k2.data_ptr(), k1.data_ptr(),
+                                    part.data_ptr()], x, hw)
+        gw = part.sum(0)[:, :g.cout]
+    else:
+        gw = torch.zeros(len(g.taps), g.cout)
+    return gw.reshape(g.cin, g.kh, g.kw, g.cout).permute(3, 0, 1, 2)
+
+
+def input_grad(x: Tensor, weight: Tensor, gout: Tensor, g: _Geo) -> Tensor:
+    """The input gradient, from torch's ``convolution_backward``."""
+    return torch.ops.aten.convolution_backward(gout, x, weight, None, [1, 1], [g.ph, g.pw], [1, 1], False, [0, 0],
+                                               1, [True, False, False])[0]
+
+
 class _ConvFew(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, g: _Geo) -> Tensor:  # type: ignore[override]
-        N, _, H, Wd = x.shape
-        Ho, Wo = H + 2 * g.ph - g.kh + 1, Wd + 2 * g.pw - g.kw + 1
-        wt = torch.zeros(len(g.taps), g.cop)
-        wt[:, :g.cout] = weight.detach().permute(1, 2, 3, 0).reshape(len(g.taps), g.cout)
-        bv = torch.zeros(g.cop)
-        if bias is not None:
-            bv[:g.cout] = bias.detach()
-        out = torch.empty(N, Ho, Wo, g.cout)
-        if out.numel():
-            _launch(g, "fwd", [x.data_ptr(), wt.data_ptr(), bv.data_ptr(), out.data_ptr()], x, (Ho, Wo))
+        out, _ = forward(x, weight, bias, g)
         ctx.save_for_backward(x, weight)
         ctx.g, ctx.has_bias = g, bias is not None
-        return out.permute(0, 3, 1, 2)
+        return out
 
     @staticmethod
     def backward(ctx: Any, gout: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         x, weight = ctx.saved_tensors
         g: _Geo = ctx.g
-        go = gout.to(torch.float32).permute(0, 2, 3, 1).contiguous()         # [N, Ho, Wo, C_out]
-        gx = gw = gb = None
-        if ctx.needs_input_grad[0]:
-            gx = torch.ops.aten.convolution_backward(
-                gout, x, weight, None, [1, 1], [g.ph, g.pw], [1, 1], False, [0, 0], 1, [True, False, False])[0]
-        if ctx.needs_input_grad[1]:
-            N = x.shape[0]
-            part = torch.empty(N, len(g.taps), g.cop)
-            if part.numel():
-                _launch(g, "wgrad", [x.data_ptr(), go.data_ptr(), part.data_ptr()], x, (go.shape[1], go.shape[2]))
-                gw = part.sum(0)[:, :g.cout]
-            else:
-                gw = torch.zeros(len(g.taps), g.cout)
-            gw = torch.empty_like(weight).copy_(gw.reshape(g.cin, g.kh, g.kw, g.cout).permute(3, 0, 1, 2))
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            gb = go.sum((0, 1, 2))
+        gx = input_grad(x, weight, gout, g) if ctx.needs_input_grad[0] else None
+        gw = torch.empty_like(weight).copy_(weight_grad(x, gout, g)) if ctx.needs_input_grad[1] else None
+        gb = gout.sum((0, 2, 3)).to(torch.float32) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return gx, gw, gb, None
 
 
@@ -295,4 +365,4 @@ def conv2d_few(conv: nn.Conv2d, x: Tensor) -> Tensor:
     reason = why_not(conv, x)
     if reason is not None:
         raise ValueError(f"conv2d_few: {reason}")
-    return _ConvFew.apply(x, conv.weight, conv.bias, _geo(conv))
+    return _ConvFew.apply(x, conv.weight, conv.bias, geometry(conv))

@@ -82,6 +82,33 @@ def _batch_mean_var(u: Tensor) -> tuple[Tensor, Tensor]:
     return mean, var
 
 
+def _affine(weight: Tensor | None, bias: Tensor | None, eps: float, mean: Tensor, var: Tensor, C: int,
+            dt: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """BN with batch statistics as a per-channel affine: ``(μ, a, β)`` in ``dt``, and ``1/√(σ² + ε)`` and ``γ`` in
+    float64 for backward."""
+    invstd = (var + eps).rsqrt()
+    w = weight.detach().to(torch.float64) if weight is not None else torch.ones(C, dtype=torch.float64)
+    scale = (w * invstd).to(dt)
+    shift = bias.detach().to(dt).clone() if bias is not None else torch.zeros(C, dtype=dt)
+    return mean.to(dt), scale, shift, invstd, w
+
+
+def _input_coeffs(ctx: Any, M: int, C: int, g_scale: Tensor | None, g_shift: Tensor | None
+                  ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """From the neuron's ``Σ g·(u−μ)`` and ``Σ g``: ``k2``, ``k1`` (float64) with ``∂L/∂u = gu + k2·u + k1`` (through
+    ``μ`` and ``σ²``), and the gradients of BN's weight and bias when wanted (``ctx.needs_input_grad[wi]``,
+    ``[wi + 1]``, ``ctx.wi`` the weight's position)."""
+    r, mean = ctx.invstd, ctx.mean
+    g1 = g_scale.to(torch.float64) if g_scale is not None else torch.zeros(C, dtype=torch.float64)  # Σ g·(u−μ)
+    g0 = g_shift.to(torch.float64) if g_shift is not None else torch.zeros(C, dtype=torch.float64)  # Σ g
+    a = ctx.w * r
+    k2 = -a * r * r * g1 / M
+    k1 = -a * g0 / M - k2 * mean
+    gw = (g1 * r).to(ctx.dt) if ctx.needs_input_grad[ctx.wi] else None     # False for an absent weight or bias
+    gb = g0.to(ctx.dt) if ctx.needs_input_grad[ctx.wi + 1] else None
+    return k2, k1, gw, gb
+
+
 class _BatchAffine(torch.autograd.Function):
     """``u -> (u, μ, a, β)``: the batch statistics of ``u`` as a per-channel affine; ``u`` passes through (the
     neuron reads it). Backward receives the neuron's gradients for all four and returns BN's input gradient."""
@@ -89,15 +116,9 @@ class _BatchAffine(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, u: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float,  # type: ignore[override]
                 mean: Tensor, var: Tensor) -> tuple[Tensor, ...]:
-        C = u.shape[2]
-        invstd = (var + eps).rsqrt()
-        dt = u.dtype
-        w = weight.detach().to(torch.float64) if weight is not None else torch.ones(C, dtype=torch.float64)
-        scale = (w * invstd).to(dt)
-        shift = bias.detach().to(dt).clone() if bias is not None else torch.zeros(C, dtype=dt)
+        mean_out, scale, shift, ctx.invstd, ctx.w = _affine(weight, bias, eps, mean, var, u.shape[2], u.dtype)
         ctx.save_for_backward(u)
-        ctx.mean, ctx.invstd, ctx.w = mean, invstd, w
-        mean_out = mean.to(dt)
+        ctx.mean, ctx.dt, ctx.wi = mean, u.dtype, 1
         ctx.mark_non_differentiable(mean_out)
         return u.view_as(u), mean_out, scale, shift
 
@@ -106,33 +127,77 @@ class _BatchAffine(torch.autograd.Function):
                  ) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         (u,) = ctx.saved_tensors
         C = u.shape[2]
-        M = u.numel() // C
-        r, mean = ctx.invstd, ctx.mean
-        g1 = g_scale.to(torch.float64) if g_scale is not None else torch.zeros(C, dtype=torch.float64)  # Σ g·(u−μ)
-        g0 = g_shift.to(torch.float64) if g_shift is not None else torch.zeros(C, dtype=torch.float64)  # Σ g
-        a = ctx.w * r
-        k2 = -a * r * r * g1 / M             # ∂L/∂u = gu + k2·u + k1 (through μ and σ²)
-        k1 = -a * g0 / M - k2 * mean
+        k2, k1, gw, gb = _input_coeffs(ctx, u.numel() // C, C, g_scale, g_shift)
         shape = [1, 1, C] + [1] * (u.dim() - 3)
-        k2t, k1t = k2.to(u.dtype).view(shape), k1.to(u.dtype).view(shape)
-        gx: Tensor | None = None
-        if ctx.needs_input_grad[0]:
-            if gu is not None and gu.stride() == u.stride() and gu.dtype == u.dtype:
-                gx = _affine_add_(gu, u, k2t, k1t)        # the neuron's fresh gradient buffer, updated in place
-            else:
-                gx = torch.addcmul(k1t, u, k2t) if gu is None else gu + torch.addcmul(k1t, u, k2t)
-        gw = (g1 * r).to(u.dtype) if ctx.needs_input_grad[1] else None      # False for an absent weight or bias
-        gb = g0.to(u.dtype) if ctx.needs_input_grad[2] else None
+        gx = _bn_input_grad(gu, u, k2.to(u.dtype).view(shape), k1.to(u.dtype).view(shape)) \
+            if ctx.needs_input_grad[0] else None
         return gx, gw, gb, None, None, None
 
 
-def _affine_add_(g: Tensor, u: Tensor, k2: Tensor, k1: Tensor) -> Tensor:
-    """``g.addcmul_(u, k2).add_(k1)`` for per-channel ``k2``, ``k1`` (channels at dim 2): one LLVM pass for float32
+def _bn_input_grad(gu: Tensor | None, u: Tensor, k2t: Tensor, k1t: Tensor, dim: int = 2) -> Tensor:
+    """``gu + k2·u + k1`` (channels at ``dim``): in place in the neuron's fresh gradient buffer where it can be."""
+    if gu is not None and gu.stride() == u.stride() and gu.dtype == u.dtype:
+        return _affine_add_(gu, u, k2t, k1t, dim)
+    return torch.addcmul(k1t, u, k2t) if gu is None else gu + torch.addcmul(k1t, u, k2t)
+
+
+class _ConvBatchAffine(torch.autograd.Function):
+    """``x -> (u, μ, a, β, μ₆₄, σ²₆₄)`` for a fold of a direct conv (``kernels.llvm_conv``) and a batch norm in
+    training: ``u`` is the conv's output, whose per-channel sums come out of the conv's own kernel (no pass over
+    ``u`` for the statistics). Backward: BN's input gradient ``gu + k2·u + k1`` is folded into the conv's
+    weight-gradient kernel and never written, unless the conv's input or bias needs a gradient (then it is
+    written, in place, as ``_BatchAffine`` writes it). ``x`` is ``[N, C_in, H, W]``; ``u`` ``[N, C, Ho, Wo]``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, cw: Tensor, cb: Tensor | None, weight: Tensor | None,  # type: ignore[override]
+                bias: Tensor | None, eps: float, geo: Any) -> tuple[Tensor, ...]:
+        from ..kernels import llvm_conv
+        u, sums = llvm_conv.forward(x, cw, cb, geo, stats=True)
+        assert sums is not None
+        C = u.shape[1]
+        M = max(1, u.numel() // max(1, C))
+        mean64 = sums[0] / M
+        var64 = (sums[1] / M - mean64 * mean64).clamp_min_(0.0)
+        mean_out, scale, shift, ctx.invstd, ctx.w = _affine(weight, bias, eps, mean64, var64, C, u.dtype)
+        ctx.save_for_backward(x, cw, u)
+        ctx.mean, ctx.dt, ctx.wi, ctx.geo, ctx.has_cb = mean64, u.dtype, 3, geo, cb is not None
+        ctx.mark_non_differentiable(mean_out, mean64, var64)
+        return u, mean_out, scale, shift, mean64, var64
+
+    @staticmethod
+    def backward(ctx: Any, gu: Tensor | None, _gm: Any, g_scale: Tensor | None, g_shift: Tensor | None,
+                 _gm64: Any, _gv64: Any) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        from ..kernels import llvm_conv
+        x, cw, u = ctx.saved_tensors
+        C = u.shape[1]
+        k2, k1, gw, gb = _input_coeffs(ctx, u.numel() // C, C, g_scale, g_shift)
+        k2f, k1f = k2.to(u.dtype), k1.to(u.dtype)
+        need_x, need_cw = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        need_cb = ctx.has_cb and ctx.needs_input_grad[2]
+        gx = gcw = gcb = None
+        if gu is None:
+            gu = torch.zeros_like(u)
+        if need_x or need_cb:           # the input gradient of BN is wanted whole: written, then used
+            shape = [1, C, 1, 1]
+            geff = _bn_input_grad(gu, u, k2f.view(shape), k1f.view(shape), 1)
+            gx = llvm_conv.input_grad(x, cw, geff, ctx.geo) if need_x else None
+            gcb = geff.sum((0, 2, 3)) if need_cb else None
+            if need_cw:
+                gcw = llvm_conv.weight_grad(x, geff, ctx.geo)
+        elif need_cw:
+            gcw = llvm_conv.weight_grad(x, gu, ctx.geo, affine=(u, k2f, k1f))
+        if gcw is not None:
+            gcw = torch.empty_like(cw).copy_(gcw)
+        return gx, gcw, gcb, gw, gb, None, None
+
+
+def _affine_add_(g: Tensor, u: Tensor, k2: Tensor, k1: Tensor, dim: int = 2) -> Tensor:
+    """``g.addcmul_(u, k2).add_(k1)`` for per-channel ``k2``, ``k1`` (channels at ``dim``): one LLVM pass for float32
     on the CPU (``kernels.llvm_stats``; the bits of torch's vector kernels), torch's two otherwise."""
     if g.dtype == torch.float32 and g.device.type == "cpu":
         from ..kernels import llvm_stats
-        if llvm_stats.why_not(g, 2) is None:
-            return llvm_stats.channel_affine_add_(g, u, k2.flatten(), k1.flatten(), 2)
+        if llvm_stats.why_not(g, dim) is None:
+            return llvm_stats.channel_affine_add_(g, u, k2.flatten(), k1.flatten(), dim)
     return g.addcmul_(u, k2).add_(k1)
 
 
@@ -210,17 +275,19 @@ def _bn_neuron(fold: nn.Module, neuron: nn.Module, x_seq: Tensor, hand: bool) ->
             return neuron(u)
     mods, nrn = list(fold.children()), cast(SpikingNeuron, neuron)
     T, B = x_seq.shape[0], x_seq.shape[1]
+    bn: Any = mods[-1]
+    batch_stats = bn.training or bn.running_mean is None
     u = x_seq.flatten(0, 1)
+    if batch_stats and _direct_conv(mods, bn, u):
+        return _conv_bn_neuron(mods[0], bn, nrn, u, T, B, hand)
     for m in mods[:-1]:
         u = _call(m, u)
-    bn: Any = mods[-1]
     bn._check_input_dim(u)
     u = _keep_grad_layout(u).unflatten(0, (T, B))
     C = u.shape[2]
     if C != bn.num_features:        # torch's BatchNorm raises a RuntimeError here too
         raise RuntimeError(f"{type(bn).__name__}({bn.num_features}) got {C} channels (input shape "
                            f"{tuple(u.shape)}, channels at dim 2)")
-    batch_stats = bn.training or bn.running_mean is None
     if batch_stats:
         M = u.numel() // max(1, C)
         if M <= 1:
@@ -236,11 +303,37 @@ def _bn_neuron(fold: nn.Module, neuron: nn.Module, x_seq: Tensor, hand: bool) ->
         scale = torch.rsqrt(bn.running_var.to(u.dtype) + bn.eps)
         scale = scale * bn.weight if bn.weight is not None else scale
         shift = bn.bias if bn.bias is not None else torch.zeros_like(scale)
-    shape = [C] + [1] * (u.dim() - 3)
+    return _normed_scan(nrn, u, mean, scale, shift, hand)
+
+
+def _normed_scan(nrn: SpikingNeuron, u: Tensor, mean: Tensor, scale: Tensor, shift: Tensor, hand: bool) -> Tensor:
+    shape = [u.shape[2]] + [1] * (u.dim() - 3)
     p = NormedInput(nrn.params(), mean.view(shape), scale.view(shape), shift.view(shape))
     with handoff() if hand else nullcontext():
         spikes, _ = scan(normed_step(type(nrn).step_fn), u, nrn.init_state(u[0]), p, nrn.backend, nrn.memory)
     return spikes
+
+
+def _direct_conv(mods: list[nn.Module], bn: Any, x: Tensor) -> bool:
+    """Whether the fold is one conv that runs direct (``kernels.llvm_conv``) and the batch norm after it, in
+    float32 on the CPU: then the conv's kernel also sums its output for the batch statistics."""
+    if len(mods) != 2 or type(mods[0]) is not nn.Conv2d or x.dtype != torch.float32 or x.device.type != "cpu":
+        return False
+    from ..kernels import llvm_conv
+    return llvm_conv.why_not(mods[0], x) is None and cast(nn.Conv2d, mods[0]).out_channels == bn.num_features
+
+
+def _conv_bn_neuron(conv: nn.Module, bn: Any, nrn: SpikingNeuron, x: Tensor, T: int, B: int, hand: bool) -> Tensor:
+    from ..kernels import llvm_conv
+    c = cast(nn.Conv2d, conv)
+    u, mean, scale, shift, mean64, var64 = _ConvBatchAffine.apply(x, c.weight, c.bias, bn.weight, bn.bias, bn.eps,
+                                                                   llvm_conv.geometry(c))
+    M = u.numel() // max(1, u.shape[1])
+    if M <= 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(u.shape)}")
+    if bn.training and bn.track_running_stats and bn.running_mean is not None:
+        _update_running(bn, mean64, var64, M)
+    return _normed_scan(nrn, u.unflatten(0, (T, B)), mean, scale, shift, hand)
 
 
 class SpikingSequential(nn.Sequential):
