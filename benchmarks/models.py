@@ -288,7 +288,9 @@ def _status(field: str) -> float:
     return float("nan")
 
 
-CATEGORIES = [("conv", ("convolution", "conv2d", "conv1d", "mkldnn_conv", "ConvFew")), ("linear", ("aten::mm", "aten::addmm",
+# the direct conv (kernels.llvm_conv) counts as conv, also where its Function carries a batch norm's statistics
+CATEGORIES = [("conv", ("convolution", "conv2d", "conv1d", "mkldnn_conv", "ConvFew", "ConvBatchAffine")),
+              ("linear", ("aten::mm", "aten::addmm",
               "aten::bmm")), ("batch norm", ("batch_norm", "BatchAffine")), ("neuron", ("FusedScan",)),
               ("pooling", ("pool",)),
               ("loss", ("nll_loss", "log_softmax", "cross_entropy")), ("optimizer", ("Optimizer.",))]
