@@ -6,7 +6,8 @@
 * ``errors``: ``UserError``, the base of every error in what a user gave (the CLI's exit code 2);
 * ``allocator``: ``keep_freed_memory``, glibc keeps a step's freed memory for the next step;
 * ``mode``: ``eval_mode``, evaluation mode for a ``with`` block (the module's mode is put back);
-* ``names``: registries by name with "did you mean" errors (models, datasets, neurons, losses, methods).
+* ``names``: registries by name with "did you mean" errors (models, datasets, neurons, losses, methods);
+* ``hooks``: ``hooks_why_not``, whether hooks require a module's own call (the fast paths that bypass it ask).
 """
 
 from .allocator import keep_freed_memory
@@ -22,6 +23,7 @@ from .backend import (
     state_like,
 )
 from .errors import UserError, first_line
+from .hooks import hooks_why_not
 from .io import atomic_write, cache_root, fsync_dir, temp_path, temp_writer_pid
 from .lock import FolderLock, LockHeld, check_free, hold
 from .mode import eval_mode
@@ -32,4 +34,4 @@ __all__ = ["State", "StepFn", "Backend", "BackendFallbackWarning", "register_bac
            "resolve_backend", "available_backends", "state_like", "round_ste", "floor_ste", "shift_right",
            "atomic_write", "fsync_dir", "temp_path", "temp_writer_pid", "cache_root", "Registry", "UnknownNameError",
            "did_you_mean", "UserError", "first_line", "FolderLock", "LockHeld", "hold", "check_free",
-           "eval_mode", "keep_freed_memory"]
+           "eval_mode", "keep_freed_memory", "hooks_why_not"]

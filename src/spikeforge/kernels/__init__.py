@@ -5,7 +5,10 @@ prologue, derives the backward step and lowers spikes; ``spec`` is what a backen
 ``driver`` the planning and autograd every backend shares; ``llvm_ops`` / ``llvm_kernels`` /
 ``llvm_backend`` compile and run it on the CPU (llvmlite), ``triton_codegen`` / ``triton_backend`` on the GPU.
 Files are named by the technology; the backends by where they run (``"cpu"``, ``"triton"``). Nothing here
-knows any neuron.
+knows any neuron. Beside the generated kernels, three written by hand for the layers around the neurons
+(loaded on first use, each with its ``why_not``): ``llvm_pool`` (2×2 max pooling), ``llvm_stats`` (per-channel
+batch statistics, BN's input-gradient pass) and ``llvm_conv`` (the direct conv of a layer with 1–4 input
+channels).
 """
 
 import importlib.util

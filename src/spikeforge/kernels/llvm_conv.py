@@ -30,6 +30,7 @@ import torch
 from llvmlite import ir
 from torch import Tensor, fx, nn
 
+from ..core.hooks import hooks_why_not
 from .llvm_backend import _run
 from .llvm_kernels import _PROTO, _link, _loop, _tm, _vload, _vstore, cached_object, vector_width
 from .llvm_ops import Lanes, _intrinsic
@@ -331,12 +332,9 @@ def why_not(conv: nn.Module, x: Tensor) -> str | None:
     m: Any = conv
     if isinstance(x, fx.Proxy):
         return "traced with torch.fx"
-    if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks:
-        return "the module has hooks, which run with the module's own call"
-    g = nn.modules.module
-    if (g._global_forward_hooks or g._global_forward_pre_hooks or g._global_backward_hooks
-            or g._global_backward_pre_hooks):
-        return "global module hooks are registered, which expect every module's own call"
+    hooked = hooks_why_not(m)
+    if hooked is not None:
+        return hooked
     if m.in_channels > MAX_IN:
         return f"{m.in_channels} input channels: the direct kernel is for up to {MAX_IN} (oneDNN is faster beyond)"
     if m.out_channels > MAX_OUT:

@@ -25,6 +25,7 @@ import torch
 from llvmlite import ir
 from torch import Tensor, fx, nn
 
+from ..core.hooks import hooks_why_not
 from .llvm_backend import _run
 from .llvm_kernels import HandBuilt, _lanes_loop, _loop, _vload, _vstore, vector_width
 from .pool import POOL, handing_off
@@ -198,12 +199,9 @@ def why_not(module: nn.Module, x: Tensor) -> str | None:
     if (pair(m.kernel_size) != (2, 2) or pair(m.stride or m.kernel_size) != (2, 2) or pair(m.padding) != (0, 0)
             or pair(m.dilation) != (1, 1) or m.ceil_mode or m.return_indices):
         return f"only kernel_size=2, stride=2 without padding, dilation or ceil_mode runs fused (got {m.extra_repr()})"
-    if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks:
-        return "the module has hooks, which run with the module's own call"
-    g = nn.modules.module
-    if (g._global_forward_hooks or g._global_forward_pre_hooks or g._global_backward_hooks
-            or g._global_backward_pre_hooks):
-        return "global module hooks are registered, which expect every module's own call"
+    hooked = hooks_why_not(m)
+    if hooked is not None:
+        return hooked
     if isinstance(x, fx.Proxy):
         return "traced with torch.fx"
     if x.device.type != "cpu" or x.dtype != torch.float32:
