@@ -182,3 +182,20 @@ def test_statistics_and_the_folded_affine(cout: int) -> None:
                                                  conv.weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
                                                  [False, True, False])[1]
     torch.testing.assert_close(folded, expect, rtol=1e-4, atol=1e-3)
+
+
+def test_second_derivatives_as_torch() -> None:
+    """With ``create_graph`` (a gradient penalty) the backward runs torch's differentiable convolution_backward: the
+    weight's second-order gradient equals torch's."""
+    conv = _conv(2, 16, 3, 1, True)
+    x = torch.randn(3, 2, 7, 6, generator=torch.Generator().manual_seed(9))
+    grads = []
+    for fn in (conv2d_few, lambda c, v: F.conv2d(v, c.weight, c.bias, padding=c.padding)):
+        conv.zero_grad(set_to_none=True)
+        xr = x.clone().requires_grad_()
+        y = fn(conv, xr)
+        (gx,) = torch.autograd.grad((y * y).sum(), xr, create_graph=True)
+        (gx * gx).sum().backward()
+        grads.append(conv.weight.grad.clone())
+    assert float(grads[1].abs().max()) > 1e-3
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-4)

@@ -265,3 +265,15 @@ def test_zoo_models_fused_equal_unfused(name: str) -> None:
         assert torch.allclose(a.grad, b.grad, rtol=1e-3, atol=1e-6 + 1e-3 * float(a.grad.abs().max())), n
     for a, b in zip(plain.buffers(), fused.buffers()):
         assert torch.allclose(a.double(), b.double(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_second_derivative_through_the_conv_bn_unit_raises() -> None:
+    """The unit's kernels (and the fused neuron's before it) are not differentiable: differentiating the gradient
+    raises instead of giving 0."""
+    fold, neuron = _pair(nn.BatchNorm2d(4), conv=nn.Conv2d(2, 4, 3, padding=1, bias=False))
+    fold = fold.to(memory_format=torch.channels_last)
+    x = torch.rand(3, 2, 2, 6, 6)
+    s = bn_neuron(fold, neuron, x)
+    (g,) = torch.autograd.grad((s * torch.rand_like(s)).sum(), fold[0].weight, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+        g.sum().backward()

@@ -319,6 +319,13 @@ class _ConvFew(torch.autograd.Function):
     def backward(ctx: Any, gout: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         x, weight = ctx.saved_tensors
         g: _Geo = ctx.g
+        if torch.is_grad_enabled():     # create_graph: torch's convolution_backward, which is itself differentiable
+            need = list(ctx.needs_input_grad[:3])
+            need[2] = need[2] and ctx.has_bias
+            gx, gw, gb = torch.ops.aten.convolution_backward(
+                gout, x, weight, [g.cout] if ctx.has_bias else None, [1, 1], [g.ph, g.pw], [1, 1], False, [0, 0], 1,
+                need)
+            return gx, gw, gb, None
         gx = input_grad(x, weight, gout, g) if ctx.needs_input_grad[0] else None
         gw = torch.empty_like(weight).copy_(weight_grad(x, gout, g)) if ctx.needs_input_grad[1] else None
         gb = gout.sum((0, 2, 3)).to(torch.float32) if ctx.has_bias and ctx.needs_input_grad[2] else None

@@ -33,6 +33,7 @@ from typing import Any, cast
 
 import torch
 from torch import Tensor, fx, nn
+from torch.autograd.function import once_differentiable
 from torch.nn.modules import module as _module
 
 from ..core import StepFn
@@ -165,6 +166,7 @@ class _ConvBatchAffine(torch.autograd.Function):
         return u, mean_out, scale, shift, mean64, var64
 
     @staticmethod
+    @once_differentiable          # its kernels are not differentiable: a second derivative raises, never silently 0
     def backward(ctx: Any, gu: Tensor | None, _gm: Any, g_scale: Tensor | None, g_shift: Tensor | None,
                  _gm64: Any, _gv64: Any) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         from ..kernels import llvm_conv
