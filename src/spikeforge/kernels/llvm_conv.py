@@ -2,7 +2,7 @@
 
 A network's first conv reads event frames (2 polarity channels) or a grey image (1 channel). oneDNN's kernels
 block over input channels, so with 1–4 of them most of each vector is idle: on the ``spiking_cnn_tiny`` step
-(``[320, 2, 34, 34] → 16`` channels) the first conv's forward takes as long as the second's, which does 8× the
+(``[320, 2, 34, 34] → 16`` channels) the first conv's forward takes as long as the second's, which does 4× the
 arithmetic, and the channels-last input it wants costs a layout copy of the frames first. Here each output pixel's
 ``C_out`` channels are one vector (or a few), and each of the ``C_in·K_h·K_w`` taps is one fused multiply-add of
 the input value, broadcast, by the tap's weight vector held in a register:
