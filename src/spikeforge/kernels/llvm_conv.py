@@ -32,7 +32,7 @@ from torch import Tensor, fx, nn
 
 from ..core.hooks import hooks_why_not
 from .llvm_backend import _run
-from .llvm_kernels import _PROTO, _link, _loop, _tm, _vload, _vstore, cached_object, vector_width
+from .llvm_kernels import _PROTO, _abi_function, _c, _link, _loop, _tm, _vload, _vstore, cached_object, vector_width
 from .llvm_ops import Lanes, _intrinsic
 
 __all__ = ["conv2d_few", "why_not", "geometry", "forward", "weight_grad", "input_grad", "MAX_IN"]
@@ -41,11 +41,6 @@ MAX_IN = 4              # input channels up to which the direct kernel runs
 MAX_TAPS = 64           # C_in·K_h·K_w up to which the taps are unrolled
 MAX_OUT = 256           # output channels
 I64, I32, F32 = ir.IntType(64), ir.IntType(32), ir.FloatType()
-I8P = ir.IntType(8).as_pointer()
-
-
-def _c(v: int) -> ir.Constant:
-    return ir.Constant(I64, v)
 
 
 class _Geo:
@@ -61,14 +56,6 @@ class _Geo:
     @property
     def name(self) -> str:
         return f"{self.cin}x{self.kh}x{self.kw}p{self.ph}x{self.pw}o{self.cout}"
-
-
-def _fn(mod: ir.Module, name: str) -> ir.IRBuilder:
-    fnty = ir.FunctionType(ir.VoidType(), [I8P.as_pointer(), I64.as_pointer(), ir.DoubleType().as_pointer()])
-    fn = ir.Function(mod, fnty, name=name)
-    for a in fn.args:
-        a.add_attribute("noalias")
-    return ir.IRBuilder(fn.append_basic_block("entry"))
 
 
 def _mask(g: _Geo, chunk: int) -> ir.Constant | None:
@@ -137,7 +124,7 @@ def _build(mod: ir.Module, g: _Geo) -> None:
 def _build_one(mod: ir.Module, g: _Geo, kind: str) -> None:
     W, L = g.W, Lanes(32, g.W)
     LD = Lanes(64, g.W)
-    b = _fn(mod, f"sf_conv_{kind}_{g.name}")
+    b = _abi_function(mod, f"sf_conv_{kind}_{g.name}")
     fn = b.function
     names = {"fwd": ("x", "wt", "bias", "out"), "fwdstats": ("x", "wt", "bias", "out", "stats"),
              "wgrad": ("x", "gout", "part"), "wgradaff": ("x", "gout", "u", "k2", "k1", "part")}[kind]

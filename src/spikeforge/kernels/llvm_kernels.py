@@ -66,15 +66,27 @@ def _gep(b: ir.IRBuilder, base: ir.Value, idx: ir.Value) -> ir.Value:
     return b.gep(base, [idx], inbounds=True)
 
 
+def _c(v: int) -> ir.Constant:
+    """An i64 constant."""
+    return ir.Constant(I64, v)
+
+
+def _abi_function(mod: ir.Module, name: str) -> ir.IRBuilder:
+    """A new function ``void name(i8** ptrs, i64* ints, double* scalars)`` (the ABI every CPU kernel has, ``_run``
+    calls it) with its arguments ``noalias``; returns a builder at its entry (``b.function`` is the function)."""
+    fnty = ir.FunctionType(ir.VoidType(), [I8P.as_pointer(), I64.as_pointer(), ir.DoubleType().as_pointer()])
+    fn = ir.Function(mod, fnty, name=name)
+    for a in fn.args:
+        a.add_attribute("noalias")
+    return ir.IRBuilder(fn.append_basic_block("entry"))
+
+
 class _Fn:
     """Unpacks the ABI arguments of one generated function."""
 
     def __init__(self, mod: ir.Module, name: str, L: Lanes) -> None:
-        fnty = ir.FunctionType(ir.VoidType(), [I8P.as_pointer(), I64.as_pointer(), ir.DoubleType().as_pointer()])
-        self.fn = ir.Function(mod, fnty, name=name)
-        for a in self.fn.args:
-            a.add_attribute("noalias")
-        self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        self.b = _abi_function(mod, name)
+        self.fn = self.b.function
         self.L = L
         self.fp = L.f.as_pointer()
 
@@ -197,15 +209,18 @@ def _block_buffer(b: ir.IRBuilder, ty: ir.Type) -> ir.Value:
 
 
 @contextlib.contextmanager
-def _period_loop(b: ir.IRBuilder, n: ir.Value, off: ir.Value, P: ir.Value, cnt: ir.Value,
-                 name: str) -> Iterator[tuple[ir.Value, ir.Value]]:
-    """``for i in range(n)`` with ``c = (off + i) mod P`` carried in ``cnt`` (no division): yields ``(i, c)``."""
-    b.store(off, cnt)
-    with _loop(b, ir.Constant(I64, 0), n, 1, name) as i:
+def _period_loop(b: ir.IRBuilder, n: ir.Value, off: ir.Value | None, P: ir.Value, cnt: ir.Value, name: str,
+                 start: ir.Value | None = None, step: int = 1) -> Iterator[tuple[ir.Value, ir.Value]]:
+    """``for i in range(start, n, step)`` (``start`` 0 by default) with ``c = (off + i) mod P`` carried in ``cnt``
+    (no division): yields ``(i, c)``. ``off = None`` goes on from the ``c`` a loop before left in ``cnt``; a
+    ``step`` above 1 needs ``c`` and ``P`` to be multiples of it (``c`` reaches ``P`` exactly)."""
+    if off is not None:
+        b.store(off, cnt)
+    with _loop(b, _c(0) if start is None else start, n, step, name) as i:
         c = b.load(cnt)
         yield i, c
-        c1 = b.add(c, ir.Constant(I64, 1))
-        b.store(b.select(b.icmp_signed("==", c1, P), ir.Constant(I64, 0), c1), cnt)
+        c1 = b.add(c, _c(step))
+        b.store(b.select(b.icmp_signed("==", c1, P), _c(0), c1), cnt)
 
 
 class _Arrays:
@@ -222,31 +237,30 @@ class _Arrays:
     def __init__(self, b: ir.IRBuilder, arr: dict[int, ir.Value], periodic: ir.Value, P: ir.Value,
                  loc: dict[int, ir.Value], cnt: ir.Value, W: int) -> None:
         self.b, self.arr, self.periodic, self.P, self.loc, self.cnt, self.W = b, arr, periodic, P, loc, cnt, W
-        self.win = b.and_(periodic, b.icmp_signed("<=", b.add(P, ir.Constant(I64, W)), ir.Constant(I64, MAX_BLOCK)))
+        self.win = b.and_(periodic, b.icmp_signed("<=", b.add(P, _c(W)), _c(MAX_BLOCK)))
         self.wc = b.alloca(I64)
-        self.steps = (b.urem(ir.Constant(I64, 1), P), b.urem(ir.Constant(I64, W), P))   # scalar, vector
-        self.off: ir.Value = ir.Constant(I64, 0)
-        self.base: dict[int, ir.Value] = {}
+        self.steps = (b.urem(_c(1), P), b.urem(_c(W), P))   # scalar, vector
+        self.off: ir.Value = _c(0)
+
+    def window(self) -> None:
+        """Fill the windows (once per call, before the block loop: they are the same for every block)."""
+        b = self.b
+        with b.if_then(self.win):
+            for r, src in self.arr.items():
+                with _period_loop(b, b.add(self.P, _c(self.W)), _c(0), self.P, self.cnt, "pw") as (i, c):
+                    b.store(b.load(_gep(b, src, c)), _gep(b, self.loc[r], i))
 
     def block(self, lo: ir.Value, n: ir.Value, off: ir.Value) -> dict[int, ir.Value]:
-        """Fill the block's buffers (block ``[lo, lo + n)``, ``off = lo mod P``); returns the read bases."""
-        b, W, P = self.b, self.W, self.P
+        """The read base of each array in block ``[lo, lo + n)`` (``off = lo mod P``), a long period copied."""
+        b = self.b
         self.off = off
         if not self.arr:
             return {}
-        with b.if_then(self.periodic):
-            with b.if_else(self.win) as (window, copy):
-                with window:
-                    for r, src in self.arr.items():
-                        with _period_loop(b, b.add(P, ir.Constant(I64, W)), ir.Constant(I64, 0), P, self.cnt,
-                                          "pw") as (i, c):
-                            b.store(b.load(_gep(b, src, c)), _gep(b, self.loc[r], i))
-                with copy:
-                    for r, src in self.arr.items():
-                        with _period_loop(b, n, off, P, self.cnt, "pa") as (i, c):
-                            b.store(b.load(_gep(b, src, c)), _gep(b, self.loc[r], i))
-        self.base = {r: b.select(self.periodic, self.loc[r], _gep(b, src, lo)) for r, src in self.arr.items()}
-        return self.base
+        with b.if_then(b.and_(self.periodic, b.not_(self.win))):
+            for r, src in self.arr.items():
+                with _period_loop(b, n, off, self.P, self.cnt, "pa") as (i, c):
+                    b.store(b.load(_gep(b, src, c)), _gep(b, self.loc[r], i))
+        return {r: b.select(self.periodic, self.loc[r], _gep(b, src, lo)) for r, src in self.arr.items()}
 
     def start(self) -> None:
         self.b.store(self.off, self.wc)
@@ -261,28 +275,18 @@ class _Arrays:
 
 
 def _fold_block(b: ir.IRBuilder, dst: ir.Value, row: ir.Value, g: ir.Value, n: ir.Value, off: ir.Value,
-                P: ir.Value, cnt: ir.Value, Ls: Lanes, Lv: Lanes) -> None:
-    """``dst[row + (off + i) mod P] += g[i]`` for ``i`` in order: a lane vector at a time where vectors do not wrap
+                P: ir.Value, cnt: ir.Value, W: int) -> None:
+    """``dst[row + (off + i) mod P] += g[i]`` for ``i`` in order: ``W`` lanes at a time where vectors do not wrap
     around the period (``P`` and ``off`` multiples of ``W``: a per-channel gradient channels-last with a multiple
     of 16 channels), one at a time otherwise. Each ``dst`` element gets its terms in the same order either way."""
-    W = Lv.width
-    w = ir.Constant(I64, W)
-    whole = b.and_(b.icmp_signed("==", b.urem(P, w), ir.Constant(I64, 0)),
-                   b.icmp_signed("==", b.urem(off, w), ir.Constant(I64, 0)))
-    nvec = b.select(whole, b.mul(b.sdiv(n, w), w), ir.Constant(I64, 0))
-    b.store(off, cnt)
-    with _loop(b, ir.Constant(I64, 0), nvec, W, "fv") as i:
-        c = b.load(cnt)
+    whole = b.and_(b.icmp_signed("==", b.urem(P, _c(W)), _c(0)), b.icmp_signed("==", b.urem(off, _c(W)), _c(0)))
+    nvec = b.select(whole, b.mul(b.sdiv(n, _c(W)), _c(W)), _c(0))
+    with _period_loop(b, nvec, off, P, cnt, "fv", step=W) as (i, c):
         at = b.add(row, c)
         _vstore(b, b.fadd(_vload(b, dst, at, W), _vload(b, g, i, W)), dst, at, W)
-        c1 = b.add(c, w)
-        b.store(b.select(b.icmp_signed("==", c1, P), ir.Constant(I64, 0), c1), cnt)
-    with _loop(b, nvec, n, 1, "fs") as i:
-        c = b.load(cnt)
+    with _period_loop(b, n, None, P, cnt, "fs", start=nvec) as (i, c):
         d = _gep(b, dst, b.add(row, c))
         b.store(b.fadd(b.load(d), b.load(_gep(b, g, i))), d)
-        c1 = b.add(c, ir.Constant(I64, 1))
-        b.store(b.select(b.icmp_signed("==", c1, P), ir.Constant(I64, 0), c1), cnt)
 
 
 # -- the forward kernel ------------------------------------------------------------------------------------
@@ -309,6 +313,7 @@ def _build_fwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
     cnt = b.alloca(I64)
     reads = _Arrays(b, arr, periodic, P, loc, cnt, W)
     outs = ["spike", *(f"state{k}" for k in range(ns))]
+    reads.window()
     with _loop(b, blo, bhi, 1, "blk") as blk:
         lo = b.mul(blk, B)
         n = b.sub(b.select(b.icmp_signed("<", b.add(lo, B), N), b.add(lo, B), N), lo)
@@ -419,6 +424,7 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
             env[spec.runtime[r]] = L.splat(b, v)
         return env
 
+    reads.window()
     with _loop(b, blo, bhi, 1, "blk") as blk:
         lo = b.mul(blk, B)
         n = b.sub(b.select(b.icmp_signed("<", b.add(lo, B), N), b.add(lo, B), N), lo)
@@ -505,7 +511,7 @@ def _build_bwd(mod: ir.Module, spec: KernelSpec, lay: Layout, W: int) -> None:
             with b.if_then(block_grads):
                 row = b.mul(blk, P)
                 for r, p in garr.items():
-                    _fold_block(b, p, row, gloc[r], n, off, P, cnt, Ls, Lv)
+                    _fold_block(b, p, row, gloc[r], n, off, P, cnt, W)
         for q in range(ng):        # block partial: lanes summed in a fixed order
             total = b.load(acc_s[q])
             vec = b.load(acc_v[q])

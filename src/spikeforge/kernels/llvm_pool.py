@@ -27,31 +27,18 @@ from torch import Tensor, fx, nn
 
 from ..core.hooks import hooks_why_not
 from .llvm_backend import _run
-from .llvm_kernels import HandBuilt, _lanes_loop, _loop, _vload, _vstore, vector_width
+from .llvm_kernels import HandBuilt, _abi_function, _c, _lanes_loop, _loop, _vload, _vstore, vector_width
 from .pool import POOL, handing_off
 
 __all__ = ["max_pool_2x2", "why_not"]
 
 I64, I8, F32 = ir.IntType(64), ir.IntType(8), ir.FloatType()
-I8P = I8.as_pointer()
-
-
-def _fn(mod: ir.Module, name: str) -> tuple[ir.IRBuilder, ir.Function]:
-    fnty = ir.FunctionType(ir.VoidType(), [I8P.as_pointer(), I64.as_pointer(), ir.DoubleType().as_pointer()])
-    fn = ir.Function(mod, fnty, name=name)
-    for a in fn.args:
-        a.add_attribute("noalias")
-    return ir.IRBuilder(fn.append_basic_block("entry")), fn
 
 
 def _args(b: ir.IRBuilder, fn: ir.Function) -> tuple[list[ir.Value], list[ir.Value]]:
     ptrs = [b.load(b.gep(fn.args[0], [ir.Constant(I64, k)])) for k in range(3)]
     ints = [b.load(b.gep(fn.args[1], [ir.Constant(I64, k)])) for k in range(8)]
     return ptrs, ints
-
-
-def _c(v: int) -> ir.Constant:
-    return ir.Constant(I64, v)
 
 
 def _splat(ty: ir.Type, v: float | int, w: int) -> ir.Constant:
@@ -78,8 +65,8 @@ def _build(mod: ir.Module, nhwc: bool) -> None:
 
 
 def _build_one(mod: ir.Module, nhwc: bool, kind: str) -> None:
-    b, fn = _fn(mod, f"sf_maxpool2_{'nhwc_' if nhwc else ''}{kind}")
-    (p0, p1, p2), (H, W, blo, bhi, per, P, Cin, _) = _args(b, fn)
+    b = _abi_function(mod, f"sf_maxpool2_{'nhwc_' if nhwc else ''}{kind}")
+    (p0, p1, p2), (H, W, blo, bhi, per, P, Cin, _) = _args(b, b.function)
     C = Cin if nhwc else _c(1)
     Ho, Wo, WC = b.sdiv(H, _c(2)), b.sdiv(W, _c(2)), b.mul(W, C)
     lo = b.mul(blo, per)

@@ -21,18 +21,13 @@ from llvmlite import ir
 from torch import Tensor
 
 from .llvm_backend import _run
-from .llvm_kernels import HandBuilt, _lanes_loop, _loop, _vload, _vstore, vector_width
+from .llvm_kernels import HandBuilt, _abi_function, _c, _lanes_loop, _loop, _vload, _vstore, vector_width
 from .llvm_ops import Lanes, _intrinsic
 
 __all__ = ["channel_sums", "channel_mean_var", "channel_affine_add_", "why_not"]
 
 I64, F32, F64 = ir.IntType(64), ir.FloatType(), ir.DoubleType()
-I8P = ir.IntType(8).as_pointer()
 _BLOCK_ELEMS = 1 << 16      # elements per block of rows: the unit of work, independent of the thread count
-
-
-def _c(v: int) -> ir.Constant:
-    return ir.Constant(I64, v)
 
 
 def _reassoc(inst: Any) -> Any:
@@ -48,11 +43,8 @@ def _add_to(b: ir.IRBuilder, out: ir.Value, at: ir.Value, acc: ir.Value, w: int)
 def _build(mod: ir.Module, planes: bool) -> None:
     """ints: ``[C, S, block lo, block hi, rows per block, P]``; ptrs: ``x`` (float32 ``[P, C, S]``), ``out``
     (float64 ``[blocks, 2, C]``: the block's ``Σx`` then its ``Σx²``)."""
-    fnty = ir.FunctionType(ir.VoidType(), [I8P.as_pointer(), I64.as_pointer(), F64.as_pointer()])
-    fn = ir.Function(mod, fnty, name="sf_chstats_" + ("planes" if planes else "rows"))
-    for a in fn.args:
-        a.add_attribute("noalias")
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    b = _abi_function(mod, "sf_chstats_" + ("planes" if planes else "rows"))
+    fn = b.function
     W = vector_width(32)
     acc1, acc2 = b.alloca(F64), b.alloca(F64)
     widths = _widths(W)
@@ -127,11 +119,8 @@ def _build_affine(mod: ir.Module, planes: bool) -> None:
     vector ``addcmul_`` then ``add_`` on the CPU; see ``channel_affine_add_``).
     ints: ``[C, S, block lo, block hi, rows per block, P]``; ptrs: ``g``, ``u`` (float32 ``[P, C, S]``), ``k2``,
     ``k1`` (float32 ``[C]``)."""
-    fnty = ir.FunctionType(ir.VoidType(), [I8P.as_pointer(), I64.as_pointer(), F64.as_pointer()])
-    fn = ir.Function(mod, fnty, name="sf_chstats_affine_" + ("planes" if planes else "rows"))
-    for a in fn.args:
-        a.add_attribute("noalias")
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    b = _abi_function(mod, "sf_chstats_affine_" + ("planes" if planes else "rows"))
+    fn = b.function
     g, u, k2, k1 = (b.bitcast(b.load(b.gep(fn.args[0], [_c(k)])), F32.as_pointer()) for k in range(4))
     C, S, blo, bhi, per, P = (b.load(b.gep(fn.args[1], [_c(k)])) for k in range(6))
     W = vector_width(32)
