@@ -288,10 +288,16 @@ def weight_grad(x: Tensor, gout: Tensor, g: _Geo, affine: tuple[Tensor, Tensor, 
     return gw.reshape(g.cin, g.kh, g.kw, g.cout).permute(3, 0, 1, 2)
 
 
+def _aten_backward(gout: Tensor, x: Tensor, weight: Tensor, g: _Geo, need: list[bool]) -> tuple[Tensor, ...]:
+    """torch's ``convolution_backward`` for this geometry: the gradients of input, weight and bias where ``need``
+    (the bias's only with ``need[2]``); differentiable itself under ``create_graph``."""
+    return torch.ops.aten.convolution_backward(gout, x, weight, [g.cout] if need[2] else None, [1, 1],
+                                               [g.ph, g.pw], [1, 1], False, [0, 0], 1, need)
+
+
 def input_grad(x: Tensor, weight: Tensor, gout: Tensor, g: _Geo) -> Tensor:
     """The input gradient, from torch's ``convolution_backward``."""
-    return torch.ops.aten.convolution_backward(gout, x, weight, None, [1, 1], [g.ph, g.pw], [1, 1], False, [0, 0],
-                                               1, [True, False, False])[0]
+    return _aten_backward(gout, x, weight, g, [True, False, False])[0]
 
 
 class _ConvFew(torch.autograd.Function):
@@ -307,12 +313,8 @@ class _ConvFew(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         g: _Geo = ctx.g
         if torch.is_grad_enabled():     # create_graph: torch's convolution_backward, which is itself differentiable
-            need = list(ctx.needs_input_grad[:3])
-            need[2] = need[2] and ctx.has_bias
-            gx, gw, gb = torch.ops.aten.convolution_backward(
-                gout, x, weight, [g.cout] if ctx.has_bias else None, [1, 1], [g.ph, g.pw], [1, 1], False, [0, 0], 1,
-                need)
-            return gx, gw, gb, None
+            need = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+            return (*_aten_backward(gout, x, weight, g, need), None)
         gx = input_grad(x, weight, gout, g) if ctx.needs_input_grad[0] else None
         gw = torch.empty_like(weight).copy_(weight_grad(x, gout, g)) if ctx.needs_input_grad[1] else None
         gb = gout.sum((0, 2, 3)).to(torch.float32) if ctx.has_bias and ctx.needs_input_grad[2] else None

@@ -24,7 +24,7 @@ from .llvm_backend import _run
 from .llvm_kernels import HandBuilt, _abi_function, _c, _lanes_loop, _loop, _vload, _vstore, vector_width
 from .llvm_ops import Lanes, _intrinsic
 
-__all__ = ["channel_sums", "channel_mean_var", "channel_affine_add_", "why_not"]
+__all__ = ["channel_sums", "channel_mean_var", "mean_var", "channel_affine_add_", "why_not"]
 
 I64, F32, F64 = ir.IntType(64), ir.FloatType(), ir.DoubleType()
 _BLOCK_ELEMS = 1 << 16      # elements per block of rows: the unit of work, independent of the thread count
@@ -213,7 +213,12 @@ def channel_mean_var(x: Tensor, dim: int = 1) -> tuple[Tensor, Tensor]:
     """The per-channel mean and biased variance (float64 ``[C]``) of a float32 tensor, in one read (see
     ``channel_sums``)."""
     s1, s2 = channel_sums(x, dim)
-    M = max(1, x.numel() // max(1, x.shape[dim]))
+    return mean_var(s1, s2, x.numel() // max(1, x.shape[dim]))
+
+
+def mean_var(s1: Tensor, s2: Tensor, M: int) -> tuple[Tensor, Tensor]:
+    """The mean and biased variance from the sums ``Σx``, ``Σx²`` of ``M`` values (float64: ``Σx²/M − mean²``)."""
+    M = max(1, M)
     mean = s1 / M
     return mean, (s2 / M - mean * mean).clamp_min_(0.0)
 

@@ -152,13 +152,11 @@ class _ConvBatchAffine(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, cw: Tensor, cb: Tensor | None, weight: Tensor | None,  # type: ignore[override]
                 bias: Tensor | None, eps: float, geo: Any) -> tuple[Tensor, ...]:
-        from ..kernels import llvm_conv
+        from ..kernels import llvm_conv, llvm_stats
         u, sums = llvm_conv.forward(x, cw, cb, geo, stats=True)
         assert sums is not None
         C = u.shape[1]
-        M = max(1, u.numel() // max(1, C))
-        mean64 = sums[0] / M
-        var64 = (sums[1] / M - mean64 * mean64).clamp_min_(0.0)
+        mean64, var64 = llvm_stats.mean_var(sums[0], sums[1], u.numel() // max(1, C))
         mean_out, scale, shift, ctx.invstd, ctx.w = _affine(weight, bias, eps, mean64, var64, C, u.dtype)
         ctx.save_for_backward(x, cw, u)
         ctx.mean, ctx.dt, ctx.wi, ctx.geo, ctx.has_cb = mean64, u.dtype, 3, geo, cb is not None
@@ -291,15 +289,11 @@ def _bn_neuron(fold: nn.Module, neuron: nn.Module, x_seq: Tensor, hand: bool) ->
         raise RuntimeError(f"{type(bn).__name__}({bn.num_features}) got {C} channels (input shape "
                            f"{tuple(u.shape)}, channels at dim 2)")
     if batch_stats:
-        M = u.numel() // max(1, C)
-        if M <= 1:
-            raise ValueError(f"Expected more than 1 value per channel when training, got input size "
-                             f"{list(u.flatten(0, 1).shape)}")
+        M = _batch_count(u.flatten(0, 1))
         with torch.profiler.record_function("spikeforge::batch_norm_stats"):
             mean64, var64 = _batch_mean_var(u.detach())
         u, mean, scale, shift = _BatchAffine.apply(u, bn.weight, bn.bias, bn.eps, mean64, var64)
-        if bn.training and bn.track_running_stats and bn.running_mean is not None:
-            _update_running(bn, mean64, var64, M)
+        _track(bn, mean64, var64, M)
     else:
         mean = bn.running_mean.to(u.dtype)
         scale = torch.rsqrt(bn.running_var.to(u.dtype) + bn.eps)
@@ -330,12 +324,22 @@ def _conv_bn_neuron(conv: nn.Module, bn: Any, nrn: SpikingNeuron, x: Tensor, T: 
     c = cast(nn.Conv2d, conv)
     u, mean, scale, shift, mean64, var64 = _ConvBatchAffine.apply(x, c.weight, c.bias, bn.weight, bn.bias, bn.eps,
                                                                    llvm_conv.geometry(c))
+    _track(bn, mean64, var64, _batch_count(u))
+    return _normed_scan(nrn, u.unflatten(0, (T, B)), mean, scale, shift, hand)
+
+
+def _batch_count(u: Tensor) -> int:
+    """The values per channel of BN's input ``u [N, C, ...]``; more than one when training (torch's message)."""
     M = u.numel() // max(1, u.shape[1])
     if M <= 1:
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(u.shape)}")
+    return M
+
+
+def _track(bn: Any, mean64: Tensor, var64: Tensor, M: int) -> None:
+    """Update ``bn``'s running statistics with the batch's, where ``nn.BatchNorm`` would."""
     if bn.training and bn.track_running_stats and bn.running_mean is not None:
         _update_running(bn, mean64, var64, M)
-    return _normed_scan(nrn, u.unflatten(0, (T, B)), mean, scale, shift, hand)
 
 
 class SpikingSequential(nn.Sequential):
